@@ -1,0 +1,3 @@
+"""Placeholder: being written (see docs/design.md)."""
+def load_checkpoint(model, path_or_state_dict):
+    raise NotImplementedError

@@ -1,0 +1,5 @@
+"""Placeholder: being written (see docs/design.md)."""
+
+
+def sliding_proxy_attention(*args, **kwargs):
+    raise NotImplementedError
