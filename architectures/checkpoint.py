@@ -1,3 +1,158 @@
-"""Placeholder: being written (see docs/design.md)."""
-def load_checkpoint(model, path_or_state_dict):
-    raise NotImplementedError
+"""Load official checkpoints into the registry's models, strictly, with errors that say what to pass.
+
+Recognised layouts: BasicSR (``{"params_ema": sd, "params": sd}``, EMA weights preferred), a plain
+state_dict (EDSR-PyTorch, the NTIRE 2024 release), ``{"state_dict": sd}`` / ``{"model": sd}`` wrappers, and
+``module.`` prefixes from DataParallel. A model may define ``adapt_state_dict(sd) -> sd`` to map an
+official layout onto its own (extra keys, re-parameterised forms) and ``variant_for_width(n) -> str`` to
+name the variant in width-mismatch errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+MAX_LISTED = 8
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message says what to do."""
+
+
+def load_checkpoint(model: nn.Module, path_or_state_dict: str | Path | Mapping) -> nn.Module:
+    """Load a checkpoint file (read with ``weights_only=True`` onto the CPU) or a state_dict into ``model``.
+
+    Strict: every key and shape must match after unwrapping and the model's ``adapt_state_dict``.
+    Returns ``model``. Raises :class:`CheckpointError` (or ``FileNotFoundError``) with a remedy.
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        raw, origin = path_or_state_dict, "state_dict argument"
+    else:
+        raw, origin = read_checkpoint(Path(path_or_state_dict)), str(path_or_state_dict)
+    state_dict, entry = unwrap(raw, origin)
+    if hasattr(model, "adapt_state_dict"):
+        state_dict = model.adapt_state_dict(state_dict)
+    check_fits(model, state_dict, origin)
+    model.load_state_dict(state_dict, strict=True)
+    logger.info("loaded %s (%s) into %s", origin, entry, type(model).__name__)
+    return model
+
+
+def read_checkpoint(path: Path) -> object:
+    """``torch.load`` on the CPU with ``weights_only=True``; unreadable files raise CheckpointError."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # torch's wording for a pickled class, not a bad file
+            raise CheckpointError(
+                f"{path} holds Python objects besides tensors and is not loaded with weights_only=True: "
+                "re-save its state_dict with torch.save(model.state_dict(), path)"
+            ) from exc
+        raise _corrupt(path, exc) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise _corrupt(path, exc) from exc
+
+
+def _corrupt(path: Path, exc: Exception) -> CheckpointError:
+    # torch's weights_only wording advises weights_only=False, wrong for a damaged file: keep the cause only.
+    detail = str(exc).split("WeightsUnpickler error:")[-1].strip() or type(exc).__name__
+    return CheckpointError(
+        f"{path} is corrupt or not a PyTorch checkpoint ({detail.splitlines()[0][:200]}): re-download it"
+    )
+
+
+def unwrap(raw: object, origin: str) -> tuple[dict[str, Tensor], str]:
+    """Find the state_dict inside a checkpoint; returns it (``module.`` stripped) and where it was found."""
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{origin} holds a {type(raw).__name__}, not a state_dict")
+    entry = "plain state_dict"
+    if not _is_state_dict(raw):
+        key = next((k for k in WRAPPER_KEYS if k in raw and _is_state_dict(raw[k])), None)
+        if key is None:
+            raise CheckpointError(
+                f"no state_dict found in {origin}: top-level keys {_listing(list(raw))}; expected a "
+                f"state_dict or one of {WRAPPER_KEYS}"
+            )
+        entry = f"entry {key!r}"
+        if key == "params_ema" and "params" in raw:
+            entry += " (EMA weights, preferred over 'params')"
+        raw = raw[key]
+    state_dict = dict(raw)
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    return state_dict, entry
+
+
+def check_fits(model: nn.Module, state_dict: Mapping[str, Tensor], origin: str) -> None:
+    """Raise CheckpointError naming the scale, width or keys that differ between checkpoint and model."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [k for k in expected if k in state_dict and expected[k].shape != state_dict[k].shape]
+    if not (missing or unexpected or mismatched):
+        return
+    hints = []
+    width, model_width = feature_width(state_dict), feature_width(expected)
+    if width is not None and model_width is not None and width != model_width:
+        namer = getattr(model, "variant_for_width", None)
+        remedy = f"pass --variant {namer(width)}" if namer else f"build the variant with {width} channels"
+        hints.append(
+            f"checkpoint has {width} feature channels but the model was built with {model_width}: {remedy}"
+        )
+    scale, model_scale = pixel_shuffle_scale(state_dict), getattr(model, "scale", None)
+    if scale is not None and model_scale is not None and scale != model_scale:
+        hints.append(f"checkpoint is for ×{scale} but the model is ×{model_scale}: pass --scale {scale}")
+    if not hints:
+        shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched]
+        details = [
+            f"{label} {_listing(names)}"
+            for label, names in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", shapes),
+            )
+            if names
+        ]
+        hints.append(
+            f"{origin} does not fit {type(model).__name__}: {'; '.join(details)} "
+            "(checkpoint for another model, variant or form?)"
+        )
+    raise CheckpointError("; ".join(hints))
+
+
+def feature_width(state_dict: Mapping[str, Tensor]) -> int | None:
+    """Output channels of the first conv on the RGB input (weight (C, 3, k, k), C ≠ 3), if any."""
+    for tensor in state_dict.values():
+        if tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[0] != 3:
+            return int(tensor.shape[0])
+    return None
+
+
+def pixel_shuffle_scale(state_dict: Mapping[str, Tensor]) -> int | None:
+    """Scale s of a final conv producing 3·s² channels for a pixel shuffle (s ≥ 2), if there is one."""
+    convs = [t for t in state_dict.values() if t.ndim == 4]
+    if not convs or convs[-1].shape[0] % 3:
+        return None
+    s = math.isqrt(convs[-1].shape[0] // 3)
+    return s if s >= 2 and 3 * s * s == convs[-1].shape[0] else None
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    more = f" … and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+    return f"({len(names)}): {shown}{more}"

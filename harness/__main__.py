@@ -1,0 +1,5 @@
+"""`python -m harness` is `reprosr`."""
+
+from harness.cli import main
+
+main()

@@ -1,0 +1,293 @@
+"""Parameter counts and multiply-accumulates (MACs) of a model under a named convention.
+
+A count is (input-size rule) × (op-counting rule). One MAC = one multiply-accumulate; ``macs_g`` = macs/1e9.
+
+Input-size rules (:data:`CONVENTIONS`), batch 1, RGB:
+
+| convention | LR input                          | used by                                          |
+|------------|-----------------------------------|--------------------------------------------------|
+| hr720p     | ceil(720/s) × ceil(1280/s)        | a 1280×720 HR output: DRSAN, SPAN-light, HSPAN    |
+| ntire256   | 256 × 256                         | NTIRE 2024 efficient SR (SPAN-ESR)               |
+
+Op-counting rules (:data:`OPS`), chosen by the paper whose numbers are compared (:data:`OPS_BY_PAPER`):
+
+| ops        | what counts                                                     | papers               |
+|------------|-----------------------------------------------------------------|----------------------|
+| fvcore     | fvcore ``FlopCountAnalysis`` defaults: conv, linear, matmul,    | SPAN-light,          |
+|            | einsum, bmm, norms, pooling, upsampling (one per MAC); the      | SPAN-ESR (NTIRE),    |
+|            | attention operators by their kernels' ``macs()``. Skipped:      | HSPAN                |
+|            | elementwise ops, exp/sum/div, GELU, unfold/fold, PReLU …        |                      |
+| multi_adds | conv MACs + one add per output element of a conv with bias +    | DRSAN "Multi-Adds"   |
+|            | one multiply per PReLU element + adds made in the model's own   | (shared/specs/       |
+|            | top-level forward (DRSAN: the global residual) + attention      | drsan.md)            |
+|            | ``macs()``. Skipped: sigmoid, gating products, the DRM's        |                      |
+|            | weighted sums and pooling, pixel shuffle.                       |                      |
+
+How: ``fvcore`` traces a real forward on the CPU (fvcore's jit trace needs real tensors), so its cost
+is that of one forward pass; ``multi_adds`` runs the forward on the meta device (no arithmetic at all)
+and counts aten ops by their shapes. In both, the attention autograd Functions
+(``SoftThresholdAttentionFunction``, ``SlidingProxyAttentionFunction``) are replaced by shape-only
+stand-ins (:func:`shape_only_attention`), so HSPAN's N×N scores are never computed; each call's MACs
+come from the kernel module's ``macs()`` helper.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from kernels import sliding_proxy, soft_threshold
+
+
+@dataclass(frozen=True)
+class Convention:
+    """An input-size rule: ``lr_size(scale) -> (h, w)`` of the LR input."""
+
+    name: str
+    description: str
+    lr_size: Callable[[int], tuple[int, int]]
+
+
+CONVENTIONS: dict[str, Convention] = {
+    c.name: c
+    for c in (
+        Convention("hr720p", "LR ceil(720/s)×ceil(1280/s): a 1280×720 HR output", lambda s: (
+            math.ceil(720 / s), math.ceil(1280 / s))),
+        Convention("ntire256", "LR 256×256 (NTIRE efficient SR)", lambda s: (256, 256)),
+    )
+}  # fmt: skip
+OPS = ("fvcore", "multi_adds")
+ATTENTION_OPS = ("SoftThresholdAttentionFunction", "SlidingProxyAttentionFunction")
+OPS_BY_PAPER = {"drsan": "multi_adds", "span_light": "fvcore", "span_esr": "fvcore", "hspan": "fvcore"}
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Counts of one model at one input size. ``per_op`` maps op names to MACs; ``uncounted`` lists the ops
+    that ran but count nothing under ``ops``."""
+
+    params: int
+    params_trainable: int
+    buffers: int
+    macs: int
+    convention: str
+    ops: str
+    input_size: tuple[int, int, int, int]
+    per_op: dict[str, int]
+    uncounted: list[str]
+
+    @property
+    def macs_g(self) -> float:
+        return self.macs / 1e9
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """``params`` (all), ``params_trainable`` (requires_grad ones), ``buffers`` (buffer elements)."""
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "buffers": sum(b.numel() for b in model.buffers()),
+    }
+
+
+@dataclass(frozen=True)
+class AttentionCall:
+    """One call of an attention operator seen by :func:`shape_only_attention`."""
+
+    op: str
+    shapes: tuple[tuple[int, ...], ...]
+    macs: int
+
+
+def _soft_threshold_stand_in(calls: list[AttentionCall]):
+    def forward(ctx, q, k, v):
+        (b, n, d), (_, m, dv) = _shapes(q, v)
+        calls.append(AttentionCall("SoftThresholdAttentionFunction", _shapes(q, k, v),
+                                   soft_threshold.macs(b, n, m, d, dv)))  # fmt: skip
+        return q.new_zeros(b, n, dv)
+
+    return forward
+
+
+def _sliding_proxy_stand_in(calls: list[AttentionCall]):
+    def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap):
+        b, heads, d, h, w = _shapes(q)[0]
+        macs = sliding_proxy.macs(b, heads, d, h, w, window_size, overlap)
+        calls.append(
+            AttentionCall("SlidingProxyAttentionFunction", _shapes(q, k, v, temperature, rel_bias), macs)
+        )
+        return v.new_zeros(v.shape)
+
+    return forward
+
+
+def _shapes(*tensors: torch.Tensor) -> tuple[tuple[int, ...], ...]:
+    # Under fvcore's jit trace sizes are traced 0-dim tensors; MACs must be plain ints.
+    return tuple(tuple(int(n) for n in t.shape) for t in tensors)
+
+
+@contextmanager
+def shape_only_attention() -> Iterator[list[AttentionCall]]:
+    """Replace both attention Functions' forward by shape-only stand-ins (zeros of the output shape) and
+    record each call's MACs; the classes and their names stay, so a jit trace still shows
+    ``prim::PythonOp.<Name>``. Outputs are meaningless: for counting only."""
+    calls: list[AttentionCall] = []
+    functions = {
+        soft_threshold.SoftThresholdAttentionFunction: _soft_threshold_stand_in(calls),
+        sliding_proxy.SlidingProxyAttentionFunction: _sliding_proxy_stand_in(calls),
+    }
+    originals = {fn: fn.__dict__["forward"] for fn in functions}
+    try:
+        for fn, stand_in in functions.items():
+            fn.forward = staticmethod(stand_in)
+        yield calls
+    finally:
+        for fn, original in originals.items():
+            fn.forward = original
+
+
+def complexity(
+    model: nn.Module, scale: int, convention: str = "hr720p", ops: str | None = None
+) -> Complexity:
+    """Parameters and MACs of ``model`` in eval mode (input (1, 3, h, w) from ``convention``) under ``ops``.
+
+    ``ops`` None picks the rule of the model's paper (:data:`OPS_BY_PAPER`, by the architectures module
+    that defines the model's class; "fvcore" for models outside the registry).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; choose one of {sorted(CONVENTIONS)}")
+    ops = ops or OPS_BY_PAPER.get(type(model).__module__.removeprefix("architectures."), "fvcore")
+    if ops not in OPS:
+        raise ValueError(f"unknown op-counting rule {ops!r}; choose one of {OPS}")
+    size = (1, 3, *CONVENTIONS[convention].lr_size(scale))
+    was_training = model.training
+    try:
+        per_op, uncounted = (_fvcore_macs if ops == "fvcore" else _multi_adds)(model.eval(), size)
+    finally:
+        model.train(was_training)
+    return Complexity(
+        **count_params(model), macs=sum(per_op.values()), convention=convention, ops=ops,
+        input_size=size, per_op=per_op, uncounted=uncounted,
+    )  # fmt: skip
+
+
+def _fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
+    device = next(model.parameters()).device
+    with shape_only_attention() as calls, torch.no_grad():
+        replay = _Replay(calls)
+        analysis = FlopCountAnalysis(model, (torch.zeros(size, device=device),))
+        for name in ATTENTION_OPS:
+            analysis.set_op_handle(f"prim::PythonOp.{name}", replay.handle(name))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        per_op = {op: int(n) for op, n in analysis.by_operator().items()}
+        uncounted = sorted(analysis.unsupported_ops())
+    replay.check_all_replayed()
+    return per_op, uncounted
+
+
+class _Replay:
+    """fvcore handles for the attention Functions: each traced node gets the MACs recorded for the same
+    call (fvcore walks the finished trace in call order), checked against the traced input shapes."""
+
+    def __init__(self, calls: list[AttentionCall]):
+        self.calls, self.used = calls, Counter()
+
+    def handle(self, name: str) -> Callable:
+        def count(inputs, outputs) -> int:
+            mine = [c for c in self.calls if c.op == name]
+            call = mine[self.used[name]]
+            self.used[name] += 1
+            traced = tuple(tuple(get_shape(v)) for v in inputs)
+            if traced != call.shapes:
+                raise RuntimeError(
+                    f"{name}: traced input shapes {traced} differ from the recorded call {call}"
+                )
+            return call.macs
+
+        return count
+
+    def check_all_replayed(self) -> None:
+        if sum(self.used.values()) != len(self.calls):
+            raise RuntimeError(f"{len(self.calls)} attention calls ran but {dict(self.used)} were traced")
+
+
+# Ops that move or create data without arithmetic: not reported as uncounted.
+_NO_ARITHMETIC = set(
+    "view _unsafe_view reshape permute transpose t expand squeeze unsqueeze slice select split "
+    "split_with_sizes unbind cat stack clone contiguous detach alias pixel_shuffle pixel_unshuffle "
+    "constant_pad_nd copy_ _to_copy empty zeros new_zeros new_empty zeros_like empty_like full fill_ "
+    "lift_fresh".split()
+)
+
+
+class _MultiAddsCounter(TorchDispatchMode):
+    """Counts the ``multi_adds`` rule from aten ops on meta tensors; ``scope`` is the running module path."""
+
+    def __init__(self):
+        super().__init__()
+        self.scope: list[str] = [""]
+        self.per_op: Counter[str] = Counter()
+        self.uncounted: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name == "_local_scalar_dense":
+            raise RuntimeError(
+                "the multi_adds rule runs the model on the meta device, but its forward reads a tensor "
+                f"value (.item()/bool(), e.g. an input check) in module {self.scope[-1]!r}; "
+                "count it with ops='fvcore'"
+            )
+        out = func(*args, **(kwargs or {}))
+        if name == "convolution":
+            x, weight, bias, *_, transposed, _, groups = args
+            if transposed:
+                self.uncounted.add("aten::convolution (transposed)")
+            else:
+                self.per_op["conv"] += out.numel() * weight[0].numel()
+                self.per_op["conv_bias"] += out.numel() if bias is not None else 0
+        elif name == "_prelu_kernel":
+            self.per_op["prelu"] += out.numel()
+        elif name in ("add", "add_") and self.scope[-1] == "":
+            self.per_op["residual_add"] += out.numel()
+        elif name not in _NO_ARITHMETIC:
+            self.uncounted.add(f"aten::{name}")
+        return out
+
+
+def _multi_adds(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
+    meta_model = copy.deepcopy(model).to("meta")
+    counter = _MultiAddsCounter()
+
+    def enter(name: str) -> Callable:
+        def hook(module, inputs) -> None:
+            counter.scope.append(name)
+
+        return hook
+
+    def leave(module, inputs, output) -> None:
+        counter.scope.pop()
+
+    hooks = []
+    for name, module in meta_model.named_modules():
+        if name:
+            hooks += [module.register_forward_pre_hook(enter(name)), module.register_forward_hook(leave)]
+    try:
+        with shape_only_attention() as calls, torch.no_grad(), counter:
+            meta_model(torch.zeros(size, device="meta"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    per_op = dict(counter.per_op)
+    for call in calls:
+        per_op[call.op] = per_op.get(call.op, 0) + call.macs
+    return per_op, sorted(counter.uncounted)

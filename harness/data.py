@@ -1,0 +1,485 @@
+"""Images and datasets: reading and writing images, the dataset registry, download and verification.
+
+On-disk layout under a data root: `<root>/<Name>/HR/*.png` and `<root>/<Name>/LR_bicubic/X<s>/*.png`,
+LR files named like their HR image. The default root is `$REPROSR_DATA`, else `$XDG_CACHE_HOME/reprosr`,
+else `~/.cache/reprosr`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from harness.degrade import bicubic_downsample
+
+EMBEDDED = Path(__file__).resolve().parent / "embedded"
+MANIFESTS = EMBEDDED / "manifests"
+GENERATED_MARKER = ".generated"  # in an LR folder: made here by bicubic_downsample, not the MATLAB files
+_CHUNK = 1 << 20
+_EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+
+
+class ImageReadError(ValueError):
+    """An image file exists but cannot be decoded (corrupt, truncated, unsupported)."""
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """Read an 8-bit image as (3, H, W) float32 RGB in [0, 1].
+
+    Grayscale is replicated to three channels and palette images are expanded; alpha is dropped (as
+    cv2.imread(IMREAD_COLOR) does in BasicSR). Raises FileNotFoundError when missing and ImageReadError
+    (naming the file) when it is corrupt, truncated or not an 8-bit image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            array = np.array(img.convert("RGB"), dtype=np.uint8) if mode in _EIGHT_BIT_MODES else None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageReadError(
+            f"cannot read image {path} ({exc}); the file is corrupt or truncated: "
+            "replace it (e.g. `reprosr data fetch NAME` again)"
+        ) from exc
+    if array is None:
+        raise ImageReadError(f"{path}: {mode} images are not supported; convert it to an 8-bit RGB PNG")
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+
+
+def write_image(path: str | os.PathLike, img: Tensor) -> None:
+    """Write a (3, H, W) [0, 1] image as an 8-bit RGB PNG, atomically (temp file + os.replace).
+
+    Values are clamped to [0, 1], scaled by 255 and rounded half to even (numpy rint).
+    """
+    path = Path(path)
+    if img.dim() != 3 or img.shape[0] != 3:
+        raise ValueError(f"write_image expects a (3, H, W) image, got {tuple(img.shape)}")
+    if not torch.isfinite(img).all():
+        raise ValueError(f"refusing to write {path}: the image contains NaN or Inf")
+    array = np.rint(img.detach().double().clamp(0, 1).mul(255).cpu().numpy()).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array.transpose(1, 2, 0), "RGB").save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Archive:
+    """One downloadable archive and where one of its folders goes in the dataset layout.
+
+    `member_dir` is the folder inside the archive; its images go to `<Name>/<target>` ("HR" or
+    "LR_bicubic/X<s>"), dropping the `x<s>` suffix that mirrors add to LR file names. `sha256` is None
+    when no checksum of the archive is published; the per-file manifest then carries the verification.
+    """
+
+    url: str
+    member_dir: str
+    target: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: its archives, the expected HR count, the scales with official LR, its manifest."""
+
+    name: str
+    archives: tuple[Archive, ...]
+    hr_count: int
+    lr_scales: tuple[int, ...]
+    manifest: str | None
+    note: str = ""
+
+
+_DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K"
+# EDSR-PyTorch's benchmark archive: benchmark/<Set>/HR and benchmark/<Set>/LR_bicubic/X<s>/<name>x<s>.png
+_BENCHMARK_TAR = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
+_SCALES = (2, 3, 4)
+
+
+def _div2k(split: str, count: int) -> DatasetSpec:
+    hr = Archive(f"{_DIV2K}/DIV2K_{split}_HR.zip", f"DIV2K_{split}_HR", "HR")
+    lr = tuple(
+        Archive(
+            f"{_DIV2K}/DIV2K_{split}_LR_bicubic_X{s}.zip",
+            f"DIV2K_{split}_LR_bicubic/X{s}",
+            f"LR_bicubic/X{s}",
+        )
+        for s in _SCALES
+    )
+    return DatasetSpec(
+        f"DIV2K_{split}",
+        (hr, *lr),
+        count,
+        _SCALES,
+        None,
+        "no archive checksum or per-file manifest is known here: only file counts are checked",
+    )
+
+
+def _benchmark(name: str, count: int) -> DatasetSpec:
+    hr = Archive(_BENCHMARK_TAR, f"benchmark/{name}/HR", "HR")
+    lr = tuple(
+        Archive(_BENCHMARK_TAR, f"benchmark/{name}/LR_bicubic/X{s}", f"LR_bicubic/X{s}") for s in _SCALES
+    )
+    return DatasetSpec(name, (hr, *lr), count, _SCALES, f"{name}.sha256")
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        _div2k("train", 800),
+        _div2k("valid", 100),
+        _benchmark("Set5", 5),
+        _benchmark("Set14", 14),
+        _benchmark("B100", 100),
+        _benchmark("Urban100", 100),
+        DatasetSpec(
+            "Manga109",
+            (),
+            109,
+            (),
+            None,
+            "Manga109 is licensed for academic use on request (http://www.manga109.org/en/): obtain "
+            "it there, put the HR PNGs in <root>/Manga109/HR; LR is then generated (MATLAB bicubic)",
+        ),
+    )
+}
+
+
+def spec(name: str) -> DatasetSpec:
+    """The registry entry for `name`; a KeyError lists the known names."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def cache_dir() -> Path:
+    """Default data root: `$REPROSR_DATA`, else `$XDG_CACHE_HOME/reprosr`, else `~/.cache/reprosr`."""
+    if os.environ.get("REPROSR_DATA"):
+        return Path(os.environ["REPROSR_DATA"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "reprosr"
+
+
+def _root(root: str | os.PathLike | None) -> Path:
+    return Path(root) if root is not None else cache_dir()
+
+
+# ------------------------------------------------------------------------------------ download/extract
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Path:
+    """Download `url` to `dest`, resuming `dest.part` with an HTTP Range request, then rename atomically.
+
+    With `sha256`, the checksum is checked before the rename: on a mismatch the partial file is deleted,
+    nothing is left at `dest` and a ValueError names the file and both hashes. An existing `dest` that
+    matches (or any existing `dest` when no checksum is given) is kept as is.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        if sha256 is None or sha256_file(dest) == sha256:
+            return dest
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            resumed = offset > 0 and getattr(response, "status", None) == 206
+            with open(part, "ab" if resumed else "wb") as f:
+                shutil.copyfileobj(response, f, _CHUNK)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416:  # 416: nothing left to send, the partial file is already complete
+            raise OSError(
+                f"downloading {url} failed: HTTP {exc.code}; run the command again to resume"
+            ) from exc
+    except urllib.error.URLError as exc:
+        raise OSError(f"downloading {url} failed ({exc.reason}); run the command again to resume") from exc
+    if sha256 is not None:
+        got = sha256_file(part)
+        if got != sha256:
+            part.unlink()
+            raise ValueError(
+                f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256}, got "
+                f"{got}; the download was deleted, run the command again"
+            )
+    os.replace(part, dest)
+    return dest
+
+
+def _check_member(archive: Path, name: str) -> None:
+    """Refuse absolute member paths and `..` components (zip-slip / tar-slip)."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]) or ".." in pure.parts:
+        raise ValueError(f"refusing to extract {name!r} from {archive}: it points outside the target folder")
+
+
+def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Extract a zip or tar archive into `dest`, refusing absolute paths, `..` and links leading outside."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _check_member(archive, info.filename)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise ValueError(f"refusing to extract {info.filename!r} from {archive}: it is a link")
+            zf.extractall(dest)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                _check_member(archive, member.name)
+                if member.issym() or member.islnk():
+                    target = PurePosixPath(member.linkname)
+                    base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
+                    _check_member(archive, str(base / target))
+            tf.extractall(dest, filter="data")
+    else:
+        raise ValueError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
+    return dest
+
+
+# ----------------------------------------------------------------------------------- fetch and verify
+
+
+def _lr_name(name: str, target: str) -> str:
+    """`babyx2.png` → `baby.png` in `LR_bicubic/X2` (the mirrors' naming → this layout's)."""
+    if target.startswith("LR_bicubic/X"):
+        stem, suffix = os.path.splitext(name)
+        tag = "x" + target.rsplit("X", 1)[1]
+        if stem.endswith(tag):
+            return stem[: -len(tag)] + suffix
+    return name
+
+
+def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Download, extract and place dataset `name` under `<root>/<name>`, then verify it.
+
+    Archives are kept in `<root>/downloads` (shared between the sets of one archive; resumable).
+    Returns the dataset folder; raises ValueError when verification finds a problem.
+    """
+    entry, root = spec(name), _root(root)
+    if not entry.archives:
+        raise ValueError(f"{name} cannot be downloaded automatically: {entry.note}")
+    target_dir = root / name
+    for url in dict.fromkeys(a.url for a in entry.archives):
+        members = [a for a in entry.archives if a.url == url]
+        archive = download(url, root / "downloads" / url.rsplit("/", 1)[1], members[0].sha256)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
+            extract(archive, tmp)
+            for member in members:
+                source = Path(tmp) / member.member_dir
+                if not source.is_dir():
+                    raise ValueError(
+                        f"{archive} has no folder {member.member_dir}: delete it and fetch again"
+                    )
+                (target_dir / member.target).mkdir(parents=True, exist_ok=True)
+                for f in sorted(source.iterdir()):
+                    if f.is_file():
+                        os.replace(f, target_dir / member.target / _lr_name(f.name, member.target))
+    report = verify(name, root)
+    if report.status == "mismatch":
+        raise ValueError(str(report))
+    return target_dir
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of `verify`: status is "verified", "mismatch", "missing" or "unverified" (nothing to check
+    against); `problems` lists each failing file or count."""
+
+    name: str
+    path: Path
+    status: str
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "verified"
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "status": self.status,
+            "ok": self.ok,
+            "checked": self.checked,
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{self.name} at {self.path}: {self.status} ({self.checked} files checked)"]
+        lines += [f"  problem: {p}" for p in self.problems] + [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _read_manifest(filename: str) -> dict[str, str]:
+    lines = (MANIFESTS / filename).read_text().splitlines()
+    return {rel.strip(): digest for digest, rel in (line.split(maxsplit=1) for line in lines if line.strip())}
+
+
+def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
+    """Check a local copy of `name` file by file against its sha256 manifest, and its file counts.
+
+    LR folders generated here (marked with `.generated`) are not the MATLAB files: they are noted and
+    skipped. Without a manifest only counts can be checked and the status is "unverified".
+    """
+    entry, folder = spec(name), _root(root) / name
+    report = VerifyReport(name, folder, "missing")
+    hr = sorted((folder / "HR").glob("*.png"))
+    if not hr:
+        report.problems.append(f"no HR images in {folder / 'HR'}: run `reprosr data fetch {name}`")
+        return report
+    if len(hr) != entry.hr_count:
+        report.problems.append(f"HR: {len(hr)} images, expected {entry.hr_count}")
+    generated = {s for s in _SCALES if (folder / f"LR_bicubic/X{s}" / GENERATED_MARKER).exists()}
+    report.notes += [
+        f"LR_bicubic/X{s} was generated here (MATLAB-exact bicubic), not checked" for s in generated
+    ]
+    if entry.manifest is None:
+        report.notes.append(entry.note or f"no per-file manifest for {name}: only file counts were checked")
+        report.status = "mismatch" if report.problems else "unverified"
+        return report
+    for rel, digest in _read_manifest(entry.manifest).items():
+        if any(rel.startswith(f"LR_bicubic/X{s}/") for s in generated):
+            continue
+        path = folder / rel
+        if not path.is_file():
+            report.problems.append(f"{rel}: missing")
+        elif (got := sha256_file(path)) != digest:
+            report.problems.append(f"{rel}: sha256 {got}, expected {digest}")
+        report.checked += 1
+    report.status = "mismatch" if report.problems else "verified"
+    return report
+
+
+def list_datasets(root: str | os.PathLike | None = None) -> list[dict]:
+    """One row per registered dataset: name, status (present with HR count / absent / manual), path."""
+    rows = []
+    for entry in DATASETS.values():
+        folder = _root(root) / entry.name
+        count = len(list((folder / "HR").glob("*.png")))
+        status = (
+            f"present ({count} HR)" if count else ("absent" if entry.archives else "absent (manual download)")
+        )
+        rows.append({"name": entry.name, "status": status, "path": str(folder)})
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- pairs
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An evaluation pair: hr (3, s·h, s·w) and lr (3, h, w), float32 in [0, 1]."""
+
+    name: str
+    hr: Tensor
+    lr: Tensor
+
+
+def _hr_files(name: str, root: str | os.PathLike | None) -> list[Path]:
+    folder = _root(root) / name / "HR"
+    files = sorted(folder.glob("*.png"))
+    if not files:
+        raise FileNotFoundError(
+            f"dataset {name} not found: no HR images in {folder}; run "
+            f"`reprosr data fetch {name}` or pass --data-root DIR holding {name}/HR"
+        )
+    return files
+
+
+def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike | None) -> Path:
+    """`<root>/<name>/LR_bicubic/X<scale>`, generated (MATLAB-exact bicubic, marked) when it holds no LR."""
+    lr_dir = _root(root) / name / "LR_bicubic" / f"X{scale}"
+    missing = [f.name for f in hr_files if not (lr_dir / f.name).exists()]
+    if len(missing) == len(hr_files):
+        lr_dir.mkdir(parents=True, exist_ok=True)
+        (lr_dir / GENERATED_MARKER).touch()
+        for f in hr_files:
+            write_image(lr_dir / f.name, bicubic_downsample(read_image(f), scale)[1])
+    elif missing:
+        raise FileNotFoundError(
+            f"{lr_dir} lacks {len(missing)} of the HR images' LR (e.g. {missing[0]}): fetch {name} again, or "
+            "delete that folder to have it regenerated"
+        )
+    return lr_dir
+
+
+def benchmark_pairs(name: str, scale: int, root: str | os.PathLike | None = None) -> list[Pair]:
+    """All (HR, LR) pairs of `<root>/<name>` at ×`scale`, sorted by image name.
+
+    HR is cropped to a multiple of the scale. LR comes from `LR_bicubic/X<scale>`; when that folder is
+    absent or empty it is generated with `degrade.bicubic_downsample` and cached there.
+    """
+    hr_files = _hr_files(name, root)
+    lr_dir = _lr_dir(name, scale, hr_files, root)
+    pairs = []
+    for f in hr_files:
+        hr = read_image(f)
+        h, w = hr.shape[-2] - hr.shape[-2] % scale, hr.shape[-1] - hr.shape[-1] % scale
+        lr = read_image(lr_dir / f.name)
+        if tuple(lr.shape[-2:]) != (h // scale, w // scale):
+            raise ValueError(
+                f"{lr_dir / f.name} is {tuple(lr.shape[-2:])} but HR {f.name} at ×{scale} needs "
+                f"{(h // scale, w // scale)}: is it the ×{scale} LR? Delete {lr_dir} to regenerate"
+            )
+        pairs.append(Pair(f.stem, hr[:, :h, :w], lr))
+    return pairs
+
+
+def embedded_pairs(scale: int) -> list[Pair]:
+    """Pairs from the small photos shipped in `harness/embedded/` (LR made in memory, MATLAB-exact)."""
+    pairs = []
+    for f in sorted(EMBEDDED.glob("*.png")):
+        hr, lr = bicubic_downsample(read_image(f), scale)
+        pairs.append(Pair(f.stem, hr, lr))
+    return pairs
+
+
+def dataset_checksum(name: str, root: str | os.PathLike | None = None) -> str:
+    """sha256 over the sorted `<sha256>  <relative path>` lines of the dataset's HR and LR PNG files."""
+    folder = _root(root) / name
+    _hr_files(name, root)
+    files = sorted(p for sub in ("HR", "LR_bicubic") for p in (folder / sub).rglob("*.png"))
+    lines = "".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()

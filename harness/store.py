@@ -1,0 +1,192 @@
+"""The results store: two append-only Parquet tables, ``results`` and ``verdicts`` (docs/design.md).
+
+Layout: ``<root>/<table>/part-<UTC timestamp>-<uuid>.parquet``, one part file per :func:`append`, each
+written to a temporary file in the same directory and renamed into place (``os.replace``), so readers
+never see a partial part and concurrent writers never overwrite each other. ``root`` defaults to
+``$REPROSR_RESULTS`` or else ``results/runs`` of the checkout.
+
+Row conventions: strings are "" when absent (None is stored as ""), floats NaN when absent (None is
+stored as NaN); ``schema_version`` is filled in by :func:`append`. Every other column is required.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+REPO = Path(__file__).resolve().parents[1]
+_S, _I32, _I64, _F64 = pa.string(), pa.int32(), pa.int64(), pa.float64()
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "results": pa.schema([
+        ("schema_version", _I32), ("run_id", _S), ("timestamp", _S), ("profile", _S), ("tier", _S),
+        ("recipe", _S), ("recipe_hash", _S), ("paper", _S), ("model", _S), ("variant", _S),
+        ("scale", _I32), ("dataset", _S), ("image", _S), ("metric", _S), ("value", _F64), ("unit", _S),
+        ("convention", _S), ("color", _S), ("shave", _I32), ("inference", _S), ("degradation", _S),
+        ("checkpoint", _S), ("seed", _I32), ("git_commit", _S), ("package_versions", _S), ("device", _S),
+        ("dataset_checksum", _S), ("step", _I64),
+    ]),
+    "verdicts": pa.schema([
+        ("schema_version", _I32), ("run_id", _S), ("timestamp", _S), ("profile", _S), ("tier", _S),
+        ("recipe", _S), ("paper", _S), ("model", _S), ("variant", _S), ("scale", _I32), ("dataset", _S),
+        ("metric", _S), ("measured", _F64), ("published", _F64), ("published_source", _S), ("delta", _F64),
+        ("tolerance", _F64), ("status", _S), ("reason", _S),
+    ]),
+}  # fmt: skip
+
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "profile": ("smoke", "full", "checkpoint"),
+    "tier": ("static", "checkpoint", "retrain"),
+    "inference": ("", "whole", "chop", "pad"),  # "" for rows without an inference (static counts, losses)
+    "status": ("pass", "fail", "not run", "no published value"),
+}
+_INT_RANGE = {_I32: (-(2**31), 2**31 - 1), _I64: (-(2**63), 2**63 - 1)}
+
+
+def default_root() -> Path:
+    """``$REPROSR_RESULTS`` if set, else ``results/runs`` of the checkout."""
+    env = os.environ.get("REPROSR_RESULTS")
+    return Path(env) if env else REPO / "results" / "runs"
+
+
+def _schema(table: str) -> pa.Schema:
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r}; the store has tables {sorted(SCHEMAS)}")
+    return SCHEMAS[table]
+
+
+def _cell(table: str, i: int, name: str, kind: pa.DataType, value):
+    where = f"{table} row {i}, column {name!r}"
+    if kind == _S:
+        value = "" if value is None else value
+        if not isinstance(value, str):
+            raise TypeError(f"{where}: expected str, got {type(value).__name__} {value!r}")
+        if name in ALLOWED and value not in ALLOWED[name]:
+            raise ValueError(f"{where}: {value!r} is not one of {ALLOWED[name]}")
+        if name == "timestamp":
+            try:
+                offset = datetime.fromisoformat(value).utcoffset()
+            except ValueError:
+                offset = None
+            if offset is None or offset.total_seconds() != 0:
+                raise ValueError(f"{where}: {value!r} is not ISO-8601 UTC; use provenance()['timestamp']")
+        return value
+    if kind == _F64:
+        value = math.nan if value is None else value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{where}: expected a float, got {type(value).__name__} {value!r}")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where}: expected an int, got {type(value).__name__} {value!r}")
+    low, high = _INT_RANGE[kind]
+    if not low <= value <= high:
+        raise ValueError(f"{where}: {value} does not fit {kind}")
+    return value
+
+
+def validate(rows: list[dict], table: str = "results") -> pa.Table:
+    """Check ``rows`` against the table's schema and return them as an Arrow table.
+
+    Raises KeyError naming missing or unknown columns, TypeError/ValueError naming the bad cell.
+    """
+    schema = _schema(table)
+    names = set(schema.names) - {"schema_version"}
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    for i, row in enumerate(rows):
+        version = row.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"{table} row {i}: schema_version {version}, this store writes {SCHEMA_VERSION}")
+        missing, unknown = names - row.keys(), row.keys() - set(schema.names)
+        if missing or unknown:
+            raise KeyError(
+                f"{table} row {i}: missing columns {sorted(missing)}, unknown columns {sorted(unknown)}; "
+                f"the {table} table has exactly {schema.names}"
+            )
+        columns["schema_version"].append(SCHEMA_VERSION)
+        for field in schema:
+            if field.name != "schema_version":
+                columns[field.name].append(_cell(table, i, field.name, field.type, row[field.name]))
+    return pa.table(columns, schema=schema)
+
+
+def append(rows: list[dict], table: str = "results", root: Path | None = None) -> Path | None:
+    """Validate ``rows`` and write them as one new part file of ``table``; its path (None if no rows)."""
+    data = validate(rows, table)
+    if not rows:
+        return None
+    folder = Path(root or default_root()) / table
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    final = folder / f"part-{stamp}-{uuid.uuid4().hex}.parquet"
+    temp = folder / f".{final.name}.tmp"
+    try:
+        pq.write_table(data, temp)
+        os.replace(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
+    return final
+
+
+def read(table: str = "results", root: Path | None = None) -> pd.DataFrame:
+    """All rows of ``table``, parts in name (≈ time) order; if none, an empty frame with the columns."""
+    schema = _schema(table)
+    parts = sorted((Path(root or default_root()) / table).glob("part-*.parquet"))
+    tables = []
+    for part in parts:
+        data = pq.read_table(part)
+        if not data.schema.equals(schema):
+            raise ValueError(
+                f"{part} does not have the {table} schema version {SCHEMA_VERSION}; "
+                "move it out of the store or migrate it"
+            )
+        tables.append(data)
+    return pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return f"cpu: {platform.processor() or platform.machine()}"
+
+
+def provenance() -> dict[str, str]:
+    """The results-table provenance columns: ``git_commit`` ("unknown" outside git), ``package_versions``
+    (JSON of torch, triton, numpy, fvcore, reprosr), ``device`` and ``timestamp`` (ISO-8601 UTC)."""
+    versions = {p: _version(p) for p in ("torch", "triton", "numpy", "fvcore", "reprosr")}
+    return {
+        "git_commit": _git_commit(),
+        "package_versions": json.dumps(versions, sort_keys=True),
+        "device": _device(),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

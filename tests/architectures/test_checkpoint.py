@@ -1,0 +1,128 @@
+"""load_checkpoint: layouts it recognises, strictness, and errors that name the remedy."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+import architectures
+from architectures.checkpoint import CheckpointError, load_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared 2-core CI machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def span(scale: int = 2, variant: str = "ch12", form: str = "deploy") -> nn.Module:
+    return architectures.build("span_esr", scale, variant, form=form)
+
+
+def shifted(state_dict: dict, delta: float) -> dict:
+    return {k: v + delta for k, v in state_dict.items()}
+
+
+def assert_loaded(model: nn.Module, state_dict: dict) -> None:
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state_dict.items())
+
+
+def test_basicsr_prefers_params_ema_and_says_so(tmp_path, caplog):
+    source = span().state_dict()
+    ema, plain = shifted(source, 1.0), shifted(source, 2.0)
+    path = tmp_path / "net_g_latest.pth"
+    torch.save({"params": plain, "params_ema": ema}, path)
+    with caplog.at_level(logging.INFO, logger="architectures.checkpoint"):
+        model = load_checkpoint(span(), path)
+    assert_loaded(model, ema)
+    assert "'params_ema'" in caplog.text and "preferred over 'params'" in caplog.text
+
+
+@pytest.mark.parametrize("wrapper", ["params", "state_dict", "model"])
+def test_wrappers_and_module_prefix(wrapper, tmp_path):
+    source = shifted(span().state_dict(), 0.5)
+    path = tmp_path / "ckpt.pth"
+    torch.save({wrapper: {f"module.{k}": v for k, v in source.items()}, "iter": torch.tensor(3)}, path)
+    assert_loaded(load_checkpoint(span(), path), source)
+
+
+def test_adapt_state_dict_hook_maps_official_extras():
+    class WithExtraKey(nn.Module):
+        """Stands for a port whose official checkpoint carries a key it does not use."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Conv2d(3, 8, 3)
+
+        def adapt_state_dict(self, sd: dict) -> dict:
+            return {k: v for k, v in sd.items() if k != "unused"}
+
+    source = {"head.weight": torch.ones(8, 3, 3, 3), "head.bias": torch.zeros(8), "unused": torch.ones(1)}
+    assert_loaded(
+        load_checkpoint(WithExtraKey(), source), {k: source[k] for k in ("head.weight", "head.bias")}
+    )
+
+
+def test_wrong_scale_names_the_scale_to_pass():
+    with pytest.raises(CheckpointError, match="checkpoint is for ×4 but the model is ×2: pass --scale 4"):
+        load_checkpoint(span(scale=2), span(scale=4).state_dict())
+
+
+def test_wrong_width_names_the_variant_to_pass():
+    expected = "checkpoint has 28 feature channels but the model was built with 48: pass --variant ch28"
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(span(scale=4, variant="ch48"), span(scale=4, variant="ch28").state_dict())
+
+
+def test_missing_and_unexpected_keys_are_listed_and_truncated():
+    source = span().state_dict()
+    broken = {k.replace("block_", "blk_"): v for k, v in source.items()}
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(span(), broken)
+    message = str(info.value)
+    assert "missing keys (36): block_1.c1_r.eval_conv.weight" in message
+    assert "unexpected keys (36): blk_1.c1_r.eval_conv.weight" in message
+    assert "… and 28 more" in message
+
+
+def test_shape_mismatch_without_a_known_cause_is_listed():
+    source = span().state_dict()
+    source["conv_cat.bias"] = torch.zeros(5)
+    with pytest.raises(CheckpointError, match=r"shape mismatches \(1\): conv_cat.bias \(5,\) vs \(12,\)"):
+        load_checkpoint(span(), source)
+
+
+def test_no_state_dict_inside(tmp_path):
+    path = tmp_path / "opt.pth"
+    torch.save({"optimizer": {"lr": 1e-3}, "iter": 7}, path)
+    with pytest.raises(CheckpointError, match="no state_dict found.*optimizer"):
+        load_checkpoint(span(), path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", "truncated"])
+def test_corrupt_file(content, tmp_path):
+    path = tmp_path / "bad.pth"
+    if content == "truncated":
+        torch.save(span().state_dict(), path)
+        content = path.read_bytes()[:1000]
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="bad.pth is corrupt or not a PyTorch checkpoint.*re-download"):
+        load_checkpoint(span(), path)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(nn.Conv2d(3, 3, 1), path)  # a pickled module, as some repositories release
+    with pytest.raises(CheckpointError, match="weights_only=True: re-save its state_dict"):
+        load_checkpoint(span(), path)
+
+
+def test_missing_file():
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(span(), "/nonexistent/ckpt.pth")

@@ -1,0 +1,119 @@
+"""Recipes: every pinned recipe loads, every field has provenance, validation names file and field."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from harness.recipes import RECIPES, RECONSTRUCTED, SCHEMA, RecipeError, load
+
+EXPECTED = {
+    "span_light_x2", "span_light_x3", "span_light_x4",
+    "span_esr_ch48_x2", "span_esr_ch48_x3", "span_esr_ch48_x4", "span_esr_ch52_x4", "span_esr_ch28_x4",
+    "hspan_x2", "hspan_x3", "hspan_x4",
+    "drsan_32s_x2", "drsan_32s_x3", "drsan_32s_x4", "drsan_32m_x2", "drsan_32m_x3", "drsan_32m_x4",
+    "drsan_32l_x2", "drsan_48s_x2", "drsan_48s_x3", "drsan_48s_x4", "drsan_48m_x2", "drsan_48m_x3",
+    "drsan_48m_x4",
+}  # fmt: skip
+
+
+def test_registry_holds_exactly_the_pinned_recipes():
+    assert set(RECIPES) == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_field_has_a_source(name):
+    raw = tomllib.loads(RECIPES[name].read_text(encoding="utf-8"))
+    fields = {f"{section}.{key}" for section in SCHEMA for key in raw[section]}
+    assert fields == set(raw["sources"]), "fields and [sources] keys differ"
+    assert all(isinstance(s, str) and s.strip() for s in raw["sources"].values())
+    recipe = load(name)
+    assert recipe.name == name and recipe.scale == int(name[-1])
+    assert recipe.data["data"]["hr_patch"] % recipe.scale == 0
+
+
+def test_span_light_matches_official_options():
+    """Values read from zononhzy/SPAN options/SPAN/train_SPAN_SRx{2,3,4}_scratch.yml and README."""
+    for scale, gt_size, gpus in ((2, 132, 2), (3, 198, 4), (4, 264, 4)):
+        r = load(f"span_light_x{scale}")
+        assert (r["data.hr_patch"], r["data.gpus"], r.global_batch) == (gt_size, gpus, 16 * gpus)
+        assert r["schedule.milestones"] == [250000, 400000, 450000, 475000] and r["schedule.total"] == 500000
+        assert (r["optim.lr"], r["optim.betas"], r["train.ema_decay"], r["train.seed"]) == (
+            5e-4,
+            [0.9, 0.99],
+            0.999,
+            0,
+        )
+        assert r["eval.inference"] == "whole" and r["data.train"] == "DIV2K_train"
+
+
+def test_hspan_epoch_schedule_and_chop():
+    r = load("hspan_x2")
+    assert (r["schedule.unit"], r["schedule.milestones"], r["schedule.total"]) == (
+        "epoch",
+        [200, 400, 600, 800],
+        1000,
+    )
+    assert (r["data.hr_patch"], r.global_batch, r["data.enlarge"]) == (96, 16, 20)
+    assert r["eval.inference"] == "chop"
+    assert RECONSTRUCTED in load("hspan_x4").source("data.hr_patch")
+
+
+def test_span_esr_training_is_marked_reconstructed():
+    r = load("span_esr_ch28_x4")
+    assert r.variant == "ch28"
+    assert all(RECONSTRUCTED in r.source(f"optim.{k}") for k in SCHEMA["optim"])
+
+
+def test_hash_is_canonical(tmp_path: Path):
+    """Reordered keys, comments and whitespace give the same hash; a changed value does not."""
+    original = RECIPES["drsan_32s_x2"]
+    raw = tomllib.loads(original.read_text(encoding="utf-8"))
+    lines = ["# reordered copy", ""]
+    for section in reversed(list(raw)):
+        lines.append(f"[{section}]   ")
+        for key in reversed(list(raw[section])):
+            value = raw[section][key]
+            lines.append(f'"{key}" = {_toml(value)}')
+    copy = tmp_path / "drsan_32s_x2.toml"
+    copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load(copy).hash == load("drsan_32s_x2").hash
+    changed = copy.read_text(encoding="utf-8").replace('"lr" = 0.0002', '"lr" = 0.0003')
+    assert changed != copy.read_text(encoding="utf-8")
+    copy.write_text(changed, encoding="utf-8")
+    assert load(copy).hash != load("drsan_32s_x2").hash
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("gamma = 0.5\n", "gamma = 0.5\nwarmup = 0\n"), "schedule.warmup"),
+        (lambda t: t.replace("eps = 1e-08\n", ""), "missing field optim.eps"),
+        (lambda t: t.replace('"optim.eps" = ', '"optim.eps_typo" = '), "optim.eps"),
+        (lambda t: t.replace("batch_per_gpu = 16", 'batch_per_gpu = "16"'), "data.batch_per_gpu"),
+        (lambda t: t.replace('inference = "whole"', 'inference = "tiles"'), "eval.inference"),
+    ],
+)
+def test_invalid_recipes_name_file_and_field(tmp_path: Path, edit, message):
+    bad = tmp_path / "drsan_32s_x2.toml"
+    bad.write_text(edit(RECIPES["drsan_32s_x2"].read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(RecipeError) as err:
+        load(bad)
+    assert str(bad) in str(err.value) and message in str(err.value)
+
+
+def test_unknown_recipe_lists_known_names():
+    with pytest.raises(KeyError, match="span_light_x2"):
+        load("span_light_x5")

@@ -1,0 +1,298 @@
+"""Training engine: aligned patches, schedule, DDP = one process, bit-exact resume after SIGKILL, NaN stop."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from harness.recipes import load
+from harness.train import NonFiniteLossError, PatchStream, Plan, fit, make_plan, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class TinySR(nn.Module):
+    """conv → ReLU → conv → pixel shuffle: a stand-in with the SR model contract, fast on CPU."""
+
+    def __init__(self, scale: int = 2):
+        super().__init__()
+        self.scale = scale
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3 * scale**2, 3, padding=1)
+        )
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.shuffle(self.body(x))
+
+
+def tiny_pairs(scale: int = 2, n: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(hr, lr) with hr the nearest-neighbour ×scale of lr, on the 8-bit grid."""
+    g = torch.Generator().manual_seed(7)
+    pairs = []
+    for i in range(n):
+        lr = torch.randint(0, 256, (3, 20 + 2 * i, 24), generator=g).float() / 255
+        pairs.append((lr.repeat_interleave(scale, -2).repeat_interleave(scale, -1), lr))
+    return pairs
+
+
+def tiny_plan(**changes) -> Plan:
+    """The drsan_32s_x2 smoke plan made tiny; the schedule halves at iteration 3 and EMA is on."""
+    plan = make_plan(load("drsan_32s_x2"), "smoke", n_images=3)
+    base = dict(
+        hr_patch=16,
+        global_batch=4,
+        iterations=8,
+        checkpoint_every=4,
+        val_every=1000,
+        milestones=(3,),
+        lr=1e-3,
+        ema_decay=0.9,
+        enlarge=4,
+        iters_per_epoch=3 * 4 // 4,
+        keep="last",
+    )
+    return dataclasses.replace(plan, **{**base, **changes})
+
+
+def run_fit(out: Path, plan: Plan, model: nn.Module | None = None, **kw):
+    torch.manual_seed(0)
+    model = model or TinySR()
+    fit(
+        model,
+        PatchStream(tiny_pairs(), plan),
+        [],
+        plan,
+        out,
+        recipe_name="tiny",
+        recipe_hash="h",
+        device=torch.device("cpu"),
+        **kw,
+    )
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_patches_are_aligned_and_rank_shards_recompose_the_batch():
+    plan = tiny_plan()
+    stream = PatchStream(tiny_pairs(), plan)
+    lr, hr = stream.batch(5)
+    assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16)
+    assert torch.equal(hr, lr.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    shards = [stream.batch(5, rank, 2) for rank in (0, 1)]
+    assert torch.equal(torch.cat([s[0] for s in shards]), lr)
+    assert torch.equal(PatchStream(tiny_pairs(), plan).batch(5)[0], lr), (
+        "data order must depend on (seed, t) only"
+    )
+    assert not torch.equal(stream.batch(6)[0], lr)
+
+
+def test_augmentation_uses_flips_and_rot90():
+    plan = tiny_plan(hr_patch=40, enlarge=64, iters_per_epoch=48)
+    stream = PatchStream(tiny_pairs(n=1), plan)
+    lr = tiny_pairs(n=1)[0][1]
+    variants = set()
+    for slot in range(64):
+        patch = stream.sample(0, slot)[0].float() / 255
+        for name, f in {
+            "id": lambda x: x,
+            "h": lambda x: x.flip(-1),
+            "v": lambda x: x.flip(-2),
+            "hv": lambda x: x.flip(-1, -2),
+            "t": lambda x: x.transpose(-1, -2),
+        }.items():
+            if any(torch.equal(patch, f(lr[:, :, dx : dx + 20])) for dx in range(5)):
+                variants.add(name)
+    assert {"id", "h", "v", "t"} <= variants
+
+
+def test_lr_follows_milestones_and_curves_are_written(tmp_path: Path):
+    plan = tiny_plan(iterations=6, milestones=(2, 4), gamma=0.5)
+    state = run_fit(tmp_path, plan)
+    with open(tmp_path / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    expected = [plan.lr * plan.gamma ** sum(m <= t for m in plan.milestones) for t in range(6)]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-12)
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    assert state["iteration"] == 6 and state["data_position"] == 6 * plan.global_batch
+
+
+def _ddp_worker(rank: int, port: int, out: str, plan: Plan) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        run_fit(Path(out), plan)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ddp_processes_match_one_process(tmp_path: Path):
+    plan = tiny_plan(iterations=4, checkpoint_every=4)
+    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path / "ddp"), plan), nprocs=2, join=True)
+    single = run_fit(tmp_path / "single", plan)
+    ddp = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    torch.manual_seed(0)
+    init = TinySR().state_dict()
+    for key, value in single["model"].items():
+        assert not torch.equal(value, init[key]), f"{key} did not train"
+        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ddp["ema"][key], single["ema"][key], rtol=1e-5, atol=1e-6)
+
+
+CHILD = """
+import sys
+import torch
+from pathlib import Path
+from tests.harness.test_train import TinySR, run_fit, tiny_plan
+
+class BlockingSR(TinySR):
+    calls = 0
+
+    def forward(self, x):
+        BlockingSR.calls += 1
+        if BlockingSR.calls == 7:  # iterations 1-6 done, checkpoint written at 4
+            print("blocked", flush=True)
+            sys.stdin.readline()
+        return super().forward(x)
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+run_fit(Path(sys.argv[1]), tiny_plan(), BlockingSR())
+"""
+
+
+def test_resume_after_sigkill_is_bit_exact(tmp_path: Path):
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(killed)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=REPO,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "blocked"
+        assert torch.load(killed / "last.pt", weights_only=True)["iteration"] == 4
+    finally:
+        child.kill()
+        child.wait()
+    resumed = run_fit(killed, tiny_plan())
+    reference = run_fit(straight, tiny_plan())
+    assert resumed["iteration"] == reference["iteration"] == 8
+    for part in ("model", "ema"):
+        for key, value in reference[part].items():
+            assert torch.equal(resumed[part][key], value), f"{part}.{key} differs after resume"
+    assert (killed / "curves.csv").read_text() == (straight / "curves.csv").read_text()
+
+
+class NaNAfter(TinySR):
+    """Outputs NaN from the ``n``-th forward on, like a diverging run."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = super().forward(x)
+        return y * math.nan if self.calls >= self.n else y
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
+    plan = tiny_plan(iterations=8, checkpoint_every=2)
+    torch.manual_seed(0)
+    with pytest.raises(NonFiniteLossError, match="iteration 4") as err:
+        fit(
+            NaNAfter(4),
+            PatchStream(tiny_pairs(), plan),
+            [],
+            plan,
+            tmp_path,
+            recipe_name="tiny",
+            recipe_hash="h",
+            device=torch.device("cpu"),
+        )
+    assert str(tmp_path / "last.pt") in str(err.value)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_refuses_another_plan(tmp_path: Path):
+    run_fit(tmp_path, tiny_plan(iterations=2))
+    with pytest.raises(ValueError, match="resume=False"):
+        run_fit(tmp_path, tiny_plan(iterations=2, lr=2e-3))
+
+
+def test_bf16_is_explicit_and_recorded():
+    recipe = load("drsan_32s_x2")
+    assert make_plan(recipe, "smoke", 5).precision == "fp32"
+    assert make_plan(recipe, "smoke", 5, precision="bf16").precision == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        make_plan(recipe, "smoke", 5, precision="fp8")
+
+
+def test_epoch_schedule_converts_to_iterations():
+    plan = make_plan(load("hspan_x2"), "full", n_images=800)
+    assert plan.iters_per_epoch == 1000
+    assert plan.milestones == (200_000, 400_000, 600_000, 800_000) and plan.iterations == 1_000_000
+
+
+def _registered(model: str) -> None:
+    import architectures
+
+    if model not in architectures.MODELS:
+        pytest.skip(f"not run: architectures has no {model!r} yet")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "drsan_32s_x2",
+        pytest.param("span_light_x2", marks=pytest.mark.slow),
+        pytest.param("span_esr_ch48_x4", marks=pytest.mark.slow),
+        pytest.param("hspan_x2", marks=pytest.mark.slow),
+    ],
+)
+def test_smoke_profile_trains_the_real_architecture(tmp_path: Path, name: str):
+    import architectures
+
+    recipe = load(name)
+    _registered(recipe.model)
+    summary = train(name, out_dir=tmp_path, profile="smoke")
+    assert summary.iterations == recipe["smoke.iters"] and math.isfinite(summary.final_loss)
+    assert math.isfinite(summary.best_psnr_y)
+    model = architectures.build(recipe.model, recipe.scale, recipe.variant)
+    model.load_state_dict(torch.load(summary.final_checkpoint, weights_only=True), strict=True)
+    assert (tmp_path / "summary.json").exists()

@@ -1,0 +1,258 @@
+"""Sliding proxy attention: reference vs official-style, Triton (TRITON_INTERPRET=1 on CPU) vs float64."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from unittest import mock
+
+import pytest
+import torch
+import triton
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels import sliding_proxy
+from kernels.sliding_proxy import (
+    SlidingProxyAttentionFunction,
+    macs,
+    sliding_proxy_attention,
+    sliding_proxy_attention_official_style,
+    sliding_proxy_attention_reference,
+)
+
+# Normwise tolerances max|x − ref| / max|ref| against the float64 reference, one place for all tests.
+# float32 forward: the contract. Gradients sum up to ceil(w/s)² windows × w² terms with cancellation
+# (δ_p subtracted, argmax correction), so they get a looser bound.
+TOL = {"fwd": {torch.float32: 1e-5}, "grad": {torch.float32: 1e-4}}
+
+# The interpreter runs every Triton op in Python (~0.1-0.2 s per program), so default examples are few.
+FAST = settings(max_examples=4, deadline=None)
+SLOW = settings(max_examples=40, deadline=None)
+
+
+INTERPRETER_READY = not isinstance(sliding_proxy._sliding_proxy_fwd, triton.runtime.JITFunction)
+NOT_READY = (
+    "not run: the Triton interpreter needs TRITON_INTERPRET=1 set before triton is imported "
+    "(run `nox -s kernels` or `TRITON_INTERPRET=1 pytest tests/kernels/test_sliding_proxy.py`)"
+)
+
+
+@contextmanager
+def triton_interpreter():
+    """CPU tensors take the Triton kernels (through the interpreter) inside this block."""
+    if not INTERPRETER_READY:
+        pytest.skip(NOT_READY)
+    with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"}):
+        yield
+
+
+def make_inputs(b, heads, d, n_h, n_w, ws, overlap, seed, dtype=torch.float64, scale=1.0):
+    """Random q, k, v (B, heads, d, H, W) on an exact window grid, temperature (heads, 1, 1), rel_bias."""
+    g = torch.Generator().manual_seed(seed)
+    stride = ws - overlap
+    h, w = overlap + n_h * stride, overlap + n_w * stride
+    q, k, v = (torch.randn(b, heads, d, h, w, generator=g, dtype=dtype) * scale for _ in range(3))
+    temperature = torch.rand(heads, 1, 1, generator=g, dtype=dtype) + 0.5
+    rel_bias = torch.randn(heads, ws * ws, ws * ws, generator=g, dtype=dtype) * 0.5
+    return q, k, v, temperature, rel_bias
+
+
+def run(fn, inputs, ws, overlap, grad_out=None):
+    """Forward (and backward with `grad_out`) of `fn`; returns [out, dq, dk, dv, dtemperature, drel_bias]."""
+    leaves = [x.detach().clone().requires_grad_(grad_out is not None) for x in inputs]
+    q, k, v, t, rb = leaves
+    out = fn(q, k, v, temperature=t, rel_bias=rb, window_size=ws, overlap=overlap)
+    if grad_out is None:
+        return [out]
+    out.backward(grad_out.to(out.dtype))
+    return [out.detach(), *(x.grad for x in leaves)]
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((x.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+def assert_triton_matches_reference(inputs64, ws, overlap, seed):
+    """Triton (interpreted, float32) vs the float64 reference: forward and all five gradients."""
+    g = torch.Generator().manual_seed(seed + 1)
+    q = inputs64[0]
+    grad_out = torch.randn(q.shape, generator=g, dtype=torch.float64)
+    ref = run(sliding_proxy_attention_reference, inputs64, ws, overlap, grad_out)
+    with triton_interpreter():
+        got = run(sliding_proxy_attention, [x.float() for x in inputs64], ws, overlap, grad_out)
+    names = ["out", "dq", "dk", "dv", "dtemperature", "drel_bias"]
+    for name, x, r in zip(names, got, ref, strict=True):
+        assert x.shape == r.shape and x.dtype == torch.float32, name
+        tol = TOL["fwd" if name == "out" else "grad"][torch.float32]
+        assert rel_err(x, r) <= tol, f"{name}: relative error {rel_err(x, r):.2e} > {tol:.0e}"
+
+
+window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(lambda ws: st.tuples(st.just(ws), st.integers(0, ws - 1)))
+
+
+@FAST
+@given(
+    b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 3),
+    n_w=st.integers(1, 3), win=window, seed=st.integers(0, 2**31 - 1),
+)  # fmt: skip
+def test_reference_matches_official_style(b, heads, d, n_h, n_w, win, seed):
+    ws, overlap = win
+    inputs = make_inputs(b, heads, d, n_h, n_w, ws, overlap, seed)
+    ref = run(sliding_proxy_attention_reference, inputs, ws, overlap)[0]
+    official = run(sliding_proxy_attention_official_style, inputs, ws, overlap)[0]
+    torch.testing.assert_close(ref, official, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_gradcheck():
+    inputs = make_inputs(1, 1, 2, 2, 1, 3, 1, seed=7)
+    leaves = [x.requires_grad_() for x in inputs]
+
+    def f(q, k, v, t, rb):
+        return sliding_proxy_attention_reference(
+            q, k, v, temperature=t, rel_bias=rb, window_size=3, overlap=1
+        )
+
+    assert torch.autograd.gradcheck(f, leaves, fast_mode=True)
+
+
+def test_reference_path_gradients_match_reference():
+    """Without the interpreter, CPU float32 takes the reference inside the autograd.Function."""
+    inputs = make_inputs(2, 2, 3, 2, 2, 4, 1, seed=3)
+    grad_out = torch.randn(inputs[0].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "0"}):
+        got = run(sliding_proxy_attention, inputs, 4, 1, grad_out)
+    ref = run(sliding_proxy_attention_reference, inputs, 4, 1, grad_out)
+    for x, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(x, r, rtol=1e-12, atol=1e-12)
+
+
+@FAST
+@given(
+    b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 2),
+    n_w=st.integers(1, 2), win=window, seed=st.integers(0, 2**31 - 1),
+)  # fmt: skip
+def test_triton_matches_float64_reference(b, heads, d, n_h, n_w, win, seed):
+    ws, overlap = win
+    assert_triton_matches_reference(make_inputs(b, heads, d, n_h, n_w, ws, overlap, seed), ws, overlap, seed)
+
+
+def test_triton_single_window():
+    assert_triton_matches_reference(make_inputs(1, 2, 5, 1, 1, 6, 2, seed=5), 6, 2, seed=5)
+
+
+def test_triton_three_windows_per_side_deep_overlap():
+    # overlap > stride: up to ceil(w/s)² = 9 windows cover a pixel
+    assert_triton_matches_reference(make_inputs(1, 1, 3, 3, 3, 5, 3, seed=9), 5, 3, seed=9)
+
+
+def test_triton_large_magnitudes():
+    """Scores of order 10³: each window's max shift keeps exp finite; float32 score rounding (ulp·|s|)
+    bounds the agreement, so the tolerance scales with the largest score."""
+    q, k, v, t, rb = make_inputs(1, 2, 4, 2, 2, 4, 1, seed=13, scale=12.0)
+    ref = sliding_proxy_attention_reference(q, k, v, temperature=t, rel_bias=rb, window_size=4, overlap=1)
+    with triton_interpreter():
+        out = sliding_proxy_attention(
+            q.float(),
+            k.float(),
+            v.float(),
+            temperature=t.float(),
+            rel_bias=rb.float(),
+            window_size=4,
+            overlap=1,
+        )
+    max_score = (t.max() * q.abs().max() * k.abs().max() * q.shape[2]).item()
+    assert max_score > 1e3
+    assert torch.isfinite(out).all()
+    assert rel_err(out, ref) <= 1e-5 + 8 * torch.finfo(torch.float32).eps * max_score
+
+
+@pytest.mark.parametrize("name", ["q", "k", "v", "temperature", "rel_bias"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_raises(name, bad):
+    names = ["q", "k", "v", "temperature", "rel_bias"]
+    inputs = dict(zip(names, make_inputs(1, 1, 2, 1, 1, 4, 1, seed=0), strict=True))
+    inputs[name].view(-1)[0] = bad
+    with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
+        sliding_proxy_attention(
+            inputs["q"], inputs["k"], inputs["v"], temperature=inputs["temperature"],
+            rel_bias=inputs["rel_bias"], window_size=4, overlap=1,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("hw", "bias_shape", "temp_shape", "match"),
+    [
+        ((8, 7), (1, 16, 16), (1,), "positive multiple of window_size − overlap"),
+        ((2, 7), (1, 16, 16), (1,), "H=2 is not covered"),
+        ((7, 7), (1, 9, 9), (1,), "rel_bias must be the gathered"),
+        ((7, 7), (1, 16, 16), (2,), "temperature has 2 elements"),
+    ],
+)
+def test_bad_shapes_raise(hw, bias_shape, temp_shape, match):
+    q = torch.randn(1, 1, 2, *hw)
+    with pytest.raises(ValueError, match=match):
+        sliding_proxy_attention(
+            q,
+            q,
+            q,
+            temperature=torch.ones(temp_shape),
+            rel_bias=torch.zeros(bias_shape),
+            window_size=4,
+            overlap=1,
+        )
+
+
+def test_macs_match_fvcore_on_official_style():
+    """`macs` equals what fvcore counts for the official formulation's two matmuls."""
+    fvcore = pytest.importorskip("fvcore.nn")
+    ws, overlap = 6, 2
+    inputs = [x.float() for x in make_inputs(2, 3, 5, 3, 2, ws, overlap, seed=1)]
+
+    class Official(torch.nn.Module):
+        def forward(self, q, k, v, t, rb):
+            return sliding_proxy_attention_official_style(q, k, v, temperature=t, rel_bias=rb, window_size=ws,
+                                                          overlap=overlap)  # fmt: skip
+
+    counter = fvcore.FlopCountAnalysis(Official(), tuple(inputs)).unsupported_ops_warnings(False)
+    counted = counter.by_operator()["matmul"]
+    assert counted == macs(*inputs[0].shape, ws, overlap)
+
+
+def test_late_interpreter_request_is_a_clear_error():
+    if INTERPRETER_READY:
+        pytest.skip("not run: triton was imported with TRITON_INTERPRET=1, so the interpreter is available")
+    q, k, v, t, rb = (x.float() for x in make_inputs(1, 1, 2, 1, 1, 4, 1, seed=0))
+    with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"}), pytest.raises(RuntimeError, match="before"):
+        SlidingProxyAttentionFunction.apply(q, k, v, t, rb, 4, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="not run: no CUDA device in this session")
+def test_compiled_triton_on_cuda_matches_reference():
+    ws, overlap = 12, 3
+    inputs = make_inputs(2, 6, 10, 3, 4, ws, overlap, seed=21)
+    grad_out = torch.randn(inputs[0].shape, dtype=torch.float64)
+    ref = run(sliding_proxy_attention_reference, inputs, ws, overlap, grad_out)
+    got = run(sliding_proxy_attention, [x.float().cuda() for x in inputs], ws, overlap, grad_out.cuda())
+    for i, (x, r) in enumerate(zip(got, ref, strict=True)):
+        tol = TOL["fwd" if i == 0 else "grad"][torch.float32]
+        assert rel_err(x.cpu(), r) <= tol
+
+
+@pytest.mark.slow
+@SLOW
+@given(
+    b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 10), n_h=st.integers(1, 3),
+    n_w=st.integers(1, 3), win=window, seed=st.integers(0, 2**31 - 1),
+)  # fmt: skip
+def test_triton_matches_float64_reference_many(b, heads, d, n_h, n_w, win, seed):
+    ws, overlap = win
+    assert_triton_matches_reference(make_inputs(b, heads, d, n_h, n_w, ws, overlap, seed), ws, overlap, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_triton_span_light_shape(seed):
+    """SPAN-light's attention: 6 heads of d = 10, 12×12 windows, overlap 3, a 3×3 window grid (30×30)."""
+    assert_triton_matches_reference(make_inputs(1, 6, 10, 3, 3, 12, 3, seed), 12, 3, seed)

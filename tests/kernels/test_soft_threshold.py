@@ -1,0 +1,261 @@
+"""Soft-threshold (sparsemax) attention: float64 reference vs the official top-k formulation, gradcheck,
+and the Triton kernels (run on CPU tensors through the Triton interpreter) vs the float64 reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import triton
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernels import soft_threshold as st_mod
+from kernels.soft_threshold import (
+    SoftThresholdAttentionFunction,
+    macs,
+    reference_forward,
+    soft_threshold_attention,
+    sparsemax_threshold,
+)
+from tests.kernels.official_style import official_style_attention
+
+# Tolerances, all in one place. Error = max |got - want| / max |want| (forward: / max |v|), allowed
+# RTOL + C * eps32 * score_abs, where score_abs = max_ij sum_d |q_id k_jd|: an fp32 dot product is only
+# good to ~eps32 * score_abs, whoever computes it, so that term is zero-cost at unit scale and dominates
+# at HSPAN's 1e3 scores. Gradients get 10x looser bounds: they sum over the support twice (mean, then dS).
+EPS32 = 2.0**-24
+TOL = {"forward": (1e-5, 2.0), "grad": (1e-4, 8.0)}
+
+
+INTERPRETER_READY = not isinstance(st_mod._fwd_kernel, triton.runtime.JITFunction)
+NOT_READY = (
+    "not run: the Triton interpreter needs TRITON_INTERPRET=1 set before triton is imported "
+    "(run `nox -s kernels` or `TRITON_INTERPRET=1 pytest tests/kernels/test_soft_threshold.py`)"
+)
+
+
+def _use_backend(monkeypatch, backend: str) -> None:
+    """CPU tensors take the reference, or the Triton kernels through the interpreter."""
+    if backend == "reference":
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+        return
+    if not INTERPRETER_READY:
+        pytest.skip(NOT_READY)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.fixture
+def interpret(monkeypatch):
+    _use_backend(monkeypatch, "triton")
+
+
+def _inputs(b, n, m, d, dv, magnitude, seed, dtype=torch.float32):
+    """Random q, k, v whose scores have standard deviation about `magnitude`."""
+    g = torch.Generator().manual_seed(seed)
+    scale = math.sqrt(magnitude / math.sqrt(d))
+    q = torch.randn(b, n, d, generator=g, dtype=torch.float64) * scale
+    k = torch.randn(b, m, d, generator=g, dtype=torch.float64) * scale
+    v = torch.randn(b, m, dv, generator=g, dtype=torch.float64)
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
+def _run(q, k, v, dout):
+    """Output and (dq, dk, dv) of soft_threshold_attention at these inputs."""
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = soft_threshold_attention(q, k, v)
+    out.backward(dout)
+    return out.detach(), (q.grad, k.grad, v.grad)
+
+
+def _assert_close(got, want, kind, score_abs, scale=None, what=""):
+    rtol, c = TOL[kind]
+    scale = want.abs().max().item() if scale is None else scale
+    err = (got.double() - want.double()).abs().max().item()
+    bound = max(scale, 1e-30) * (rtol + c * EPS32 * score_abs)
+    assert err <= bound, f"{what}: error {err:.3e} > bound {bound:.3e} (scale {scale:.3e})"
+
+
+def _check_triton_vs_reference(q, k, v, seed=0):
+    """Triton (fp32, via the interpreter) against the float64 reference, forward and gradients."""
+    dout = torch.randn(q.shape[0], q.shape[1], v.shape[2], generator=torch.Generator().manual_seed(seed))
+    out, grads = _run(q, k, v, dout)
+    out64, grads64 = _run(q.double(), k.double(), v.double(), dout.double())
+    score_abs = (q.double().abs() @ k.double().abs().transpose(1, 2)).max().item()
+    _assert_close(out, out64, "forward", score_abs, scale=v.abs().max().item(), what="out")
+    for name, g, g64, term in zip("qkv", grads, grads64, _grad_term_scales(q, k, v, dout), strict=True):
+        _assert_close(g, g64, "grad", score_abs, scale=max(g64.abs().max().item(), term), what=f"d{name}")
+
+
+def _grad_term_scales(q, k, v, dout):
+    """Size of the terms each gradient sums (|dO||v||k|, |dO||v||q|, |dO|): the scale of a zero gradient."""
+    mq, mk, mv, md = (t.abs().max().item() for t in (q, k, v, dout))
+    return md * mv * mk, md * mv * mq, md
+
+
+def test_reference_is_exact_sparsemax_with_bounded_row_blocks(monkeypatch):
+    _use_backend(monkeypatch, "reference")
+    monkeypatch.setattr(st_mod, "ROW_BLOCK", 7)
+    q, k, v = _inputs(2, 30, 40, 8, 5, magnitude=3.0, seed=1, dtype=torch.float64)
+    out, tau, support = reference_forward(q, k, v)
+    p = torch.clamp(q @ k.transpose(1, 2) - tau[..., None], min=0)
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, 30, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert torch.equal((p > 0).sum(-1).to(torch.int32), support)
+    torch.testing.assert_close(out, p @ v, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [5, 300])
+def test_reference_matches_official_topk_formulation(m):
+    # M=5: top-k covers the row (official sorts it); M=300: topk=8 forces the widening 8 -> 16 -> ...
+    q, k, v = _inputs(2, 20, m, 6, 4, magnitude=0.05, seed=2, dtype=torch.float64)
+    dout = torch.randn(2, 20, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    s = q @ k.transpose(1, 2)
+    assert m < 8 or (sparsemax_threshold(s)[1] > 8).any(), "inputs must exercise the official widening"
+    out, grads = _run(q, k, v, dout)
+    for topk in (8, 128):
+        qo, ko, vo = (t.clone().requires_grad_() for t in (q, k, v))
+        want = official_style_attention(qo, ko, vo, topk=topk)
+        want.backward(dout)
+        torch.testing.assert_close(out, want.detach(), rtol=0, atol=1e-12)
+        for g, t in zip(grads, (qo, ko, vo), strict=True):
+            torch.testing.assert_close(g, t.grad, rtol=0, atol=1e-11)
+
+
+def test_reference_gradcheck_float64():
+    q, k, v = _inputs(1, 6, 9, 4, 3, magnitude=2.0, seed=4, dtype=torch.float64)
+    s = q @ k.transpose(1, 2)
+    tau, _ = sparsemax_threshold(s)
+    margin = (s - tau).abs().min().item()
+    # gradcheck's finite differences (eps 1e-6) must not cross a support boundary (a kink of sparsemax).
+    assert margin > 1e-3, f"inputs lie {margin:.1e} from a support boundary; pick another seed"
+    assert ((s - tau) > 0).sum(-1).max() > 1, "inputs must give supports of several keys"
+    inputs = tuple(t.requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(SoftThresholdAttentionFunction.apply, inputs, eps=1e-6, atol=1e-7)
+
+
+def _edge_case(name):
+    """(q, k, v, expected out) of a hand-made case, expected computed independently of sparsemax code."""
+    v = torch.arange(12.0).view(1, 4, 3)
+    k = torch.eye(4).view(1, 4, 4)
+    if name == "all_equal":
+        q = torch.zeros(1, 2, 4)
+        return q, k, v, v.mean(1, keepdim=True).expand(1, 2, 3)
+    if name == "single_dominant":
+        q = torch.tensor([[[0.0, 5.0, 0.2, -1.0]]])
+        return q, k, v, v[:, 1:2]
+    if name == "tie_of_two":
+        q = torch.tensor([[[3.0, -4.0, 3.0, 1.5]]])
+        return q, k, v, (v[:, 0:1] + v[:, 2:3]) / 2
+    if name == "large_magnitude":
+        # Two scores 0.5 apart at 1e3 (exact in fp32): p = (0.75, 0.25); the rest is 1e3 below.
+        q = torch.tensor([[[1000.0, 999.5, 0.0, -1000.0]]])
+        return q, k, v, 0.75 * v[:, 0:1] + 0.25 * v[:, 1:2]
+    if name == "single_key":
+        q = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(5)) * 100
+        return q, k[:, :1], v[:, :1], v[:, :1].expand(1, 3, 3)
+    raise ValueError(name)
+
+
+EDGE_CASES = ["all_equal", "single_dominant", "tie_of_two", "large_magnitude", "single_key"]
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+@pytest.mark.parametrize("name", EDGE_CASES)
+def test_edge_cases(name, backend, monkeypatch):
+    _use_backend(monkeypatch, backend)
+    q, k, v, want = _edge_case(name)
+    torch.testing.assert_close(soft_threshold_attention(q, k, v), want, rtol=1e-6, atol=1e-6)
+
+
+def test_triton_exact_at_large_integer_scores(interpret):
+    # Integer q, k: every score (|s| up to ~1e3) is exact in fp32, with many ties, so only the
+    # threshold search can err: it must meet the plain 1e-5 bound with no score-rounding term.
+    g = torch.Generator().manual_seed(6)
+    q = torch.randint(-8, 9, (2, 70, 64), generator=g).float()
+    k = torch.randint(-8, 9, (2, 130, 64), generator=g).float()
+    v = torch.randn(2, 130, 8, generator=g)
+    dout = torch.randn(2, 70, 8, generator=g)
+    out, grads = _run(q, k, v, dout)
+    out64, grads64 = _run(q.double(), k.double(), v.double(), dout.double())
+    assert (q @ k.transpose(1, 2)).abs().max() > 500
+    _assert_close(out, out64, "forward", 0.0, scale=v.abs().max().item(), what="out")
+    for name, g32, g64, term in zip("qkv", grads, grads64, _grad_term_scales(q, k, v, dout), strict=True):
+        _assert_close(g32, g64, "grad", 0.0, scale=max(g64.abs().max().item(), term), what=f"d{name}")
+
+
+def test_triton_spans_several_tiles(interpret):
+    n, m = st_mod.BLOCK_M + 13, 2 * st_mod.BLOCK_N + 5
+    _check_triton_vs_reference(*_inputs(1, n, m, 12, 20, magnitude=30.0, seed=7))
+
+
+SHAPES = dict(
+    b=st.integers(1, 2),
+    n=st.integers(1, 150),
+    m=st.integers(1, 150),
+    d=st.integers(1, 32),
+    dv=st.integers(1, 32),
+    log_magnitude=st.floats(-2.0, 3.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**SHAPES)
+def test_triton_matches_float64_reference(interpret, b, n, m, d, dv, log_magnitude, seed):
+    _check_triton_vs_reference(*_inputs(b, n, m, d, dv, 10**log_magnitude, seed), seed=seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    **SHAPES | dict(n=st.integers(1, 400), m=st.integers(1, 600), d=st.integers(1, 96), dv=st.integers(1, 64))
+)
+def test_triton_matches_float64_reference_many(interpret, b, n, m, d, dv, log_magnitude, seed):
+    _check_triton_vs_reference(*_inputs(b, n, m, d, dv, 10**log_magnitude, seed), seed=seed)
+
+
+@pytest.mark.parametrize("backend", ["reference", "triton"])
+def test_cpu_dispatch(backend, monkeypatch):
+    _use_backend(monkeypatch, backend)
+    calls = []
+    for name in ("reference_forward", "triton_forward"):
+        real = getattr(st_mod, name)
+        monkeypatch.setattr(st_mod, name, lambda *a, _n=name, _r=real, **kw: calls.append(_n) or _r(*a, **kw))
+    soft_threshold_attention(*_inputs(1, 3, 4, 2, 2, magnitude=1.0, seed=8))
+    assert calls == [f"{backend}_forward"]
+
+
+def test_interpreter_requested_too_late_is_an_error(monkeypatch):
+    if INTERPRETER_READY:
+        pytest.skip("not run: triton was imported with TRITON_INTERPRET=1, so the interpreter is available")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(RuntimeError, match="set it before Python starts"):
+        soft_threshold_attention(*_inputs(1, 3, 4, 2, 2, magnitude=1.0, seed=8))
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        (((2, 3), (1, 4, 2), (1, 4, 2)), "must be 3-D"),
+        (((2, 3, 2), (1, 4, 2), (1, 4, 2)), "batch sizes differ"),
+        (((1, 3, 2), (1, 4, 5), (1, 4, 2)), "q has D=2 but k has D=5"),
+        (((1, 3, 2), (1, 4, 2), (1, 5, 2)), "k has M=4 keys but v has 5"),
+        (((1, 3, 2), (1, 0, 2), (1, 0, 2)), "at least one key"),
+    ],
+)
+def test_shape_errors(shapes, message):
+    with pytest.raises(ValueError, match=message):
+        soft_threshold_attention(*(torch.zeros(s) for s in shapes))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_input_is_rejected(bad):
+    q, k, v = _inputs(1, 3, 4, 2, 2, magnitude=1.0, seed=9)
+    k[0, 1, 0] = bad
+    with pytest.raises(ValueError, match="k holds NaN or Inf"):
+        soft_threshold_attention(q, k, v)
+
+
+def test_macs_counts_both_matmuls():
+    assert macs(16, 2304, 2304, 96, 192) == 16 * 2304 * 2304 * (96 + 192)
