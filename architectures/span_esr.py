@@ -59,7 +59,8 @@ class Conv3XC(nn.Module):
     """Re-parameterisable 3×3 conv, (B, Ci, H, W) → (B, Co, H, W).
 
     Train form: ``conv`` (1×1 Ci→g·Ci, 3×3 without padding g·Ci→g·Co, 1×1 g·Co→Co) on the zero-padded
-    input, plus the 1×1 skip ``sk`` on the input. Deploy form: ``eval_conv`` only (3×3, padding 1).
+    input, plus the 1×1 skip ``sk`` on the input; its ``eval_conv`` holds the merge as of construction or
+    the last :meth:`reparameterize` and is never read. Deploy form: ``eval_conv`` only (3×3, padding 1).
     """
 
     def __init__(self, c_in: int, c_out: int, gain: int = 2, form: str = "train") -> None:

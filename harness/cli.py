@@ -149,7 +149,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from harness.report import build_site
 
-    index = build_site(Path(args.out), results_root=args.results)
+    index = build_site(Path(args.out), results_root=args.results, runs_root=args.runs)
     _emit(args, {"index": str(index)}, lambda p: f"wrote {p['index']}")
 
 
@@ -215,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
     sp = add("report", cmd_report, "render the static leaderboard site")
     sp.add_argument("--out", default="reports")
     sp.add_argument("--results", type=Path, default=None, help="results store root (default results/runs)")
+    sp.add_argument("--runs", type=Path, default=None, help="run directories with SR outputs (default runs/)")
     return p
 
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 # MATLAB rgb2ycbcr luma row, applied to RGB in [0, 1] to give Y in [16, 235]
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
-# EDSR-PyTorch utility.calc_psnr: the same luma on 0..255 RGB, divided by 256
+# EDSR-PyTorch utility.calc_psnr: its own luma constants, divided by 256, applied to the difference
 _EDSR_WEIGHTS = (65.738 / 256, 129.057 / 256, 25.064 / 256)
 _SSIM_WINDOW, _SSIM_SIGMA, _SSIM_K1, _SSIM_K2, _DATA_RANGE = 11, 1.5, 0.01, 0.03, 255.0
 

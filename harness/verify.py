@@ -274,10 +274,8 @@ def load_recipe_checkpoint(recipe, checkpoint: str | None):
             return None, "", "", (f"released checkpoint {entry.name} is not downloaded; "
                               f"`reprosr verify {recipe.name} --checkpoint {entry.name}` fetches it")
         checkpoint = entry.name
-    if checkpoint in released.RELEASED:
-        entry = released.RELEASED[checkpoint]
-        path, form = released.fetch_released(checkpoint), entry.form
-    else:
-        path, form = Path(checkpoint), recipe.form
+    # A re-parameterisable model is evaluated in its deploy form, which loads both checkpoint forms.
+    form = "deploy" if "deploy" in architectures.spec(recipe.model).forms else recipe.form
+    path = released.fetch_released(checkpoint) if checkpoint in released.RELEASED else Path(checkpoint)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
     return architectures.load_checkpoint(model, path), f"checkpoint {checkpoint}", form, ""

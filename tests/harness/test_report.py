@@ -258,9 +258,18 @@ def test_knob_effects_are_measured_from_the_same_images(fixture_root):
 
 
 def test_markdown_tables_keep_their_heading_as_caption():
-    text = "# Kernels\n\n## soft threshold\n\n| N | ms |\n|---:|---|\n| 64 | 0.1 |\n| 128 | 0.3 |\n\ntext\n"
+    text = (
+        "# Kernels\n\n## soft threshold\n\nold\n\nTimes on\nthe GPU.\n\n    python bench.py\n\n"
+        "| N | ms |\n|---:|---|\n| 64 | 0.1 |\n| 128 | 0.3 |\n\n| a |\n|---|\n| b |\n"
+    )
     assert report.markdown_tables(text) == [
-        {"caption": "soft threshold", "head": ["N", "ms"], "rows": [["64", "0.1"], ["128", "0.3"]]}
+        {
+            "caption": "soft threshold",
+            "intro": "Times on the GPU.",
+            "head": ["N", "ms"],
+            "rows": [["64", "0.1"], ["128", "0.3"]],
+        },
+        {"caption": "soft threshold", "intro": "", "head": ["a"], "rows": [["b"]]},
     ]
 
 
@@ -352,3 +361,12 @@ def test_model_page_has_provenance_recipe_sources_crops_and_curve(fixture_root, 
     hr, sr = (np.asarray(Image.open(site / c["src"]), np.int16) for c in (crops[0], crops[2]))
     assert hr.shape == (report.CROP, report.CROP, 3) and np.abs(sr - hr).max() == 3
     assert [p["y"] for p in page["curve"]["series"][0]["points"]] == [0.3, 0.2, 0.15]
+
+
+def test_an_empty_store_still_lists_the_published_tables(tmp_path):
+    index = report.build_site(tmp_path / "site", tmp_path / "empty-store", tmp_path / "no-runs")
+    html = index.read_text()
+    quality = published.load().query("metric == 'psnr' and dataset != ''")
+    assert html.count('<section class="board"') == len(quality.groupby(["scale", "dataset"]))
+    assert "not available: the results store holds no verdicts yet" in html
+    assert sorted(p.name for p in index.parent.iterdir()) == ["conventions.html", "index.html"]

@@ -89,6 +89,11 @@ def assert_triton_matches_reference(inputs64, ws, overlap, seed):
 
 
 window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(lambda ws: st.tuples(st.just(ws), st.integers(0, ws - 1)))
+# Interpreter cost grows as (w / stride)² per pixel: the fast draw keeps overlap ≤ w/2; deeper overlaps are
+# covered by test_triton_three_windows_per_side_deep_overlap and the slow variant.
+shallow_window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(
+    lambda ws: st.tuples(st.just(ws), st.integers(0, ws // 2))
+)
 
 
 @FAST
@@ -130,7 +135,7 @@ def test_reference_path_gradients_match_reference():
 @FAST
 @given(
     b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 2),
-    n_w=st.integers(1, 2), win=window, seed=st.integers(0, 2**31 - 1),
+    n_w=st.integers(1, 2), win=shallow_window, seed=st.integers(0, 2**31 - 1),
 )  # fmt: skip
 def test_triton_matches_float64_reference(b, heads, d, n_h, n_w, win, seed):
     ws, overlap = win
