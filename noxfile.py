@@ -16,7 +16,9 @@ def tests(session: nox.Session) -> None:
     """The default suite (what CI runs): every fast test, then the fast kernel-numerics tests with the Triton
     kernels run by the interpreter on the CPU (TRITON_INTERPRET must be set before triton is imported)."""
     session.run("pytest", "-q", "-m", "not slow", *session.posargs)
-    session.run("pytest", "-q", "-m", "not slow", "tests/kernels", *session.posargs, env={"TRITON_INTERPRET": "1"})
+    session.run(
+        "pytest", "-q", "-m", "not slow", "tests/kernels", *session.posargs, env={"TRITON_INTERPRET": "1"}
+    )
 
 
 @nox.session
@@ -55,7 +57,9 @@ def _reproduce(recipe: str):
     def session_fn(session: nox.Session) -> None:
         session.run("reprosr", "reproduce", recipe, *session.posargs)
 
-    session_fn.__doc__ = f"Reproduce {recipe}: static checks, training (smoke unless --profile full), eval, verdicts."
+    session_fn.__doc__ = (
+        f"Reproduce {recipe}: static checks, training (smoke unless --profile full), eval, verdicts."
+    )
     return session_fn
 
 

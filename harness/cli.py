@@ -61,8 +61,13 @@ def cmd_degrade(args: argparse.Namespace) -> None:
 
     hr, lr = bicubic_downsample(read_image(args.hr), args.scale)
     write_image(args.out, lr)
-    payload = {"hr": str(args.hr), "out": str(args.out), "scale": args.scale,
-               "hr_size": list(hr.shape[-2:]), "lr_size": list(lr.shape[-2:])}
+    payload = {
+        "hr": str(args.hr),
+        "out": str(args.out),
+        "scale": args.scale,
+        "hr_size": list(hr.shape[-2:]),
+        "lr_size": list(lr.shape[-2:]),
+    }
     _emit(args, payload, lambda p: f"wrote {p['out']} ({p['lr_size'][1]}×{p['lr_size'][0]}) from {p['hr']}")
 
 
@@ -73,9 +78,12 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     sr, hr = read_image(args.sr), read_image(args.hr)
     if sr.shape != hr.shape:
         raise SystemExit(f"error: SR is {tuple(sr.shape)} but HR is {tuple(hr.shape)}")
-    payload = {"psnr_y": float(metrics.psnr_y(sr, hr, args.scale)),
-               "ssim_y": float(metrics.ssim_y(sr, hr, args.scale)), "scale": args.scale,
-               "convention": "BasicSR/MATLAB: Y of rgb2ycbcr, shave=scale, uint8-rounded, SSIM gauss 11x11"}
+    payload = {
+        "psnr_y": float(metrics.psnr_y(sr, hr, args.scale)),
+        "ssim_y": float(metrics.ssim_y(sr, hr, args.scale)),
+        "scale": args.scale,
+        "convention": "BasicSR/MATLAB: Y of rgb2ycbcr, shave=scale, uint8-rounded, SSIM gauss 11x11",
+    }
     _emit(args, payload, lambda p: f"PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f}  (x{p['scale']})")
 
 
@@ -85,29 +93,56 @@ def cmd_complexity(args: argparse.Namespace) -> None:
 
     model = architectures.build(args.model, args.scale, args.variant, form=args.form)
     c = complexity(model, args.scale, convention=args.convention)
-    payload = {"model": args.model, "variant": args.variant or architectures.spec(args.model).default_variant,
-               "scale": args.scale, "form": args.form, "params": c.params,
-               "params_trainable": c.params_trainable, "buffers": c.buffers, "macs": c.macs / 1e9,
-               "macs_unit": "G", "convention": c.convention, "input_size": list(c.input_size),
-               "uncounted_ops": list(c.uncounted)}
-    _emit(args, payload, lambda p: (
-        f"{p['model']} {p['variant'] or ''} x{p['scale']} ({p['form']}): params {p['params']:,} "
-        f"(trainable {p['params_trainable']:,}), MACs {p['macs']:.2f} G [{p['convention']}, LR "
-        f"{p['input_size'][-2]}×{p['input_size'][-1]}]"))
+    payload = {
+        "model": args.model,
+        "variant": args.variant or architectures.spec(args.model).default_variant,
+        "scale": args.scale,
+        "form": args.form,
+        "params": c.params,
+        "params_trainable": c.params_trainable,
+        "buffers": c.buffers,
+        "macs": c.macs / 1e9,
+        "macs_unit": "G",
+        "convention": c.convention,
+        "input_size": list(c.input_size),
+        "uncounted_ops": list(c.uncounted),
+    }
+    _emit(
+        args,
+        payload,
+        lambda p: (
+            f"{p['model']} {p['variant'] or ''} x{p['scale']} ({p['form']}): params {p['params']:,} "
+            f"(trainable {p['params_trainable']:,}), MACs {p['macs']:.2f} G [{p['convention']}, LR "
+            f"{p['input_size'][-2]}×{p['input_size'][-1]}]"
+        ),
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from harness.evaluate import evaluate_checkpoint
 
     payload = evaluate_checkpoint(
-        args.model, args.scale, variant=args.variant, form=args.form, checkpoint=args.checkpoint,
-        dataset=args.dataset, data_root=args.data_root, inference=args.inference, store=not args.no_store,
+        args.model,
+        args.scale,
+        variant=args.variant,
+        form=args.form,
+        checkpoint=args.checkpoint,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        inference=args.inference,
+        store=not args.no_store,
     )
-    _emit(args, payload, lambda p: "\n".join([
-        _table(p["per_image"], ["image", "psnr_y", "ssim_y"]),
-        f"{p['dataset']} x{p['scale']} mean: PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f} "
-        f"({p['inference']} inference, {len(p['per_image'])} images)",
-    ]))
+    _emit(
+        args,
+        payload,
+        lambda p: "\n".join(
+            [
+                _table(p["per_image"], ["image", "psnr_y", "ssim_y"]),
+                f"{p['dataset']} x{p['scale']} mean: PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f} "
+                f"({p['inference']} inference, {len(p['per_image'])} images)",
+            ]
+        ),
+    )
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -133,16 +168,25 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from harness.verify import format_verdicts, verify_recipe
 
     verdicts = verify_recipe(args.recipe, checkpoint=args.checkpoint, data_root=args.data_root)
-    _emit(args, {"recipe": args.recipe, "verdicts": [v.as_dict() for v in verdicts]},
-          lambda p: format_verdicts(verdicts))
+    _emit(
+        args,
+        {"recipe": args.recipe, "verdicts": [v.as_dict() for v in verdicts]},
+        lambda p: format_verdicts(verdicts),
+    )
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from harness.reproduce import reproduce
     from harness.verify import format_verdicts
 
-    outcome = reproduce(args.recipe, profile=args.profile, checkpoint=args.checkpoint,
-                        data_root=args.data_root, out_dir=args.out, max_iters=args.max_iters)
+    outcome = reproduce(
+        args.recipe,
+        profile=args.profile,
+        checkpoint=args.checkpoint,
+        data_root=args.data_root,
+        out_dir=args.out,
+        max_iters=args.max_iters,
+    )
     _emit(args, outcome.as_dict(), lambda p: outcome.summary() + "\n\n" + format_verdicts(outcome.verdicts))
 
 
@@ -190,8 +234,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", required=True, help="a .pth path, or a released checkpoint's name")
     sp.add_argument("--dataset", required=True)
     sp.add_argument("--data-root", type=Path, default=None)
-    sp.add_argument("--inference", choices=("whole", "chop"), default=None,
-                    help="default: the paper's own test-time procedure")
+    sp.add_argument(
+        "--inference",
+        choices=("whole", "chop"),
+        default=None,
+        help="default: the paper's own test-time procedure",
+    )
     sp.add_argument("--no-store", action="store_true", help="do not append the result to the results store")
 
     sp = add("data", cmd_data, "dataset registry: list, fetch (with checksums), verify")

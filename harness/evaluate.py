@@ -22,7 +22,7 @@ from harness.data import Pair, write_image
 INFERENCE_MODES = ("whole", "chop")
 CONVENTION_TEXT = {
     "psnr_y": "Y of MATLAB rgb2ycbcr, shave=scale, SR rounded to uint8 (BasicSR/MATLAB)",
-    "ssim_y": "Y of MATLAB rgb2ycbcr, shave=scale, uint8, Gaussian 11x11 sigma 1.5, valid (MATLAB ssim_index)",
+    "ssim_y": "Y of rgb2ycbcr, shave=scale, uint8, Gaussian 11x11 sigma 1.5, valid (MATLAB ssim_index)",
     "psnr_rgb": "RGB, shave=scale, SR rounded to uint8 (NTIRE)",
     "psnr_edsr": "EDSR-PyTorch calc_psnr: Y-like weights/256 on the difference, shave=scale",
 }
@@ -96,16 +96,18 @@ def result_rows(result: EvalResult, base: dict) -> list[dict]:
         for metric, value in image_row.items():
             if metric == "image":
                 continue
-            rows.append({
-                **base,
-                "image": image_row["image"],
-                "metric": metric,
-                "value": float(value),
-                "unit": "dB" if metric.startswith("psnr") else "",
-                "convention": CONVENTION_TEXT.get(metric, metric),
-                "color": "rgb" if metric == "psnr_rgb" else "y",
-                "shave": base["scale"],
-            })
+            rows.append(
+                {
+                    **base,
+                    "image": image_row["image"],
+                    "metric": metric,
+                    "value": float(value),
+                    "unit": "dB" if metric.startswith("psnr") else "",
+                    "convention": CONVENTION_TEXT.get(metric, metric),
+                    "color": "rgb" if metric == "psnr_rgb" else "y",
+                    "shave": base["scale"],
+                }
+            )
     return rows
 
 
@@ -138,15 +140,34 @@ def evaluate_checkpoint(
     pairs = data.benchmark_pairs(dataset, scale, data_root)
     result = evaluate(model, pairs, scale, inference=inference)
     payload = {
-        "model": model_name, "variant": variant, "scale": scale, "form": form, "checkpoint": str(path),
-        "dataset": dataset, "inference": inference, **result.mean, "per_image": result.per_image,
+        "model": model_name,
+        "variant": variant,
+        "scale": scale,
+        "form": form,
+        "checkpoint": str(path),
+        "dataset": dataset,
+        "inference": inference,
+        **result.mean,
+        "per_image": result.per_image,
     }
     if store:
         base = {
-            **results_store.provenance(), "run_id": uuid.uuid4().hex[:12], "profile": "checkpoint", "tier": "checkpoint", "recipe": "",
-            "recipe_hash": "", "paper": spec.paper, "model": model_name, "variant": variant or "",
-            "scale": scale, "dataset": dataset, "inference": inference, "degradation": "matlab_bicubic",
-            "checkpoint": str(path), "seed": -1, "step": -1,
+            **results_store.provenance(),
+            "run_id": uuid.uuid4().hex[:12],
+            "profile": "checkpoint",
+            "tier": "checkpoint",
+            "recipe": "",
+            "recipe_hash": "",
+            "paper": spec.paper,
+            "model": model_name,
+            "variant": variant or "",
+            "scale": scale,
+            "dataset": dataset,
+            "inference": inference,
+            "degradation": "matlab_bicubic",
+            "checkpoint": str(path),
+            "seed": -1,
+            "step": -1,
             "dataset_checksum": data.dataset_checksum(dataset, data_root),
         }
         payload["run_id"] = base["run_id"]

@@ -38,9 +38,15 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"recipe": self.recipe, "profile": self.profile, "run_id": self.run_id,
-                "out_dir": str(self.out_dir), "evaluations": self.evaluations, "notes": self.notes,
-                "verdicts": [v.as_dict() for v in self.verdicts]}
+        return {
+            "recipe": self.recipe,
+            "profile": self.profile,
+            "run_id": self.run_id,
+            "out_dir": str(self.out_dir),
+            "evaluations": self.evaluations,
+            "notes": self.notes,
+            "verdicts": [v.as_dict() for v in self.verdicts],
+        }
 
     def summary(self) -> str:
         lines = [f"{self.recipe} — profile {self.profile}, run {self.run_id}, outputs in {self.out_dir}"]
@@ -51,9 +57,17 @@ class Outcome:
 
 
 def _evaluate_sets(recipe, model, sets: dict[str, list], out_dir: Path) -> dict[str, EvalResult]:
-    return {name: evaluate(model, pairs, recipe.scale, inference=recipe["eval.inference"],
-                           conventions=EVAL_CONVENTIONS, save_dir=out_dir / "sr" / name)
-            for name, pairs in sets.items()}
+    return {
+        name: evaluate(
+            model,
+            pairs,
+            recipe.scale,
+            inference=recipe["eval.inference"],
+            conventions=EVAL_CONVENTIONS,
+            save_dir=out_dir / "sr" / name,
+        )
+        for name, pairs in sets.items()
+    }
 
 
 def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, list], list[str]]:
@@ -68,9 +82,15 @@ def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, lis
     return sets, missing
 
 
-def reproduce(name: str, *, profile: str = "smoke", checkpoint: str | None = None,
-              data_root: Path | None = None, out_dir: Path | None = None,
-              max_iters: int | None = None) -> Outcome:
+def reproduce(
+    name: str,
+    *,
+    profile: str = "smoke",
+    checkpoint: str | None = None,
+    data_root: Path | None = None,
+    out_dir: Path | None = None,
+    max_iters: int | None = None,
+) -> Outcome:
     """Run recipe ``name``; ``profile`` "smoke" (CPU, embedded images) or "full" (the pinned recipe)."""
     from harness import data
     from harness.recipes import load
@@ -81,19 +101,44 @@ def reproduce(name: str, *, profile: str = "smoke", checkpoint: str | None = Non
     out = Path(out_dir) if out_dir else RUNS / f"{recipe.name}-{'checkpoint' if checkpoint else profile}"
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    base = {**store.provenance(), "run_id": run_id, "recipe": recipe.name, "recipe_hash": recipe.hash,
-            "paper": recipe.paper, "model": recipe.model, "variant": recipe.variant or "",
-            "scale": recipe.scale, "degradation": "matlab_bicubic", "seed": recipe["train.seed"], "step": -1}
+    base = {
+        **store.provenance(),
+        "run_id": run_id,
+        "recipe": recipe.name,
+        "recipe_hash": recipe.hash,
+        "paper": recipe.paper,
+        "model": recipe.model,
+        "variant": recipe.variant or "",
+        "scale": recipe.scale,
+        "degradation": "matlab_bicubic",
+        "seed": recipe["train.seed"],
+        "step": -1,
+    }
 
     verdicts, static_rows = static_verdicts(recipe)
-    rows = [{**base, "profile": profile if not checkpoint else "checkpoint", "tier": "static", "dataset": "",
-             "image": "", "color": "", "shave": 0, "inference": "", "checkpoint": "", "dataset_checksum": "",
-             **{k: v for k, v in r.items() if k != "form"}} for r in static_rows]
+    rows = [
+        {
+            **base,
+            "profile": profile if not checkpoint else "checkpoint",
+            "tier": "static",
+            "dataset": "",
+            "image": "",
+            "color": "",
+            "shave": 0,
+            "inference": "",
+            "checkpoint": "",
+            "dataset_checksum": "",
+            **{k: v for k, v in r.items() if k != "form"},
+        }
+        for r in static_rows
+    ]
 
     sets, missing = _available_benchmarks(recipe, data_root)
     if missing:
-        notes.append(f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
-                     f"`reprosr data fetch NAME` or --data-root DIR")
+        notes.append(
+            f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
+            f"`reprosr data fetch NAME` or --data-root DIR"
+        )
     if checkpoint:
         model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
         tier_verdicts, results = checkpoint_verdicts(recipe, model, data_root, label, form)
@@ -101,55 +146,117 @@ def reproduce(name: str, *, profile: str = "smoke", checkpoint: str | None = Non
         verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
         profile_label, tier, ckpt_label = "checkpoint", "checkpoint", label
     else:
-        summary = train(recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root)
+        summary = train(
+            recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root
+        )
         import architectures
 
         weights = summary.best_checkpoint or summary.final_checkpoint
         model = architectures.load_checkpoint(
-            architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights)
+            architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights
+        )
         if profile == "smoke":
             sets = {"embedded": data.embedded_pairs(recipe.scale), **sets}
-            notes.append(f"smoke profile: {summary.iterations} training iterations on the embedded images — "
-                         f"the full run was not done; it needs a CUDA GPU and DIV2K "
-                         f"(`nox -s reproduce-{recipe.name} -- --profile full`)")
+            notes.append(
+                f"smoke profile: {summary.iterations} training iterations on the embedded images — "
+                f"the full run was not done; it needs a CUDA GPU and DIV2K "
+                f"(`nox -s reproduce-{recipe.name} -- --profile full`)"
+            )
         results = _evaluate_sets(recipe, model, sets, out)
-        rows += _curve_rows(summary.curves, {**base, "profile": profile, "tier": "retrain",
-                                             "dataset_checksum": summary.dataset_checksum})
+        rows += _curve_rows(
+            summary.curves,
+            {**base, "profile": profile, "tier": "retrain", "dataset_checksum": summary.dataset_checksum},
+        )
         if profile == "smoke":
-            reason = (f"smoke profile ({summary.iterations} iterations on embedded images) cannot reproduce "
-                      f"the paper's accuracy; run `nox -s reproduce-{recipe.name} -- --profile full` on a GPU")
+            reason = (
+                f"smoke profile ({summary.iterations} iterations on embedded images) cannot reproduce "
+                f"the paper's accuracy; run `nox -s reproduce-{recipe.name} -- --profile full` on a GPU"
+            )
             verdicts += retrain_verdicts(recipe, None, reason)
         else:
             verdicts += retrain_verdicts(recipe, {k: r.mean for k, r in results.items()})
         profile_label, tier, ckpt_label = profile, "retrain", str(weights)
         released_model, label, form, reason = load_recipe_checkpoint(recipe, None)
         if released_model is None:
-            verdicts.append(Verdict("checkpoint", recipe.model, recipe.variant or "", recipe.scale, "",
-                                    "psnr_y/ssim_y", math.nan, math.nan, "", 0.0, "not run", reason))
+            verdicts.append(
+                Verdict(
+                    "checkpoint",
+                    recipe.model,
+                    recipe.variant or "",
+                    recipe.scale,
+                    "",
+                    "psnr_y/ssim_y",
+                    math.nan,
+                    math.nan,
+                    "",
+                    0.0,
+                    "not run",
+                    reason,
+                )
+            )
         else:
             verdicts += checkpoint_verdicts(recipe, released_model, data_root, label, form)[0]
 
     for dataset, result in results.items():
         checksum = "" if dataset == "embedded" else data.dataset_checksum(dataset, data_root)
-        rows += result_rows(result, {**base, "profile": profile_label, "tier": tier, "dataset": dataset,
-                                     "inference": recipe["eval.inference"], "checkpoint": ckpt_label,
-                                     "dataset_checksum": checksum})
+        rows += result_rows(
+            result,
+            {
+                **base,
+                "profile": profile_label,
+                "tier": tier,
+                "dataset": dataset,
+                "inference": recipe["eval.inference"],
+                "checkpoint": ckpt_label,
+                "dataset_checksum": checksum,
+            },
+        )
     store.append(rows)
-    store.append([{**{k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")},
-                   "profile": profile_label, **_verdict_row(v)} for v in verdicts], table="verdicts")
-    outcome = Outcome(recipe.name, profile_label, run_id, out, verdicts,
-                      {k: r.mean for k, r in results.items()}, notes)
-    (out / "run.json").write_text(json.dumps(
-        {**outcome.as_dict(), "data_root": str(data_root or ""), "sr_dirs": {k: str(out / "sr" / k) for k in results},
-         "curves": str(out / "train" / "curves.csv") if not checkpoint else ""}, indent=2, default=str))
+    store.append(
+        [
+            {
+                **{k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")},
+                "profile": profile_label,
+                **_verdict_row(v),
+            }
+            for v in verdicts
+        ],
+        table="verdicts",
+    )
+    outcome = Outcome(
+        recipe.name, profile_label, run_id, out, verdicts, {k: r.mean for k, r in results.items()}, notes
+    )
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                **outcome.as_dict(),
+                "data_root": str(data_root or ""),
+                "sr_dirs": {k: str(out / "sr" / k) for k in results},
+                "curves": str(out / "train" / "curves.csv") if not checkpoint else "",
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return outcome
 
 
 def _verdict_row(v: Verdict) -> dict:
-    return {"tier": v.tier, "model": v.model, "variant": v.variant, "scale": v.scale, "dataset": v.dataset,
-            "metric": v.metric, "measured": v.measured, "published": v.reference,
-            "published_source": v.source, "delta": v.delta, "tolerance": v.tolerance, "status": v.status,
-            "reason": v.reason}
+    return {
+        "tier": v.tier,
+        "model": v.model,
+        "variant": v.variant,
+        "scale": v.scale,
+        "dataset": v.dataset,
+        "metric": v.metric,
+        "measured": v.measured,
+        "published": v.reference,
+        "published_source": v.source,
+        "delta": v.delta,
+        "tolerance": v.tolerance,
+        "status": v.status,
+        "reason": v.reason,
+    }
 
 
 def _curve_rows(curves: Path, base: dict) -> list[dict]:
@@ -159,6 +266,21 @@ def _curve_rows(curves: Path, base: dict) -> list[dict]:
     if not curves.exists():
         return []
     with curves.open() as f:
-        return [{**base, "dataset": "", "image": "", "metric": "train_loss", "value": float(r["loss"]),
-                 "unit": "", "convention": "L1 training loss", "color": "", "shave": 0, "inference": "",
-                 "checkpoint": "", "step": int(r["iteration"])} for r in csv.DictReader(f) if r["loss"]]
+        return [
+            {
+                **base,
+                "dataset": "",
+                "image": "",
+                "metric": "train_loss",
+                "value": float(r["loss"]),
+                "unit": "",
+                "convention": "L1 training loss",
+                "color": "",
+                "shave": 0,
+                "inference": "",
+                "checkpoint": "",
+                "step": int(r["iteration"]),
+            }
+            for r in csv.DictReader(f)
+            if r["loss"]
+        ]

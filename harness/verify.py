@@ -1,12 +1,13 @@
 """Verification: measured numbers against outside references, in three tiers, each with its own tolerance.
 
-| tier | what is measured | reference | tolerance |
-|---|---|---|---|
-| static | parameter count of our port | the official code's count (`results/official/`) | exact (to the unit) |
-| static | parameter count of our port | the paper's rounded count (`results/published/`) | equal after rounding to the published digits |
-| static | MACs under the paper's convention | published Multi-Adds / FLOPs | 0.5 % relative |
-| checkpoint | PSNR/SSIM of a released or given checkpoint | published, and the official code's output | ±0.01 dB / ±0.0002 |
-| retrain | PSNR/SSIM of the recipe's full training run(s) | published | PSNR ±0.1 dB (Set5/Set14/B100), ±0.2 dB (Urban100/Manga109); SSIM ±0.002 (ReproSR's choice: the issue states none) |
+- static: parameter counts of our port vs the official code's counts (`results/official/`), exact to the
+  unit; vs the paper's rounded counts (`results/published/`), equal once rounded to the published digits;
+  MACs under the paper's convention vs published Multi-Adds/FLOPs, within 0.5 % relative.
+- checkpoint: PSNR/SSIM of a released or given checkpoint vs published and vs the official code's own
+  output, within ±0.01 dB / ±0.0002.
+- retrain: PSNR/SSIM of the recipe's full training run vs published, PSNR within ±0.1 dB
+  (Set5/Set14/B100) or ±0.2 dB (Urban100/Manga109); SSIM within ±0.002 (ReproSR's choice: the issue
+  states no SSIM tolerance for retraining).
 
 Every verdict is "pass", "fail", "not run" (with the reason) or "no published value": nothing passes silently.
 """
@@ -61,28 +62,65 @@ def official_counts() -> pd.DataFrame:
 
 def official_value(model: str, variant: str, scale: int, form: str, dataset: str, metric: str):
     df = official_counts()
-    hit = df[(df.model == model) & (df.variant == (variant or "")) & (df.scale == scale) & (df.form == form)
-             & (df.dataset == dataset) & (df.metric == metric)]
+    hit = df[
+        (df.model == model)
+        & (df.variant == (variant or ""))
+        & (df.scale == scale)
+        & (df.form == form)
+        & (df.dataset == dataset)
+        & (df.metric == metric)
+    ]
     return None if hit.empty else hit.iloc[0]
 
 
-def judge(where: dict, metric: str, measured: float | None, reference: float | None, source: str,
-          tolerance: float, *, relative: bool = False, not_run: str = "") -> Verdict:
+def judge(
+    where: dict,
+    metric: str,
+    measured: float | None,
+    reference: float | None,
+    source: str,
+    tolerance: float,
+    *,
+    relative: bool = False,
+    not_run: str = "",
+) -> Verdict:
     """One verdict. ``not_run`` (a reason) wins; a missing reference is "no published value"."""
     nan = math.nan
     if not_run:
-        return Verdict(**where, metric=metric, measured=nan if measured is None else measured,
-                       reference=nan if reference is None else reference, source=source,
-                       tolerance=tolerance, status="not run", reason=not_run)
+        return Verdict(
+            **where,
+            metric=metric,
+            measured=nan if measured is None else measured,
+            reference=nan if reference is None else reference,
+            source=source,
+            tolerance=tolerance,
+            status="not run",
+            reason=not_run,
+        )
     if reference is None:
-        return Verdict(**where, metric=metric, measured=measured, reference=nan, source="",
-                       tolerance=tolerance, status="no published value",
-                       reason="the sources hold no value for this; nothing to compare against")
+        return Verdict(
+            **where,
+            metric=metric,
+            measured=measured,
+            reference=nan,
+            source="",
+            tolerance=tolerance,
+            status="no published value",
+            reason="the sources hold no value for this; nothing to compare against",
+        )
     bound = tolerance * abs(reference) if relative else tolerance
     ok = abs(measured - reference) <= bound + 1e-12
     reason = f"|Δ| = {abs(measured - reference):.6g} {'≤' if ok else '>'} {bound:.6g}"
-    return Verdict(**where, metric=metric, measured=measured, reference=reference, source=source,
-                   tolerance=bound, status="pass" if ok else "fail", reason=reason)
+    return Verdict(
+        **where,
+        metric=metric,
+        measured=measured,
+        reference=reference,
+        source=source,
+        tolerance=bound,
+        status="pass" if ok else "fail",
+        reason=reason,
+    )
 
 
 def rounds_to(measured: float, reference: float) -> float:
@@ -94,11 +132,33 @@ def rounds_to(measured: float, reference: float) -> float:
 
 def format_verdicts(verdicts: list[Verdict]) -> str:
     """A plain-text verdict table, one row per verdict, then the counts per status."""
-    head = ["tier", "model", "variant", "scale", "dataset", "metric", "measured", "reference", "status", "why"]
-    rows = [[v.tier, v.model, v.variant or "-", f"x{v.scale}", v.dataset or "-", v.metric,
-             "" if math.isnan(v.measured) else f"{v.measured:.6g}",
-             "" if math.isnan(v.reference) else f"{v.reference:.6g}", v.status.upper(), v.reason]
-            for v in verdicts]
+    head = [
+        "tier",
+        "model",
+        "variant",
+        "scale",
+        "dataset",
+        "metric",
+        "measured",
+        "reference",
+        "status",
+        "why",
+    ]
+    rows = [
+        [
+            v.tier,
+            v.model,
+            v.variant or "-",
+            f"x{v.scale}",
+            v.dataset or "-",
+            v.metric,
+            "" if math.isnan(v.measured) else f"{v.measured:.6g}",
+            "" if math.isnan(v.reference) else f"{v.reference:.6g}",
+            v.status.upper(),
+            v.reason,
+        ]
+        for v in verdicts
+    ]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     counts = {s: sum(v.status == s for v in verdicts) for s in STATUSES}
@@ -112,8 +172,13 @@ def published_reference(model: str, variant: str, scale: int, dataset: str, metr
 
 
 def _where(tier: str, recipe, dataset: str = "") -> dict:
-    return {"tier": tier, "model": recipe.model, "variant": recipe.variant or "", "scale": recipe.scale,
-            "dataset": dataset}
+    return {
+        "tier": tier,
+        "model": recipe.model,
+        "variant": recipe.variant or "",
+        "scale": recipe.scale,
+        "dataset": dataset,
+    }
 
 
 def static_verdicts(recipe) -> tuple[list[Verdict], list[dict]]:
@@ -133,12 +198,22 @@ def static_verdicts(recipe) -> tuple[list[Verdict], list[dict]]:
         counts[form] = count_params(model)
         for metric in ("params", "params_trainable"):
             value = counts[form][metric]
-            measured.append({"metric": metric, "value": value, "form": form, "unit": "",
-                             "convention": f"{form} form, {'all' if metric == 'params' else 'requires_grad'}"})
+            measured.append(
+                {
+                    "metric": metric,
+                    "value": value,
+                    "form": form,
+                    "unit": "",
+                    "convention": f"{form} form, {'all' if metric == 'params' else 'requires_grad'}",
+                }
+            )
             ref = official_value(recipe.model, recipe.variant, recipe.scale, form, "", metric)
             if ref is not None:
-                verdicts.append(judge(where, f"{metric} [{form}] vs official code", value, float(ref.value),
-                                      ref.source, 0.0))
+                verdicts.append(
+                    judge(
+                        where, f"{metric} [{form}] vs official code", value, float(ref.value), ref.source, 0.0
+                    )
+                )
     form = "deploy" if "deploy" in spec.forms else "train"
     pub = published.lookup(recipe.model, recipe.variant, recipe.scale, None, "params")
     if pub is None:
@@ -146,10 +221,13 @@ def static_verdicts(recipe) -> tuple[list[Verdict], list[dict]]:
     else:
         metric = "params_trainable" if "trainable" in pub.convention else "params"
         value = counts[form][metric] / 1e6
-        verdicts.append(judge(where, "params (M) vs paper", value, pub.value, pub.source,
-                              rounds_to(value, pub.value)))
-    macs_rows = [(m, published.lookup(recipe.model, recipe.variant, recipe.scale, None, m))
-                 for m in ("multi_adds", "flops")]
+        verdicts.append(
+            judge(where, "params (M) vs paper", value, pub.value, pub.source, rounds_to(value, pub.value))
+        )
+    macs_rows = [
+        (m, published.lookup(recipe.model, recipe.variant, recipe.scale, None, m))
+        for m in ("multi_adds", "flops")
+    ]
     macs_rows = [(m, r) for m, r in macs_rows if r is not None]
     if not macs_rows:
         verdicts.append(judge(where, "MACs (G) vs paper", None, None, "", MACS_REL_TOL))
@@ -157,32 +235,66 @@ def static_verdicts(recipe) -> tuple[list[Verdict], list[dict]]:
         convention = "ntire256" if "256x256" in pub.convention else "hr720p"
         model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
         c = complexity(model, recipe.scale, convention=convention)
-        measured.append({"metric": "macs", "value": c.macs / 1e9, "form": form, "unit": "G",
-                         "convention": f"{convention}, {c.ops} op rule"})
-        verdicts.append(judge(where, f"{metric} (G, {convention}) vs paper", c.macs / 1e9, pub.value,
-                              pub.source, MACS_REL_TOL, relative=True))
+        measured.append(
+            {
+                "metric": "macs",
+                "value": c.macs / 1e9,
+                "form": form,
+                "unit": "G",
+                "convention": f"{convention}, {c.ops} op rule",
+            }
+        )
+        verdicts.append(
+            judge(
+                where,
+                f"{metric} (G, {convention}) vs paper",
+                c.macs / 1e9,
+                pub.value,
+                pub.source,
+                MACS_REL_TOL,
+                relative=True,
+            )
+        )
     return verdicts, measured
 
 
-def _compare_means(tier: str, recipe, dataset: str, means: dict[str, float], tolerances: dict[str, float],
-                   form: str) -> list[Verdict]:
+def _compare_means(
+    tier: str, recipe, dataset: str, means: dict[str, float], tolerances: dict[str, float], form: str
+) -> list[Verdict]:
     where = _where(tier, recipe, dataset)
     out = []
     for metric in ("psnr_y", "ssim_y"):
         value = means.get(metric)
         paper_metric = metric.removesuffix("_y")
         pub = published.lookup(recipe.model, recipe.variant, recipe.scale, dataset, paper_metric)
-        out.append(judge(where, f"{metric} vs paper", value, None if pub is None else pub.value,
-                         "" if pub is None else pub.source, tolerances[metric]))
+        out.append(
+            judge(
+                where,
+                f"{metric} vs paper",
+                value,
+                None if pub is None else pub.value,
+                "" if pub is None else pub.source,
+                tolerances[metric],
+            )
+        )
         ref = official_value(recipe.model, recipe.variant, recipe.scale, form, dataset, metric)
         if ref is not None:
-            out.append(judge(where, f"{metric} vs official code", value, float(ref.value), ref.source,
-                             tolerances[metric]))
+            out.append(
+                judge(
+                    where,
+                    f"{metric} vs official code",
+                    value,
+                    float(ref.value),
+                    ref.source,
+                    tolerances[metric],
+                )
+            )
     return out
 
 
-def checkpoint_verdicts(recipe, model, data_root: Path | None, checkpoint_label: str,
-                        form: str) -> tuple[list[Verdict], dict[str, object]]:
+def checkpoint_verdicts(
+    recipe, model, data_root: Path | None, checkpoint_label: str, form: str
+) -> tuple[list[Verdict], dict[str, object]]:
     """Tier 2: a checkpoint evaluated on the recipe's benchmark sets with the paper's test-time procedure.
 
     Returns the verdicts and, per evaluated set, its EvalResult (for the results store).
@@ -195,11 +307,26 @@ def checkpoint_verdicts(recipe, model, data_root: Path | None, checkpoint_label:
         try:
             pairs = data.benchmark_pairs(dataset, recipe.scale, data_root)
         except FileNotFoundError as exc:
-            verdicts += [judge(_where("checkpoint", recipe, dataset), f"{m} vs paper", None, None, "",
-                               CHECKPOINT_TOL[m], not_run=str(exc)) for m in ("psnr_y", "ssim_y")]
+            verdicts += [
+                judge(
+                    _where("checkpoint", recipe, dataset),
+                    f"{m} vs paper",
+                    None,
+                    None,
+                    "",
+                    CHECKPOINT_TOL[m],
+                    not_run=str(exc),
+                )
+                for m in ("psnr_y", "ssim_y")
+            ]
             continue
-        result = evaluate(model, pairs, recipe.scale, inference=recipe["eval.inference"],
-                          conventions=("psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr"))
+        result = evaluate(
+            model,
+            pairs,
+            recipe.scale,
+            inference=recipe["eval.inference"],
+            conventions=("psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr"),
+        )
         results[dataset] = result
         verdicts += _compare_means("checkpoint", recipe, dataset, result.mean, CHECKPOINT_TOL, form)
     for v in verdicts:
@@ -215,11 +342,24 @@ def retrain_verdicts(recipe, means: dict[str, dict[str, float]] | None, not_run:
         got = (means or {}).get(dataset)
         if not_run or got is None:
             reason = not_run or f"no full-training evaluation on {dataset} (dataset absent during the run)"
-            verdicts += [judge(_where("retrain", recipe, dataset), f"{m} vs paper", None, None, "", tol[m],
-                               not_run=reason) for m in ("psnr_y", "ssim_y")]
+            verdicts += [
+                judge(
+                    _where("retrain", recipe, dataset),
+                    f"{m} vs paper",
+                    None,
+                    None,
+                    "",
+                    tol[m],
+                    not_run=reason,
+                )
+                for m in ("psnr_y", "ssim_y")
+            ]
         else:
-            verdicts += [v for v in _compare_means("retrain", recipe, dataset, got, tol, recipe.form)
-                         if "official" not in v.metric]
+            verdicts += [
+                v
+                for v in _compare_means("retrain", recipe, dataset, got, tol, recipe.form)
+                if "official" not in v.metric
+            ]
     return verdicts
 
 
@@ -232,8 +372,10 @@ def stored_retrain_means(recipe) -> tuple[dict[str, dict[str, float]] | None, st
     full = runs[runs.profile == "full"]
     if full.empty:
         seen = "only smoke runs are" if not runs.empty else "no training run is"
-        return None, (f"{seen} in the results store; the full run needs a GPU and DIV2K: "
-                      f"`nox -s reproduce-{recipe.name} -- --profile full`")
+        return None, (
+            f"{seen} in the results store; the full run needs a GPU and DIV2K: "
+            f"`nox -s reproduce-{recipe.name} -- --profile full`"
+        )
     newest = full[full.timestamp == full.timestamp.max()]
     means: dict[str, dict[str, float]] = {}
     for row in newest.itertuples():
@@ -250,7 +392,9 @@ def verify_recipe(name: str, checkpoint: str | None = None, data_root: Path | No
     verdicts, _ = static_verdicts(recipe)
     model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
     if model is None:
-        verdicts += [judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)]
+        verdicts += [
+            judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)
+        ]
     else:
         verdicts += checkpoint_verdicts(recipe, model, data_root, label, form)[0]
     means, reason = stored_retrain_means(recipe)
@@ -258,21 +402,36 @@ def verify_recipe(name: str, checkpoint: str | None = None, data_root: Path | No
 
 
 def load_recipe_checkpoint(recipe, checkpoint: str | None):
-    """(model, label, form, "") for a given checkpoint (path or released name) or the recipe's released one if it
-    is already downloaded; (None, "", "", reason) otherwise. Released checkpoints are fetched only when named."""
+    """(model, label, form, "") for a given checkpoint (path or released name), or for the recipe's released
+    one if already downloaded; (None, "", "", reason) otherwise. Released ones are fetched only when named."""
     import architectures
     from harness import released
 
     if checkpoint is None:
-        matches = [r for r in released.RELEASED.values() if (r.model, r.variant or None, r.scale)
-                   == (recipe.model, recipe.variant, recipe.scale)]
+        matches = [
+            r
+            for r in released.RELEASED.values()
+            if (r.model, r.variant or None, r.scale) == (recipe.model, recipe.variant, recipe.scale)
+        ]
         if not matches:
-            return None, "", "", "no released checkpoint of this model/variant/scale is known; pass --checkpoint"
+            return (
+                None,
+                "",
+                "",
+                "no released checkpoint of this model/variant/scale is known; pass --checkpoint",
+            )
         entry = matches[0]
         path = released.cached_path(entry.name)
         if not path.exists():
-            return None, "", "", (f"released checkpoint {entry.name} is not downloaded; "
-                              f"`reprosr verify {recipe.name} --checkpoint {entry.name}` fetches it")
+            return (
+                None,
+                "",
+                "",
+                (
+                    f"released checkpoint {entry.name} is not downloaded; "
+                    f"`reprosr verify {recipe.name} --checkpoint {entry.name}` fetches it"
+                ),
+            )
         checkpoint = entry.name
     # A re-parameterisable model is evaluated in its deploy form, which loads both checkpoint forms.
     form = "deploy" if "deploy" in architectures.spec(recipe.model).forms else recipe.form

@@ -48,43 +48,89 @@ def test_complexity_matches_published_drsan_multi_adds(capsys):
 
 
 def test_complexity_ntire_convention(capsys):
-    payload = run_json(capsys, "complexity", "span_esr", "--scale", "4", "--variant", "ch28", "--form", "deploy",
-                       "--convention", "ntire256")
+    payload = run_json(
+        capsys,
+        "complexity",
+        "span_esr",
+        "--scale",
+        "4",
+        "--variant",
+        "ch28",
+        "--form",
+        "deploy",
+        "--convention",
+        "ntire256",
+    )
     assert payload["params"] == 150_688
     pub = published.lookup("span_esr", "ch28", 4, None, "flops")
     assert abs(payload["macs"] - pub.value) / pub.value < 0.005
 
 
 def test_eval_with_a_wrong_width_checkpoint_says_what_to_pass(capsys, tmp_path, datasets_root):
-    import architectures
     import torch
+
+    import architectures
 
     ckpt = tmp_path / "ch28.pth"
     torch.save(architectures.build("span_esr", 4, "ch28", form="deploy").state_dict(), ckpt)
     with pytest.raises(SystemExit) as exc:
-        main(["eval", "span_esr", "--scale", "4", "--variant", "ch48", "--form", "deploy", "--checkpoint",
-              str(ckpt), "--dataset", "Set5", "--data-root", str(datasets_root), "--json", "--no-store"])
+        main(
+            [
+                "eval",
+                "span_esr",
+                "--scale",
+                "4",
+                "--variant",
+                "ch48",
+                "--form",
+                "deploy",
+                "--checkpoint",
+                str(ckpt),
+                "--dataset",
+                "Set5",
+                "--data-root",
+                str(datasets_root),
+                "--json",
+                "--no-store",
+            ]
+        )
     assert exc.value.code == 2
     err = json.loads(capsys.readouterr().out)["error"]
     assert "28" in err and "ch28" in err
 
 
 def test_eval_on_set5_writes_per_image_rows(capsys, tmp_path, datasets_root, monkeypatch):
-    import architectures
     import torch
 
+    import architectures
     from harness import store
 
     monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.pth"
-    torch.save({"params": architectures.build("drsan", 4, "32s", channels=8, n_drags=1, n_units=1).state_dict()},
-               ckpt)
+    torch.save(
+        {"params": architectures.build("drsan", 4, "32s", channels=8, n_drags=1, n_units=1).state_dict()},
+        ckpt,
+    )
     # A published-size model would need the official weights; a tiny override model exercises the path.
-    monkeypatch.setattr(architectures, "build", lambda *a, **k: architectures.registry.build(
-        *a, channels=8, n_drags=1, n_units=1, **k))
-    payload = run_json(capsys, "eval", "drsan", "--scale", "4", "--checkpoint", str(ckpt), "--dataset", "Set5",
-                       "--data-root", str(datasets_root))
+    monkeypatch.setattr(
+        architectures,
+        "build",
+        lambda *a, **k: architectures.registry.build(*a, channels=8, n_drags=1, n_units=1, **k),
+    )
+    payload = run_json(
+        capsys,
+        "eval",
+        "drsan",
+        "--scale",
+        "4",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        "Set5",
+        "--data-root",
+        str(datasets_root),
+    )
     assert [r["image"] for r in payload["per_image"]] == ["baby", "bird", "butterfly", "head", "woman"]
     mean = sum(r["psnr_y"] for r in payload["per_image"]) / 5
     assert payload["psnr_y"] == pytest.approx(mean)
@@ -97,11 +143,29 @@ def test_data_list_and_missing_dataset_error(capsys, tmp_path):
     payload = run_json(capsys, "data", "list", "--data-root", str(tmp_path))
     assert {"Set5", "Set14", "B100", "Urban100", "Manga109"} <= {d["name"] for d in payload["datasets"]}
     with pytest.raises(SystemExit):
-        main(["eval", "drsan", "--scale", "2", "--checkpoint", str(tmp_path / "x.pth"), "--dataset", "Set5",
-              "--data-root", str(tmp_path), "--no-store"])
+        main(
+            [
+                "eval",
+                "drsan",
+                "--scale",
+                "2",
+                "--checkpoint",
+                str(tmp_path / "x.pth"),
+                "--dataset",
+                "Set5",
+                "--data-root",
+                str(tmp_path),
+                "--no-store",
+            ]
+        )
 
 
 def test_python_dash_m_harness_is_the_same_program():
-    out = subprocess.run([sys.executable, "-m", "harness", "models", "--json"], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "models", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert {m["name"] for m in json.loads(out.stdout)["models"]} >= {"drsan", "hspan"}

@@ -39,7 +39,9 @@ def test_static_tier_passes_for_drsan_and_fails_for_a_wrong_port(monkeypatch):
     assert official_value("drsan", "32s", 2, "train", "", "params").value == 368_427
     build = architectures.registry.build
     # One more DRAG than the official 32s: every static check must notice.
-    monkeypatch.setattr(architectures, "build", lambda *a, **k: build(*a, channels=32, n_drags=5, n_units=4, **k))
+    monkeypatch.setattr(
+        architectures, "build", lambda *a, **k: build(*a, channels=32, n_drags=5, n_units=4, **k)
+    )
     wrong, _ = static_verdicts(recipe)
     assert {v.status for v in wrong} == {"fail"}
 
@@ -54,7 +56,9 @@ def test_static_tier_span_esr_checks_both_forms():
 
 def test_smoke_reproduce_runs_every_stage_and_says_what_was_not_run(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
-    outcome = reproduce("drsan_32s_x2", profile="smoke", data_root=tmp_path / "no-data", out_dir=tmp_path / "run")
+    outcome = reproduce(
+        "drsan_32s_x2", profile="smoke", data_root=tmp_path / "no-data", out_dir=tmp_path / "run"
+    )
     statuses = {(v.tier, v.status) for v in outcome.verdicts}
     assert ("static", "pass") in statuses and ("retrain", "not run") in statuses
     assert all("smoke profile" in v.reason for v in outcome.verdicts if v.tier == "retrain")
@@ -64,7 +68,9 @@ def test_smoke_reproduce_runs_every_stage_and_says_what_was_not_run(tmp_path, mo
     embedded = results[(results.dataset == "embedded") & (results.image == "") & (results.metric == "psnr_y")]
     assert len(embedded) == 1 and 0 < embedded.value.iloc[0] < 99
     assert len(verdicts) == len(outcome.verdicts) and (verdicts.run_id == outcome.run_id).all()
-    assert (tmp_path / "run" / "run.json").exists() and any((tmp_path / "run" / "sr" / "embedded").glob("*.png"))
+    assert (tmp_path / "run" / "run.json").exists() and any(
+        (tmp_path / "run" / "sr" / "embedded").glob("*.png")
+    )
 
 
 def _ntire_checkpoint() -> Path | None:
@@ -76,13 +82,18 @@ def _ntire_checkpoint() -> Path | None:
 def test_checkpoint_tier_ntire_span_matches_the_official_code(datasets_root, tmp_path, monkeypatch):
     ckpt = _ntire_checkpoint()
     if ckpt is None:
-        pytest.skip("not run: NTIRE 2024 SPAN checkpoint not available (set REPROSR_NTIRE_CKPT or "
-                    "`reprosr eval span_esr --variant ch28 --scale 4 --form deploy "
-                    "--checkpoint span_esr_ch28_x4_ntire2024 ...` to fetch it)")
+        pytest.skip(
+            "not run: NTIRE 2024 SPAN checkpoint not available (set REPROSR_NTIRE_CKPT or "
+            "`reprosr eval span_esr --variant ch28 --scale 4 --form deploy "
+            "--checkpoint span_esr_ch28_x4_ntire2024 ...` to fetch it)"
+        )
     monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
     # Only the sets CI has: Set5 and Set14 (the others report "not run: dataset not found").
-    verdicts = [v for v in verify_recipe("span_esr_ch28_x4", checkpoint=str(ckpt), data_root=datasets_root)
-                if v.tier == "checkpoint"]
+    verdicts = [
+        v
+        for v in verify_recipe("span_esr_ch28_x4", checkpoint=str(ckpt), data_root=datasets_root)
+        if v.tier == "checkpoint"
+    ]
     official = [v for v in verdicts if "official code" in v.metric]
     assert len(official) == 4 and {v.status for v in official} == {"pass"}
     assert {v.status for v in verdicts if v.dataset in ("B100", "Urban100")} == {"not run"}
