@@ -14,8 +14,10 @@ import argparse
 import statistics
 import sys
 import time
+from functools import partial
 
 import torch
+from cuda_timing import time_cuda  # this script's folder is on sys.path
 
 from kernels.sliding_proxy import (
     sliding_proxy_attention,
@@ -49,24 +51,6 @@ def step(fn, args: list[torch.Tensor], backward: bool) -> None:
         out.backward(torch.ones_like(out))
 
 
-def time_cuda(fn, args, backward: bool, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median milliseconds and peak extra MiB on the current CUDA device."""
-    for _ in range(warmup):
-        step(fn, args, backward)
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step(fn, args, backward)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times), (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 def run_cuda(warmup: int, repeats: int) -> None:
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
     print(f"{'shape':18} {'pass':8} {'path':15} {'ms':>9} {'peak MiB':>9} {'speedup':>8} {'mem ratio':>9}")
@@ -76,7 +60,7 @@ def run_cuda(warmup: int, repeats: int) -> None:
             for name, fn in PATHS.items():
                 args = inputs(b, h, w, "cuda", backward)
                 try:
-                    results[name] = time_cuda(fn, args, backward, warmup, repeats)
+                    results[name] = time_cuda(partial(step, fn, args, backward), warmup, repeats)
                 except torch.cuda.OutOfMemoryError:
                     results[name] = (float("nan"), float("nan"))
                 del args

@@ -14,9 +14,11 @@ import argparse
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
+from cuda_timing import time_cuda  # this script's folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -74,24 +76,6 @@ def official_fits(b: int, n: int) -> str | None:
     )
 
 
-def time_cuda(fn, args, backward: bool, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median milliseconds and peak extra MiB on the current CUDA device."""
-    for _ in range(warmup):
-        step(fn, args, backward)
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step(fn, args, backward)
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times), (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 def run_cuda(warmup: int, repeats: int) -> None:
     for shape_name, (b, n, d, dv) in SHAPES.items():
         one_pass = n > 10_000
@@ -104,7 +88,11 @@ def run_cuda(warmup: int, repeats: int) -> None:
                     print(f"{shape_name:22s} {mode:8s} {path:15s} {reason}")
                     continue
                 args = inputs(b, n, d, dv, "cuda", backward)
-                ms, mib = time_cuda(fn, args, backward, 0 if one_pass else warmup, 1 if one_pass else repeats)
+                ms, mib = time_cuda(
+                    partial(step, fn, args, backward),
+                    0 if one_pass else warmup,
+                    1 if one_pass else repeats,
+                )
                 timed[path] = ms
                 print(f"{shape_name:22s} {mode:8s} {path:15s} {ms:10.2f} ms {mib:10.1f} MiB")
                 del args

@@ -8,20 +8,13 @@ outputs of every evaluated set (``sr/<dataset>/<image>.png``) and ``run.json``, 
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import store
 from harness.evaluate import EvalResult, evaluate, result_rows
-from harness.verify import (
-    Verdict,
-    checkpoint_verdicts,
-    load_recipe_checkpoint,
-    retrain_verdicts,
-    static_verdicts,
-)
+from harness.verify import Verdict, checkpoint_tier, retrain_verdicts, static_verdicts
 
 RUNS = Path("runs")
 EVAL_CONVENTIONS = ("psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr")
@@ -133,18 +126,11 @@ def reproduce(
         for r in static_rows
     ]
 
-    sets, missing = _available_benchmarks(recipe, data_root)
-    if missing:
-        notes.append(
-            f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
-            f"`reprosr data fetch NAME` or --data-root DIR"
-        )
     if checkpoint:
-        model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
-        tier_verdicts, results = checkpoint_verdicts(recipe, model, data_root, label, form)
+        tier_verdicts, results = checkpoint_tier(recipe, checkpoint, data_root)
         verdicts += tier_verdicts
         verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
-        profile_label, tier, ckpt_label = "checkpoint", "checkpoint", label
+        profile_label, tier, ckpt_label = "checkpoint", "checkpoint", checkpoint
     else:
         summary = train(
             recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root
@@ -156,12 +142,21 @@ def reproduce(
             architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights
         )
         if profile == "smoke":
-            sets = {"embedded": data.embedded_pairs(recipe.scale), **sets}
+            # Smoke weights are a few iterations old: benchmark scores would mean nothing, so only the
+            # embedded images are evaluated (the stage still runs for real).
+            sets = {"embedded": data.embedded_pairs(recipe.scale)}
             notes.append(
                 f"smoke profile: {summary.iterations} training iterations on the embedded images — "
                 f"the full run was not done; it needs a CUDA GPU and DIV2K "
                 f"(`nox -s reproduce-{recipe.name} -- --profile full`)"
             )
+        else:
+            sets, missing = _available_benchmarks(recipe, data_root)
+            if missing:
+                notes.append(
+                    f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
+                    f"`reprosr data fetch NAME` or --data-root DIR"
+                )
         results = _evaluate_sets(recipe, model, sets, out)
         rows += _curve_rows(
             summary.curves,
@@ -176,26 +171,7 @@ def reproduce(
         else:
             verdicts += retrain_verdicts(recipe, {k: r.mean for k, r in results.items()})
         profile_label, tier, ckpt_label = profile, "retrain", str(weights)
-        released_model, label, form, reason = load_recipe_checkpoint(recipe, None)
-        if released_model is None:
-            verdicts.append(
-                Verdict(
-                    "checkpoint",
-                    recipe.model,
-                    recipe.variant or "",
-                    recipe.scale,
-                    "",
-                    "psnr_y/ssim_y",
-                    math.nan,
-                    math.nan,
-                    "",
-                    0.0,
-                    "not run",
-                    reason,
-                )
-            )
-        else:
-            verdicts += checkpoint_verdicts(recipe, released_model, data_root, label, form)[0]
+        verdicts += checkpoint_tier(recipe, None, data_root)[0]
 
     for dataset, result in results.items():
         checksum = "" if dataset == "embedded" else data.dataset_checksum(dataset, data_root)
@@ -211,18 +187,19 @@ def reproduce(
                 "dataset_checksum": checksum,
             },
         )
+    verdict_rows = [
+        {
+            **{k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")},
+            "profile": profile_label,
+            **_verdict_row(v),
+        }
+        for v in verdicts
+    ]
+    # Both tables are validated before either is written, so a bad row leaves no half-stored run.
+    store.validate(rows)
+    store.validate(verdict_rows, table="verdicts")
     store.append(rows)
-    store.append(
-        [
-            {
-                **{k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")},
-                "profile": profile_label,
-                **_verdict_row(v),
-            }
-            for v in verdicts
-        ],
-        table="verdicts",
-    )
+    store.append(verdict_rows, table="verdicts")
     outcome = Outcome(
         recipe.name, profile_label, run_id, out, verdicts, {k: r.mean for k, r in results.items()}, notes
     )

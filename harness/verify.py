@@ -85,13 +85,14 @@ def judge(
     not_run: str = "",
 ) -> Verdict:
     """One verdict. ``not_run`` (a reason) wins; a missing reference is "no published value"."""
-    nan = math.nan
+    value = math.nan if measured is None else float(measured)
+    ref = math.nan if reference is None else float(reference)
     if not_run:
         return Verdict(
             **where,
             metric=metric,
-            measured=nan if measured is None else measured,
-            reference=nan if reference is None else reference,
+            measured=value,
+            reference=ref,
             source=source,
             tolerance=tolerance,
             status="not run",
@@ -101,8 +102,8 @@ def judge(
         return Verdict(
             **where,
             metric=metric,
-            measured=measured,
-            reference=nan,
+            measured=value,
+            reference=ref,
             source="",
             tolerance=tolerance,
             status="no published value",
@@ -390,15 +391,17 @@ def verify_recipe(name: str, checkpoint: str | None = None, data_root: Path | No
 
     recipe = load(name)
     verdicts, _ = static_verdicts(recipe)
-    model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
-    if model is None:
-        verdicts += [
-            judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)
-        ]
-    else:
-        verdicts += checkpoint_verdicts(recipe, model, data_root, label, form)[0]
+    verdicts += checkpoint_tier(recipe, checkpoint, data_root)[0]
     means, reason = stored_retrain_means(recipe)
     return verdicts + retrain_verdicts(recipe, means, reason)
+
+
+def checkpoint_tier(recipe, checkpoint: str | None, data_root: Path | None) -> tuple[list[Verdict], dict]:
+    """Tier 2 for ``recipe``: the given checkpoint, else its released one if downloaded, else "not run"."""
+    model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
+    if model is None:
+        return [judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)], {}
+    return checkpoint_verdicts(recipe, model, data_root, label, form)
 
 
 def load_recipe_checkpoint(recipe, checkpoint: str | None):

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,3 +24,12 @@ def datasets_root() -> Path:
     if root is None:
         pytest.skip("not run: real Set5/Set14 not found (set REPROSR_TEST_DATASETS to shared/datasets)")
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: intra-op threads only add contention on a 2-core CI machine (up to 5× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

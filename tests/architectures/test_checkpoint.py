@@ -11,14 +11,7 @@ from torch import nn
 import architectures
 from architectures.checkpoint import CheckpointError, load_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def span(scale: int = 2, variant: str = "ch12", form: str = "deploy") -> nn.Module:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import architectures
-from architectures.drsan import DRSAN, DynamicResidualAttentionGroup, state_dict_from_tf, tf_variable_map
+from architectures.drsan import (
+    DRSAN,
+    DynamicResidualAttentionGroup,
+    _depth_to_space_permutation,
+    state_dict_from_tf,
+    tf_variable_map,
+)
 
 # Parameter counts the official checkpoints' .index files hold (specs/drsan.md).
 OFFICIAL_PARAMS = {
@@ -27,6 +36,8 @@ OFFICIAL_PARAMS = {
     ("48m", 4): 1_270_963,
 }
 TINY = {"channels": 8, "n_drags": 2, "n_units": 3}
+# Model-variable names → TF shapes read from the 13 official checkpoints' .index files (see its "note").
+TF_INDEX = json.loads((Path(__file__).parent / "data" / "drsan_tf_index.json").read_text())["checkpoints"]
 
 
 def randomize_(module: torch.nn.Module, seed: int = 0) -> None:
@@ -218,3 +229,47 @@ def test_state_dict_from_tf_rejects_a_wrong_variant() -> None:
         state_dict_from_tf(arrays, DRSAN(2, channels=16, n_drags=1, n_units=2))
     with pytest.raises(KeyError, match="lacks"):
         state_dict_from_tf(arrays, DRSAN(2, channels=8, n_drags=2, n_units=2))
+
+
+def test_tf_index_covers_every_official_checkpoint() -> None:
+    assert sorted((c["variant"], c["scale"]) for c in TF_INDEX.values()) == sorted(OFFICIAL_PARAMS)
+
+
+@pytest.mark.parametrize("checkpoint", sorted(TF_INDEX))
+def test_tf_variable_map_matches_the_official_checkpoint_index(checkpoint: str) -> None:
+    """Names one-to-one with the checkpoint's model variables; HWIO kernels ↔ OIHW weights, vectors as is."""
+    entry = TF_INDEX[checkpoint]
+    variant, scale = entry["variant"], entry["scale"]
+    variables = {name: tuple(shape) for name, shape in entry["variables"].items()}
+    assert sum(int(np.prod(s)) for s in variables.values()) == OFFICIAL_PARAMS[(variant, scale)]
+    model = architectures.build("drsan", scale, variant)
+    own = model.state_dict()
+    names = tf_variable_map(model)
+    assert set(names) == set(variables)
+    assert sorted(names.values()) == sorted(own)  # a bijection onto the state_dict
+    for tf_name, key in names.items():
+        shape = variables[tf_name]
+        expected = (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else shape
+        assert tuple(own[key].shape) == expected, (tf_name, key)
+
+
+@pytest.mark.parametrize("checkpoint", sorted(TF_INDEX))
+def test_state_dict_from_tf_loads_the_official_checkpoint_layout(checkpoint: str) -> None:
+    """Synthetic arrays with the checkpoint's names/shapes (plus its optimiser variables) load strictly."""
+    entry = TF_INDEX[checkpoint]
+    rng = np.random.default_rng(entry["scale"])
+    arrays = {
+        name: rng.standard_normal(shape).astype(np.float32) for name, shape in entry["variables"].items()
+    }
+    extras = {f"{name}/AdamOptimizer{suffix}": a for name, a in arrays.items() for suffix in ("", "_1")}
+    extras |= {"Variable": np.array(10_000, np.int32), "beta1_power": np.float32(0.5), "beta2_power": 0.9}
+    model = architectures.build("drsan", entry["scale"], entry["variant"])
+    state = state_dict_from_tf(arrays | extras, model)
+    model.load_state_dict(state, strict=True)
+    shuffles = {f"upsampler.{i - 1}": m.upscale_factor for i, m in enumerate(model.upsampler) if i % 2}
+    for tf_name, key in tf_variable_map(model).items():
+        value = arrays[tf_name].transpose(3, 2, 0, 1) if arrays[tf_name].ndim == 4 else arrays[tf_name]
+        module = key.rsplit(".", 1)[0]
+        if module in shuffles:
+            value = value[_depth_to_space_permutation(value.shape[0], shuffles[module])]
+        assert torch.equal(state[key], torch.from_numpy(np.ascontiguousarray(value))), (tf_name, key)

@@ -27,13 +27,7 @@ OFFICIAL = {  # set → (mean PSNR-Y dB, mean SSIM-Y), from the official code as
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Intra-op threads only add contention on the shared 2-core CI machine (5× slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

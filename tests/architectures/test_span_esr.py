@@ -11,14 +11,7 @@ import torch
 import architectures
 from architectures.checkpoint import CheckpointError, load_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def official_layout(channels: int, scale: int, form: str) -> dict[str, tuple[int, ...]]:

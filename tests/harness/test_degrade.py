@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.data import read_image
-from harness.degrade import bicubic_downsample, imresize_matlab
+from harness.degrade import _resize_sparse, bicubic_downsample, imresize_matlab
 from tests.harness.imresize_reference import imresize_reference
 
 
@@ -49,6 +51,21 @@ def test_matches_numpy_transliteration(h, w, scale, seed):
     got = imresize_matlab(torch.from_numpy(image).permute(2, 0, 1), scale).permute(1, 2, 0).numpy()
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    h=st.integers(1, 50),
+    w=st.integers(1, 50),
+    s=st.integers(2, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_integer_factor_path_matches_general_path(n, h, w, s, seed):
+    # sizes not divisible by s, and images narrower than the kernel (folded more than once), included
+    image = torch.rand(n, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    expected = _resize_sparse(image, math.ceil(h / s), math.ceil(w / s), 1 / s)
+    torch.testing.assert_close(imresize_matlab(image, 1 / s), expected, rtol=0, atol=1e-14)
 
 
 def test_batched_float32_matches_per_image_float64():

@@ -84,12 +84,7 @@ def run_fit(out: Path, plan: Plan, model: nn.Module | None = None, **kw):
     return torch.load(out / "last.pt", weights_only=True)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_patches_are_aligned_and_rank_shards_recompose_the_batch():

@@ -11,7 +11,7 @@ import pytest
 
 import architectures
 from harness import released, store
-from harness.recipes import load
+from harness.recipes import RECIPES, load
 from harness.reproduce import reproduce
 from harness.verify import judge, official_value, rounds_to, static_verdicts, verify_recipe
 
@@ -23,6 +23,7 @@ def test_judge_statuses():
     assert judge(WHERE, "x", 1.006, 1.0, "src", 0.005).status == "fail"
     assert judge(WHERE, "x", 100.6, 100.0, "src", 0.005, relative=True).status == "fail"
     assert judge(WHERE, "x", 1.0, None, "", 0.1).status == "no published value"
+    assert math.isnan(judge(WHERE, "x", None, None, "", 0.1).delta)
     v = judge(WHERE, "x", None, 1.0, "src", 0.1, not_run="no GPU")
     assert v.status == "not run" and v.reason == "no GPU" and math.isnan(v.measured)
 
@@ -97,3 +98,12 @@ def test_checkpoint_tier_ntire_span_matches_the_official_code(datasets_root, tmp
     official = [v for v in verdicts if "official code" in v.metric]
     assert len(official) == 4 and {v.status for v in official} == {"pass"}
     assert {v.status for v in verdicts if v.dataset in ("B100", "Urban100")} == {"not run"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_smoke_runs_green(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
+    outcome = reproduce(name, profile="smoke", data_root=tmp_path / "no-data", out_dir=tmp_path / "run")
+    assert not [v for v in outcome.verdicts if v.status == "fail"]
+    assert {v.status for v in outcome.verdicts if v.tier == "retrain"} == {"not run"}
