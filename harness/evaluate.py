@@ -26,6 +26,7 @@ CONVENTION_TEXT = {
     "psnr_rgb": "RGB, shave=scale, SR rounded to uint8 (NTIRE)",
     "psnr_edsr": "EDSR-PyTorch calc_psnr: Y-like weights/256 on the difference, shave=scale",
 }
+ALL_CONVENTIONS = tuple(CONVENTION_TEXT)  # what the main job records for every evaluated image
 
 
 @dataclass

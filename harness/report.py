@@ -26,13 +26,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from PIL import Image
 
 from harness import published, store
+from harness.evaluate import ALL_CONVENTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = Path(__file__).with_name("templates")
 BENCHMARKS_MD = REPO / "benchmarks" / "RESULTS.md"
 STATUSES = ("pass", "fail", "not run", "no published value")
 DATASET_ORDER = ("Set5", "Set14", "B100", "Urban100", "Manga109")  # the papers' table order; others after
-EVAL_METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr")
 CROP = 96  # HR pixels per side of a visual-comparison crop
 CROPS_PER_SET = 2
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -363,7 +363,7 @@ def complexity_plots(
 def knob_effects(results: pd.DataFrame) -> list[dict]:
     """Measured size of each evaluation knob: per-image differences between two conventions (or inference
     modes) of the same run and image, summarised per (scale, dataset) as n, mean, min and max."""
-    images = results[(results.image != "") & results.metric.isin(EVAL_METRICS)]
+    images = results[(results.image != "") & results.metric.isin(ALL_CONVENTIONS)]
     keys = ["run_id", "model", "variant", "scale", "dataset", "image", "inference"]
     wide = images.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
     effects = []
@@ -571,11 +571,11 @@ def _provenance(rows: pd.DataFrame) -> dict:
 
 
 def _per_image(rows: pd.DataFrame) -> list[dict]:
-    scored = rows[rows.metric.isin(EVAL_METRICS) & (rows.dataset != "")]
+    scored = rows[rows.metric.isin(ALL_CONVENTIONS) & (rows.dataset != "")]
     tables = []
     for (dataset, inference), g in scored.groupby(["dataset", "inference"], sort=True):
         wide = g.pivot_table(index="image", columns="metric", values="value", aggfunc="first")
-        metrics = [m for m in EVAL_METRICS if m in wide.columns]
+        metrics = [m for m in ALL_CONVENTIONS if m in wide.columns]
         images = sorted(i for i in wide.index if i) + ([""] if "" in wide.index else [])
         tables.append(
             {

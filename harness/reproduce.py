@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import store
-from harness.evaluate import EvalResult, evaluate, result_rows
+from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
 from harness.verify import Verdict, checkpoint_tier, retrain_verdicts, static_verdicts
 
 RUNS = Path("runs")
-EVAL_CONVENTIONS = ("psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr")
 
 
 @dataclass
@@ -56,7 +55,7 @@ def _evaluate_sets(recipe, model, sets: dict[str, list], out_dir: Path) -> dict[
             pairs,
             recipe.scale,
             inference=recipe["eval.inference"],
-            conventions=EVAL_CONVENTIONS,
+            conventions=ALL_CONVENTIONS,
             save_dir=out_dir / "sr" / name,
         )
         for name, pairs in sets.items()
@@ -127,7 +126,7 @@ def reproduce(
     ]
 
     if checkpoint:
-        tier_verdicts, results = checkpoint_tier(recipe, checkpoint, data_root)
+        tier_verdicts, results = checkpoint_tier(recipe, checkpoint, data_root, out / "sr")
         verdicts += tier_verdicts
         verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
         profile_label, tier, ckpt_label = "checkpoint", "checkpoint", checkpoint

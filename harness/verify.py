@@ -294,14 +294,15 @@ def _compare_means(
 
 
 def checkpoint_verdicts(
-    recipe, model, data_root: Path | None, checkpoint_label: str, form: str
+    recipe, model, data_root: Path | None, checkpoint_label: str, form: str, save_dir: Path | None = None
 ) -> tuple[list[Verdict], dict[str, object]]:
     """Tier 2: a checkpoint evaluated on the recipe's benchmark sets with the paper's test-time procedure.
 
-    Returns the verdicts and, per evaluated set, its EvalResult (for the results store).
+    Returns the verdicts and, per evaluated set, its EvalResult (for the results store); ``save_dir`` keeps
+    the SR outputs as ``<save_dir>/<dataset>/<image>.png``.
     """
     from harness import data
-    from harness.evaluate import evaluate
+    from harness.evaluate import ALL_CONVENTIONS, evaluate
 
     verdicts, results = [], {}
     for dataset in recipe["eval.benchmarks"]:
@@ -326,7 +327,8 @@ def checkpoint_verdicts(
             pairs,
             recipe.scale,
             inference=recipe["eval.inference"],
-            conventions=("psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr"),
+            conventions=ALL_CONVENTIONS,
+            save_dir=None if save_dir is None else save_dir / dataset,
         )
         results[dataset] = result
         verdicts += _compare_means("checkpoint", recipe, dataset, result.mean, CHECKPOINT_TOL, form)
@@ -396,12 +398,14 @@ def verify_recipe(name: str, checkpoint: str | None = None, data_root: Path | No
     return verdicts + retrain_verdicts(recipe, means, reason)
 
 
-def checkpoint_tier(recipe, checkpoint: str | None, data_root: Path | None) -> tuple[list[Verdict], dict]:
+def checkpoint_tier(
+    recipe, checkpoint: str | None, data_root: Path | None, save_dir: Path | None = None
+) -> tuple[list[Verdict], dict]:
     """Tier 2 for ``recipe``: the given checkpoint, else its released one if downloaded, else "not run"."""
     model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
     if model is None:
         return [judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)], {}
-    return checkpoint_verdicts(recipe, model, data_root, label, form)
+    return checkpoint_verdicts(recipe, model, data_root, label, form, save_dir)
 
 
 def load_recipe_checkpoint(recipe, checkpoint: str | None):
