@@ -14,13 +14,14 @@ not a softmax over the union of the windows; it is what the official code comput
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from kernels.dispatch import use_triton
 
 
 def _window_grid(size: int, window_size: int, overlap: int, axis: str) -> int:
@@ -299,20 +300,6 @@ def _sliding_proxy_bwd(
         )
 
 
-def _use_triton(x: Tensor) -> bool:
-    """CUDA → Triton; CPU → Triton only under TRITON_INTERPRET=1; float64 → always the reference."""
-    if x.dtype == torch.float64 or not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    # `triton.jit` (here and in triton.language's own helpers) picks the interpreter when triton is
-    # imported, so setting the variable later cannot give an interpreter.
-    if not x.is_cuda and isinstance(_sliding_proxy_fwd, triton.runtime.JITFunction):
-        raise RuntimeError(
-            "sliding_proxy_attention: TRITON_INTERPRET=1 was set after triton was imported, so the Triton "
-            "kernels cannot run on CPU tensors; set it before Python starts (TRITON_INTERPRET=1 pytest ...)"
-        )
-    return True
-
-
 def _meta(q: Tensor, window_size: int, overlap: int) -> dict:
     stride = window_size - overlap
     return dict(
@@ -420,7 +407,7 @@ class SlidingProxyAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap):  # noqa: D102
         ctx.window_size, ctx.overlap = window_size, overlap
-        ctx.triton = _use_triton(q)
+        ctx.triton = use_triton(q, _sliding_proxy_fwd, "sliding_proxy_attention")
         if not ctx.triton:
             ctx.save_for_backward(q, k, v, temperature, rel_bias)
             return sliding_proxy_attention_reference(

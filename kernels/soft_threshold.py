@@ -8,11 +8,11 @@ fits, so it equals this exact sparsemax (see ../shared/specs/fidelity-notes.md).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
+
+from kernels.dispatch import use_triton
 
 # Query rows per block in the reference: bounds its memory to ROW_BLOCK x M scores per batch item.
 ROW_BLOCK = 256
@@ -452,26 +452,12 @@ def triton_backward(
     return dq, dk, dvv
 
 
-def _use_triton(t: torch.Tensor) -> bool:
-    # float64 always takes the reference: it is the precision the reference exists for.
-    if t.dtype == torch.float64 or not (t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
-        return False
-    # triton.jit picks compiled vs interpreted once, at decoration (tl.sum, tl.max included, when triton is
-    # imported), so the interpreter exists only if TRITON_INTERPRET=1 was set before triton was imported.
-    if not t.is_cuda and isinstance(_fwd_kernel, triton.runtime.JITFunction):
-        raise RuntimeError(
-            "soft_threshold_attention: TRITON_INTERPRET=1 was set after triton was imported, so the Triton "
-            "kernels cannot run on CPU tensors; set it before Python starts (TRITON_INTERPRET=1 pytest ...)"
-        )
-    return True
-
-
 class SoftThresholdAttentionFunction(torch.autograd.Function):
     """Autograd op: CUDA -> Triton kernels; CPU -> reference (Triton under `TRITON_INTERPRET=1`)."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        ctx.triton = _use_triton(q)
+        ctx.triton = use_triton(q, _fwd_kernel, "soft_threshold_attention")
         if ctx.triton:
             out, *state = triton_forward(q, k, v, need_backward=any(ctx.needs_input_grad))
         else:

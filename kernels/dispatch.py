@@ -1,0 +1,24 @@
+"""Which backend an attention operator runs: the rule both operators share."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+from torch import Tensor
+
+
+def use_triton(x: Tensor, kernel: object, op: str) -> bool:
+    """CUDA → Triton; CPU → Triton only under TRITON_INTERPRET=1; float64 → always the PyTorch reference
+    (the precision the reference exists for). ``kernel`` is one of the op's ``@triton.jit`` kernels."""
+    if x.dtype == torch.float64 or not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        return False
+    # triton.jit (triton.language's own helpers too) picks the interpreter when triton is imported, so
+    # setting the variable later cannot give one.
+    if not x.is_cuda and isinstance(kernel, triton.runtime.JITFunction):
+        raise RuntimeError(
+            f"{op}: TRITON_INTERPRET=1 was set after triton was imported, so the Triton kernels cannot run "
+            "on CPU tensors; set it before Python starts (TRITON_INTERPRET=1 pytest ...)"
+        )
+    return True
