@@ -362,8 +362,11 @@ def complexity_plots(
 
 def knob_effects(results: pd.DataFrame) -> list[dict]:
     """Measured size of each evaluation knob: per-image differences between two conventions (or inference
-    modes) of the same run and image, summarised per (scale, dataset) as n, mean, min and max."""
-    images = results[(results.image != "") & results.metric.isin(ALL_CONVENTIONS)]
+    modes) of the same run and image, summarised per (scale, dataset) as n, mean, min and max. Smoke runs
+    are left out: a knob's effect on the output of a few-iteration model says nothing about the papers."""
+    images = results[
+        (results.image != "") & results.metric.isin(ALL_CONVENTIONS) & (results.profile != "smoke")
+    ]
     keys = ["run_id", "model", "variant", "scale", "dataset", "image", "inference"]
     wide = images.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
     effects = []
