@@ -57,7 +57,9 @@ class Verdict:
 @cache
 def official_counts() -> pd.DataFrame:
     """The official code's own numbers (parameter counts, outputs of released checkpoints), with sources."""
-    return pd.read_csv(OFFICIAL_CSV, dtype={"variant": str, "dataset": str}, keep_default_na=False)
+    return pd.read_csv(
+        OFFICIAL_CSV, dtype={"variant": str, "dataset": str, "value": str}, keep_default_na=False
+    )
 
 
 def official_value(model: str, variant: str, scale: int, form: str, dataset: str, metric: str):
@@ -124,9 +126,10 @@ def judge(
     )
 
 
-def rounds_to(measured: float, reference: float) -> float:
-    """Tolerance meaning "equal once rounded to the reference's published digits" (0.37 → ±0.005)."""
-    text = repr(float(reference))
+def rounds_to(reference: float | str) -> float:
+    """Tolerance meaning "equal once rounded to the reference's printed digits": 0.37 → ±0.005. Pass the
+    value as written (a str) where trailing zeros matter ("49.40" → ±0.005)."""
+    text = reference if isinstance(reference, str) else repr(float(reference))
     digits = len(text.split(".")[1]) if "." in text else 0
     return 0.5 * 10.0**-digits
 
@@ -188,7 +191,7 @@ def static_verdicts(recipe) -> tuple[list[Verdict], list[dict]]:
     Returns the verdicts and the measurements (for the results store).
     """
     import architectures
-    from harness.complexity import complexity, count_params
+    from harness.complexity import CONVENTIONS, complexity, count_params
 
     spec = architectures.spec(recipe.model)
     where = _where("static", recipe)
@@ -223,39 +226,44 @@ def static_verdicts(recipe) -> tuple[list[Verdict], list[dict]]:
         metric = "params_trainable" if "trainable" in pub.convention else "params"
         value = counts[form][metric] / 1e6
         verdicts.append(
-            judge(where, "params (M) vs paper", value, pub.value, pub.source, rounds_to(value, pub.value))
+            judge(where, "params (M) vs paper", value, pub.value, pub.source, rounds_to(pub.value))
         )
-    macs_rows = [
-        (m, published.lookup(recipe.model, recipe.variant, recipe.scale, None, m))
-        for m in ("multi_adds", "flops")
-    ]
-    macs_rows = [(m, r) for m, r in macs_rows if r is not None]
-    if not macs_rows:
+    # MACs references: the paper's Multi-Adds/FLOPs (±0.5 %) and the official code's own fvcore counts
+    # (equal to their printed digits); each convention is counted once.
+    refs = []
+    for metric in ("multi_adds", "flops"):
+        pub = published.lookup(recipe.model, recipe.variant, recipe.scale, None, metric)
+        if pub is not None:
+            convention = "ntire256" if "256x256" in pub.convention else "hr720p"
+            refs.append((f"{metric} (G, {convention}) vs paper", convention, pub.value, pub.source, None))
+    for convention in CONVENTIONS:
+        ref = official_value(recipe.model, recipe.variant, recipe.scale, form, "", f"macs_{convention}")
+        if ref is not None:
+            label = f"macs (G, {convention}) vs official code"
+            refs.append((label, convention, float(ref.value), ref.source, rounds_to(ref.value)))
+    if not any("vs paper" in r[0] for r in refs):
         verdicts.append(judge(where, "MACs (G) vs paper", None, None, "", MACS_REL_TOL))
-    for metric, pub in macs_rows:
-        convention = "ntire256" if "256x256" in pub.convention else "hr720p"
-        model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
-        c = complexity(model, recipe.scale, convention=convention)
-        measured.append(
-            {
-                "metric": "macs",
-                "value": c.macs / 1e9,
-                "form": form,
-                "unit": "G",
-                "convention": f"{convention}, {c.ops} op rule",
-            }
-        )
-        verdicts.append(
-            judge(
-                where,
-                f"{metric} (G, {convention}) vs paper",
-                c.macs / 1e9,
-                pub.value,
-                pub.source,
-                MACS_REL_TOL,
-                relative=True,
+    macs_g = {}
+    for label, convention, value, source, exact_tolerance in refs:
+        if convention not in macs_g:
+            model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
+            c = complexity(model, recipe.scale, convention=convention)
+            macs_g[convention] = c.macs / 1e9
+            measured.append(
+                {
+                    "metric": "macs",
+                    "value": macs_g[convention],
+                    "form": form,
+                    "unit": "G",
+                    "convention": f"{convention}, {c.ops} op rule",
+                }
             )
-        )
+        if exact_tolerance is None:
+            verdicts.append(
+                judge(where, label, macs_g[convention], value, source, MACS_REL_TOL, relative=True)
+            )
+        else:
+            verdicts.append(judge(where, label, macs_g[convention], value, source, exact_tolerance))
     return verdicts, measured
 
 
