@@ -8,6 +8,8 @@ to its window grid inside its forward and crops back, so "whole" is its official
 from __future__ import annotations
 
 import math
+import statistics
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +29,14 @@ CONVENTION_TEXT = {
     "psnr_edsr": "EDSR-PyTorch calc_psnr: Y-like weights/256 on the difference, shave=scale",
 }
 ALL_CONVENTIONS = tuple(CONVENTION_TEXT)  # what the main job records for every evaluated image
+RUNTIME_TEXT = "wall time of the test-time SR of one image (batch 1, host copies included); set: median"
 
 
 @dataclass
 class EvalResult:
-    """Per-image scores and their set means (the papers average per-image PSNR/SSIM over the set)."""
+    """Per-image scores and their set means (the papers average per-image PSNR/SSIM over the set), plus the
+    wall time of each image's SR (``runtime_ms``; its set value is the median, robust to the first call's
+    warm-up)."""
 
     mean: dict[str, float]
     per_image: list[dict] = field(default_factory=list)
@@ -71,7 +76,9 @@ def evaluate(
     rows = []
     try:
         for pair in pairs:
-            sr = super_resolve(model, pair.lr, inference)
+            start = time.perf_counter()
+            sr = super_resolve(model, pair.lr, inference)  # returns on the CPU: a GPU run is synchronised
+            runtime_ms = (time.perf_counter() - start) * 1e3
             if sr.shape != pair.hr.shape:
                 raise ValueError(
                     f"{pair.name}: SR is {tuple(sr.shape)} but HR is {tuple(pair.hr.shape)}; "
@@ -81,12 +88,15 @@ def evaluate(
                 raise FloatingPointError(f"{pair.name}: the model produced NaN/Inf")
             row = {"image": pair.name}
             row.update({c: float(metrics.CONVENTIONS[c](sr, pair.hr, scale)) for c in conventions})
+            row["runtime_ms"] = runtime_ms
             rows.append(row)
             if save_dir is not None:
                 write_image(Path(save_dir) / f"{pair.name}.png", sr.clamp(0, 1))
     finally:
         model.train(was_training)
     mean = {c: math.fsum(r[c] for r in rows) / len(rows) for c in conventions} if rows else {}
+    if rows:
+        mean["runtime_ms"] = statistics.median(r["runtime_ms"] for r in rows)
     return EvalResult(mean=mean, per_image=rows)
 
 
@@ -97,16 +107,17 @@ def result_rows(result: EvalResult, base: dict) -> list[dict]:
         for metric, value in image_row.items():
             if metric == "image":
                 continue
+            timing = metric == "runtime_ms"
             rows.append(
                 {
                     **base,
                     "image": image_row["image"],
                     "metric": metric,
                     "value": float(value),
-                    "unit": "dB" if metric.startswith("psnr") else "",
-                    "convention": CONVENTION_TEXT.get(metric, metric),
-                    "color": "rgb" if metric == "psnr_rgb" else "y",
-                    "shave": base["scale"],
+                    "unit": "ms" if timing else "dB" if metric.startswith("psnr") else "",
+                    "convention": RUNTIME_TEXT if timing else CONVENTION_TEXT.get(metric, metric),
+                    "color": "" if timing else "rgb" if metric == "psnr_rgb" else "y",
+                    "shave": 0 if timing else base["scale"],
                 }
             )
     return rows

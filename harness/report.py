@@ -114,8 +114,9 @@ def published_complexity(pub: pd.DataFrame) -> dict[tuple[str, str, int], Comple
 
 
 def measured_runtimes(results: pd.DataFrame) -> dict[tuple[str, str, int], tuple[float, str]]:
-    """Newest measured runtime (ms, device) per (model, variant, scale)."""
-    rows = newest_run_rows(results[results.metric == "runtime_ms"], ["model", "variant", "scale"])
+    """Newest model-level runtime (ms, device) per (model, variant, scale): rows without a dataset."""
+    level = results[(results.metric == "runtime_ms") & (results.dataset == "")]
+    rows = newest_run_rows(level, ["model", "variant", "scale"])
     rows = rows.sort_values(["model", "variant", "scale", "dataset", "image"], kind="stable")
     return {(m, v, int(s)): (float(g.value.iloc[0]), g.device.iloc[0])
             for (m, v, s), g in rows.groupby(["model", "variant", "scale"], sort=True)}  # fmt: skip
@@ -158,6 +159,8 @@ def leaderboards(
     }
     measured, pub_cx = measured_complexity(results), published_complexity(pub)
     runtimes = measured_runtimes(results)
+    timed = results[(results.metric == "runtime_ms") & (results.image == "")]
+    set_runtime = {(r.run_id, r.dataset): (r.value, r.device) for r in timed.itertuples()}
 
     def base(model: str, variant: str, scale: int, dataset: str) -> dict:
         cx = measured.get((model, variant, scale))
@@ -198,6 +201,8 @@ def leaderboards(
             psnr_verdict=_verdict(verdicts, key["run_id"], key, "psnr_y", not math.isnan(row["pub_psnr"])),
             ssim_verdict=_verdict(verdicts, key["run_id"], key, "ssim_y", not math.isnan(row["pub_ssim"])),
         )
+        if (key["run_id"], key["dataset"]) in set_runtime:
+            row["runtime_ms"], row["device"] = set_runtime[(key["run_id"], key["dataset"])]
         boards.setdefault((key["scale"], key["dataset"]), []).append(row)
         reproduced.add((key["model"], key["variant"], key["scale"], key["dataset"]))
     not_run = {"status": "not run", "reason": "no run of this model in the results store"}
@@ -574,11 +579,12 @@ def _provenance(rows: pd.DataFrame) -> dict:
 
 
 def _per_image(rows: pd.DataFrame) -> list[dict]:
-    scored = rows[rows.metric.isin(ALL_CONVENTIONS) & (rows.dataset != "")]
+    columns = (*ALL_CONVENTIONS, "runtime_ms")
+    scored = rows[rows.metric.isin(columns) & (rows.dataset != "")]
     tables = []
     for (dataset, inference), g in scored.groupby(["dataset", "inference"], sort=True):
         wide = g.pivot_table(index="image", columns="metric", values="value", aggfunc="first")
-        metrics = [m for m in ALL_CONVENTIONS if m in wide.columns]
+        metrics = [m for m in columns if m in wide.columns]
         images = sorted(i for i in wide.index if i) + ([""] if "" in wide.index else [])
         tables.append(
             {
@@ -587,7 +593,8 @@ def _per_image(rows: pd.DataFrame) -> list[dict]:
                 "metrics": metrics,
                 "rows": [
                     {
-                        "image": i or "set mean",
+                        "image": i
+                        or ("set mean (runtime: median)" if "runtime_ms" in metrics else "set mean"),
                         "mean": not i,
                         "values": [_nan(wide.at[i, m]) for m in metrics],
                     }

@@ -137,6 +137,9 @@ def test_eval_on_set5_writes_per_image_rows(capsys, tmp_path, datasets_root, mon
     rows = store.read("results")
     assert set(rows.image) == {"", "baby", "bird", "butterfly", "head", "woman"}
     assert (rows.profile == "checkpoint").all() and rows.dataset_checksum.str.len().eq(64).all()
+    timed = rows[rows.metric == "runtime_ms"]
+    assert len(timed) == 6 and (timed.value > 0).all() and set(timed.unit) == {"ms"}
+    assert payload["runtime_ms"] == pytest.approx(sorted(r["runtime_ms"] for r in payload["per_image"])[2])
 
 
 def test_data_list_and_missing_dataset_error(capsys, tmp_path):
