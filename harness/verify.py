@@ -410,10 +410,38 @@ def checkpoint_tier(
     recipe, checkpoint: str | None, data_root: Path | None, save_dir: Path | None = None
 ) -> tuple[list[Verdict], dict]:
     """Tier 2 for ``recipe``: the given checkpoint, else its released one if downloaded, else "not run"."""
+    runtime = runtime_verdicts(recipe)
     model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
     if model is None:
-        return [judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)], {}
-    return checkpoint_verdicts(recipe, model, data_root, label, form, save_dir)
+        return [
+            judge(_where("checkpoint", recipe), "psnr_y/ssim_y", None, None, "", 0.0, not_run=reason)
+        ] + runtime, {}
+    verdicts, results = checkpoint_verdicts(recipe, model, data_root, label, form, save_dir)
+    return verdicts + runtime, results
+
+
+def runtime_verdicts(recipe) -> list[Verdict]:
+    """A published runtime is never compared here: it was timed on the authors' GPU and protocol (NTIRE:
+    average over its validation set on an RTX 3090), so the verdict says so; ReproSR's own per-image
+    wall times are in the results store beside the scores they belong to."""
+    pub = published.lookup(recipe.model, recipe.variant, recipe.scale, None, "runtime_ms")
+    if pub is None:
+        return []
+    reason = (
+        f"published {pub.value} ms is '{pub.convention}'; that device and protocol were not run here — "
+        "compare on the same GPU and images"
+    )
+    return [
+        judge(
+            _where("checkpoint", recipe),
+            "runtime_ms vs paper",
+            None,
+            pub.value,
+            pub.source,
+            0.0,
+            not_run=reason,
+        )
+    ]
 
 
 def load_recipe_checkpoint(recipe, checkpoint: str | None):

@@ -13,7 +13,7 @@ import architectures
 from harness import released, store
 from harness.recipes import RECIPES, load
 from harness.reproduce import reproduce
-from harness.verify import judge, official_value, rounds_to, static_verdicts, verify_recipe
+from harness.verify import judge, official_value, rounds_to, runtime_verdicts, static_verdicts, verify_recipe
 
 WHERE = {"tier": "static", "model": "m", "variant": "", "scale": 2, "dataset": ""}
 
@@ -31,6 +31,12 @@ def test_judge_statuses():
 def test_rounding_tolerance_follows_published_digits():
     assert rounds_to(0.37) == pytest.approx(0.005)
     assert rounds_to(0.151) == pytest.approx(0.0005)
+
+
+def test_published_runtime_is_reported_not_compared():
+    (v,) = runtime_verdicts(load("span_esr_ch28_x4"))
+    assert v.status == "not run" and "RTX 3090" in v.reason and v.reference == 5.59
+    assert runtime_verdicts(load("drsan_32s_x2")) == []
 
 
 def test_static_tier_passes_for_drsan_and_fails_for_a_wrong_port(monkeypatch):
