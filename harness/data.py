@@ -16,6 +16,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -445,15 +446,14 @@ def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike
     return lr_dir
 
 
-def benchmark_pairs(name: str, scale: int, root: str | os.PathLike | None = None) -> list[Pair]:
-    """All (HR, LR) pairs of `<root>/<name>` at ×`scale`, sorted by image name.
+def iter_benchmark_pairs(name: str, scale: int, root: str | os.PathLike | None = None) -> Iterator[Pair]:
+    """The (HR, LR) pairs of `<root>/<name>` at ×`scale`, sorted by image name, read one at a time.
 
     HR is cropped to a multiple of the scale. LR comes from `LR_bicubic/X<scale>`; when that folder is
     absent or empty it is generated with `degrade.bicubic_downsample` and cached there.
     """
     hr_files = _hr_files(name, root)
     lr_dir = _lr_dir(name, scale, hr_files, root)
-    pairs = []
     for f in hr_files:
         hr = read_image(f)
         h, w = hr.shape[-2] - hr.shape[-2] % scale, hr.shape[-1] - hr.shape[-1] % scale
@@ -463,8 +463,13 @@ def benchmark_pairs(name: str, scale: int, root: str | os.PathLike | None = None
                 f"{lr_dir / f.name} is {tuple(lr.shape[-2:])} but HR {f.name} at ×{scale} needs "
                 f"{(h // scale, w // scale)}: is it the ×{scale} LR? Delete {lr_dir} to regenerate"
             )
-        pairs.append(Pair(f.stem, hr[:, :h, :w], lr))
-    return pairs
+        yield Pair(f.stem, hr[:, :h, :w], lr)
+
+
+def benchmark_pairs(name: str, scale: int, root: str | os.PathLike | None = None) -> list[Pair]:
+    """All pairs of :func:`iter_benchmark_pairs` in memory (float32: fine for the benchmark sets; stream
+    large training sets instead)."""
+    return list(iter_benchmark_pairs(name, scale, root))
 
 
 def embedded_pairs(scale: int) -> list[Pair]:

@@ -24,6 +24,7 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,7 @@ def make_plan(
 class PatchStream:
     """Aligned random patches: LR patch p×p at (y, x), HR patch s·p×s·p at (s·y, s·x), same flips/rot90.
 
-    ``pairs`` are (hr, lr) float tensors in [0, 1]; they are kept as uint8 (they come from 8-bit PNGs).
+    ``pairs`` are (hr, lr) uint8 tensors, or float ones in [0, 1] kept as uint8 (they come from 8-bit PNGs).
     """
 
     def __init__(self, pairs: Sequence[tuple[Tensor, Tensor]], plan: Plan):
@@ -203,6 +204,8 @@ class PatchStream:
 
 
 def _to_uint8(img: Tensor) -> Tensor:
+    if img.dtype == torch.uint8:
+        return img.contiguous()
     return (img.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
 
 
@@ -478,10 +481,12 @@ def _training_pairs(recipe: Recipe, profile: str, data_root: Path | None) -> tup
         return [(p.hr, p.lr) for p in pairs], pairs, "embedded"
     first, last = recipe["data.train_images"]
     train_set = recipe["data.train"]
-    pairs = data.benchmark_pairs(train_set, recipe.scale, root=data_root)[first - 1 : last]
+    # kept as uint8 while streaming: DIV2K's 800 float32 images would need ~30 GB at once
+    images = islice(data.iter_benchmark_pairs(train_set, recipe.scale, root=data_root), first - 1, last)
+    pairs = [(_to_uint8(p.hr), _to_uint8(p.lr)) for p in images]
     if len(pairs) != last - first + 1:
         raise ValueError(
-            f"{train_set} has {len(pairs)} images in range {first}–{last}; "
+            f"{train_set} has {first - 1 + len(pairs)} images, fewer than the range {first}–{last}; "
             f"run `reprosr data fetch {train_set}`"
         )
     try:
@@ -489,7 +494,7 @@ def _training_pairs(recipe: Recipe, profile: str, data_root: Path | None) -> tup
     except FileNotFoundError:
         log.warning("%s not found: validating on the embedded images instead", recipe["eval.val_set"])
         val = data.embedded_pairs(recipe.scale)
-    return [(p.hr, p.lr) for p in pairs], val, data.dataset_checksum(train_set, data_root)
+    return pairs, val, data.dataset_checksum(train_set, data_root)
 
 
 def train(

@@ -172,3 +172,17 @@ def test_python_dash_m_harness_is_the_same_program():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert {m["name"] for m in json.loads(out.stdout)["models"]} >= {"drsan", "hspan"}
+
+
+def test_verify_prints_a_truthful_verdict_table(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "empty-store"))
+    payload = run_json(capsys, "verify", "drsan_32s_x2", "--data-root", str(tmp_path))
+    by_tier: dict[str, set] = {}
+    for v in payload["verdicts"]:
+        by_tier.setdefault(v["tier"], set()).add(v["status"])
+    assert by_tier == {"static": {"pass"}, "checkpoint": {"not run"}, "retrain": {"not run"}}
+    retrain = [v for v in payload["verdicts"] if v["tier"] == "retrain"]
+    assert all("no training run is in the results store" in v["reason"] for v in retrain)
+    main(["verify", "drsan_32s_x2", "--data-root", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert "multi_adds (G, hr720p) vs paper" in text and "verdicts: 3 pass, 0 fail, 11 not run" in text

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from harness.recipes import load
-from harness.train import NonFiniteLossError, PatchStream, Plan, fit, make_plan, train
+from harness.train import NonFiniteLossError, PatchStream, Plan, _training_pairs, fit, make_plan, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -291,3 +291,25 @@ def test_smoke_profile_trains_the_real_architecture(tmp_path: Path, name: str):
     model = architectures.build(recipe.model, recipe.scale, recipe.variant)
     model.load_state_dict(torch.load(summary.final_checkpoint, weights_only=True), strict=True)
     assert (tmp_path / "summary.json").exists()
+
+
+def test_full_profile_streams_the_training_set_as_uint8(tmp_path):
+    from harness.data import write_image
+
+    hr_dir = tmp_path / "DIV2K_train" / "HR"
+    hr_dir.mkdir(parents=True)
+    for i in range(3):
+        write_image(hr_dir / f"{i + 1:04d}.png", torch.rand(3, 48, 50))
+    recipe = load("drsan_32s_x2")
+
+    def with_images(first: int, last: int):
+        data = {**recipe.data, "data": {**recipe.data["data"], "train_images": [first, last]}}
+        return dataclasses.replace(recipe, data=data)
+
+    pairs, val, checksum = _training_pairs(with_images(2, 3), "full", tmp_path)
+    assert [(hr.dtype, tuple(hr.shape), tuple(lr.shape)) for hr, lr in pairs] == [
+        (torch.uint8, (3, 48, 50), (3, 24, 25))
+    ] * 2
+    assert val and len(checksum) == 64  # no Set5 under tmp_path: validation falls back to embedded images
+    with pytest.raises(ValueError, match="reprosr data fetch DIV2K_train"):
+        _training_pairs(with_images(1, 5), "full", tmp_path)
