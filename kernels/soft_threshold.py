@@ -67,6 +67,13 @@ def _row_blocks(n: int):
     return ((i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK))
 
 
+def _overflow(dtype: torch.dtype) -> FloatingPointError:
+    return FloatingPointError(
+        f"soft_threshold_attention: q·k overflows {dtype} (finite inputs, infinite scores); the embeddings "
+        "are out of range: check the model's weights, or run in float64"
+    )
+
+
 def reference_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,6 +89,8 @@ def reference_forward(
     support = q.new_empty(b, n, dtype=torch.int32)
     for i0, i1 in _row_blocks(n):
         s = qw[:, i0:i1] @ kw.transpose(1, 2)
+        if not torch.isfinite(s.amax()):
+            raise _overflow(work)
         # Sort the max-shifted scores as the official operator does, so the cumsum stays small.
         row_max = s.amax(-1, keepdim=True)
         t, sup = sparsemax_threshold(s - row_max)
@@ -460,6 +469,8 @@ class SoftThresholdAttentionFunction(torch.autograd.Function):
         ctx.triton = use_triton(q, _fwd_kernel, "soft_threshold_attention")
         if ctx.triton:
             out, *state = triton_forward(q, k, v, need_backward=any(ctx.needs_input_grad))
+            if not torch.isfinite(state[0]).all():  # inputs were checked finite: the scores overflowed
+                raise _overflow(torch.float32)
         else:
             out, tau, _ = reference_forward(q, k, v)
             state = [tau]

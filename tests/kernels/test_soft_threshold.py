@@ -259,3 +259,9 @@ def test_non_finite_input_is_rejected(bad):
 
 def test_macs_counts_both_matmuls():
     assert macs(16, 2304, 2304, 96, 192) == 16 * 2304 * 2304 * (96 + 192)
+
+
+def test_overflowing_scores_raise_a_clear_error():
+    q = torch.full((1, 2, 4), 1e20)
+    with pytest.raises(FloatingPointError, match="overflows"):
+        soft_threshold_attention(q, q.clone(), torch.ones(1, 2, 3))
