@@ -74,6 +74,76 @@ def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, lis
     return sets, missing
 
 
+@dataclass
+class Stage:
+    """What the checkpoint or training stage of a run produced."""
+
+    verdicts: list[Verdict]
+    results: dict[str, EvalResult]
+    rows: list[dict]
+    profile: str
+    tier: str
+    checkpoint: str
+
+
+def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
+    verdicts, results = checkpoint_tier(recipe, checkpoint, data_root, out / "sr")
+    verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
+    return Stage(verdicts, results, [], "checkpoint", "checkpoint", checkpoint)
+
+
+def _training_stage(
+    recipe,
+    profile: str,
+    data_root: Path | None,
+    out: Path,
+    max_iters: int | None,
+    base: dict,
+    notes: list[str],
+) -> Stage:
+    """Train (resuming ``out/train`` if present), evaluate the kept weights, judge the retrain tier."""
+    import architectures
+    from harness import data
+    from harness.train import train
+
+    summary = train(recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root)
+    weights = summary.best_checkpoint or summary.final_checkpoint
+    model = architectures.load_checkpoint(
+        architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights
+    )
+    if profile == "smoke":
+        # Smoke weights are a few iterations old: benchmark scores would mean nothing, so only the
+        # embedded images are evaluated (the stage still runs for real).
+        sets = {"embedded": data.embedded_pairs(recipe.scale)}
+        notes.append(
+            f"smoke profile: {summary.iterations} training iterations on the embedded images — "
+            f"the full run was not done; it needs a CUDA GPU and DIV2K "
+            f"(`nox -s reproduce-{recipe.name} -- --profile full`)"
+        )
+    else:
+        sets, missing = _available_benchmarks(recipe, data_root)
+        if missing:
+            notes.append(
+                f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
+                f"`reprosr data fetch NAME` or --data-root DIR"
+            )
+    results = _evaluate_sets(recipe, model, sets, out)
+    if profile == "smoke":
+        reason = (
+            f"smoke profile ({summary.iterations} iterations on embedded images) cannot reproduce "
+            f"the paper's accuracy; run `nox -s reproduce-{recipe.name} -- --profile full` on a GPU"
+        )
+        verdicts = retrain_verdicts(recipe, None, reason)
+    else:
+        verdicts = retrain_verdicts(recipe, {k: r.mean for k, r in results.items()})
+    verdicts += checkpoint_tier(recipe, None, data_root)[0]
+    curve = _curve_rows(
+        summary.curves,
+        {**base, "profile": profile, "tier": "retrain", "dataset_checksum": summary.dataset_checksum},
+    )
+    return Stage(verdicts, results, curve, profile, "retrain", str(weights))
+
+
 def reproduce(
     name: str,
     *,
@@ -86,7 +156,6 @@ def reproduce(
     """Run recipe ``name``; ``profile`` "smoke" (CPU, embedded images) or "full" (the pinned recipe)."""
     from harness import data
     from harness.recipes import load
-    from harness.train import train
 
     recipe = load(name)
     run_id = uuid.uuid4().hex[:12]
@@ -125,71 +194,31 @@ def reproduce(
         for r in static_rows
     ]
 
-    if checkpoint:
-        tier_verdicts, results = checkpoint_tier(recipe, checkpoint, data_root, out / "sr")
-        verdicts += tier_verdicts
-        verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
-        profile_label, tier, ckpt_label = "checkpoint", "checkpoint", checkpoint
-    else:
-        summary = train(
-            recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root
-        )
-        import architectures
-
-        weights = summary.best_checkpoint or summary.final_checkpoint
-        model = architectures.load_checkpoint(
-            architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights
-        )
-        if profile == "smoke":
-            # Smoke weights are a few iterations old: benchmark scores would mean nothing, so only the
-            # embedded images are evaluated (the stage still runs for real).
-            sets = {"embedded": data.embedded_pairs(recipe.scale)}
-            notes.append(
-                f"smoke profile: {summary.iterations} training iterations on the embedded images — "
-                f"the full run was not done; it needs a CUDA GPU and DIV2K "
-                f"(`nox -s reproduce-{recipe.name} -- --profile full`)"
-            )
-        else:
-            sets, missing = _available_benchmarks(recipe, data_root)
-            if missing:
-                notes.append(
-                    f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
-                    f"`reprosr data fetch NAME` or --data-root DIR"
-                )
-        results = _evaluate_sets(recipe, model, sets, out)
-        rows += _curve_rows(
-            summary.curves,
-            {**base, "profile": profile, "tier": "retrain", "dataset_checksum": summary.dataset_checksum},
-        )
-        if profile == "smoke":
-            reason = (
-                f"smoke profile ({summary.iterations} iterations on embedded images) cannot reproduce "
-                f"the paper's accuracy; run `nox -s reproduce-{recipe.name} -- --profile full` on a GPU"
-            )
-            verdicts += retrain_verdicts(recipe, None, reason)
-        else:
-            verdicts += retrain_verdicts(recipe, {k: r.mean for k, r in results.items()})
-        profile_label, tier, ckpt_label = profile, "retrain", str(weights)
-        verdicts += checkpoint_tier(recipe, None, data_root)[0]
-
-    for dataset, result in results.items():
+    stage = (
+        _checkpoint_stage(recipe, checkpoint, data_root, out)
+        if checkpoint
+        else _training_stage(recipe, profile, data_root, out, max_iters, base, notes)
+    )
+    verdicts += stage.verdicts
+    rows += stage.rows
+    for dataset, result in stage.results.items():
         checksum = "" if dataset == "embedded" else data.dataset_checksum(dataset, data_root)
         rows += result_rows(
             result,
             {
                 **base,
-                "profile": profile_label,
-                "tier": tier,
+                "profile": stage.profile,
+                "tier": stage.tier,
                 "dataset": dataset,
                 "inference": recipe["eval.inference"],
-                "checkpoint": ckpt_label,
+                "checkpoint": stage.checkpoint,
                 "dataset_checksum": checksum,
             },
         )
     verdict_rows = [
         {
             **{k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")},
-            "profile": profile_label,
+            "profile": stage.profile,
             **_verdict_row(v),
         }
         for v in verdicts
@@ -199,15 +228,14 @@ def reproduce(
     store.validate(verdict_rows, table="verdicts")
     store.append(rows)
     store.append(verdict_rows, table="verdicts")
-    outcome = Outcome(
-        recipe.name, profile_label, run_id, out, verdicts, {k: r.mean for k, r in results.items()}, notes
-    )
+    means = {k: r.mean for k, r in stage.results.items()}
+    outcome = Outcome(recipe.name, stage.profile, run_id, out, verdicts, means, notes)
     (out / "run.json").write_text(
         json.dumps(
             {
                 **outcome.as_dict(),
                 "data_root": str(data_root or ""),
-                "sr_dirs": {k: str(out / "sr" / k) for k in results},
+                "sr_dirs": {k: str(out / "sr" / k) for k in stage.results},
                 "curves": str(out / "train" / "curves.csv") if not checkpoint else "",
             },
             indent=2,
