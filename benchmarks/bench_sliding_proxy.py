@@ -17,8 +17,9 @@ import time
 from functools import partial
 
 import torch
-from cuda_timing import time_cuda  # this script's folder is on sys.path
+from cuda_timing import attention_work, roofline, time_cuda  # this script's folder is on sys.path
 
+from kernels.sliding_proxy import macs as attention_macs
 from kernels.sliding_proxy import (
     sliding_proxy_attention,
     sliding_proxy_attention_official_style,
@@ -66,10 +67,14 @@ def run_cuda(warmup: int, repeats: int) -> None:
                 del args
                 torch.cuda.empty_cache()
             base_ms, base_mem = results["official-style"]
+            tensors = inputs(b, h, w, "meta", False)
+            work = attention_work(
+                attention_macs(b, HEADS, D, h, w, WS, OVERLAP), [*tensors[:3], tensors[0]], backward
+            )
             for name, (ms, mem) in results.items():
                 print(
                     f"{shape:18} {'fwd+bwd' if backward else 'fwd':8} {name:15} {ms:9.3f} {mem:9.1f} "
-                    f"{base_ms / ms:8.2f} {mem / base_mem:9.3f}"
+                    f"{base_ms / ms:8.2f} {mem / base_mem:9.3f}  {roofline(ms, *work)}"
                 )
 
 

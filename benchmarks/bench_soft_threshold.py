@@ -18,10 +18,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from cuda_timing import time_cuda  # this script's folder is on sys.path
+from cuda_timing import attention_work, roofline, time_cuda  # this script's folder is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kernels.soft_threshold import macs as attention_macs  # noqa: E402
 from kernels.soft_threshold import reference_backward, reference_forward, soft_threshold_attention  # noqa: E402
 from tests.kernels.official_style import official_style_attention  # noqa: E402
 
@@ -94,7 +95,10 @@ def run_cuda(warmup: int, repeats: int) -> None:
                     1 if one_pass else repeats,
                 )
                 timed[path] = ms
-                print(f"{shape_name:22s} {mode:8s} {path:15s} {ms:10.2f} ms {mib:10.1f} MiB")
+                out_like = torch.empty(b, n, dv, device="meta")
+                work = attention_work(attention_macs(b, n, n, d, dv), [*args, out_like], backward)
+                rate = roofline(ms, *work)
+                print(f"{shape_name:22s} {mode:8s} {path:15s} {ms:10.2f} ms {mib:10.1f} MiB  {rate}")
                 del args
                 torch.cuda.empty_cache()
             if "triton" in timed and "official-style" in timed:

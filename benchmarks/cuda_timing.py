@@ -24,3 +24,31 @@ def time_cuda(call: Callable[[], object], warmup: int, repeats: int) -> tuple[fl
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times), (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+# Dense peaks from NVIDIA's datasheets: (FP32 non-tensor TFLOP/s, HBM TB/s). The kernels accumulate in
+# fp32 without TF32 (input_precision="ieee" where it matters), so the fp32 CUDA-core peak is the roof.
+PEAKS = {"H100 PCIe": (51.2, 2.0), "H100": (66.9, 3.35), "H200": (66.9, 4.8), "A100": (19.5, 2.0)}
+
+
+def attention_work(macs_forward: int, tensors_forward: list, backward: bool) -> tuple[float, float]:
+    """(useful FLOPs, minimum HBM bytes) of one call: 2 FLOPs per MAC of the two forward matmuls; with
+    backward, 7 matmul-equivalents in all (scores recomputed, then dP, dV, dQ, dK); bytes = reading the
+    inputs and writing the output once (and, with backward, reading them and dO again and writing the
+    input gradients)."""
+    flops = 2 * macs_forward * (3.5 if backward else 1.0)
+    io = sum(t.numel() * t.element_size() for t in tensors_forward)
+    return flops, io * (3 if backward else 1)
+
+
+def roofline(ms: float, flops: float, nbytes: float) -> str:
+    """Achieved FLOP rate and bandwidth, and their fraction of the current device's peak when known."""
+    name = torch.cuda.get_device_name()
+    tflops, tbs = flops / ms / 1e9, nbytes / ms / 1e9
+    peak = next((p for key, p in PEAKS.items() if key in name), None)
+    if peak is None:
+        return f"{tflops:.1f} TFLOP/s, {tbs:.2f} TB/s (no peak on file for {name})"
+    return (
+        f"{tflops:.1f} TFLOP/s ({tflops / peak[0]:.0%} of fp32 peak), "
+        f"{tbs:.2f} TB/s ({tbs / peak[1]:.0%} of HBM)"
+    )
