@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.fn(args)
-    except (FileNotFoundError, ValueError, KeyError, FloatingPointError) as exc:
+    except (OSError, ValueError, KeyError, FloatingPointError) as exc:  # OSError: files, downloads
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if args.json:
             print(json.dumps({"error": str(msg)}))

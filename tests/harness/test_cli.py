@@ -186,3 +186,17 @@ def test_verify_prints_a_truthful_verdict_table(capsys, tmp_path, monkeypatch):
     main(["verify", "drsan_32s_x2", "--data-root", str(tmp_path)])
     text = capsys.readouterr().out
     assert "multi_adds (G, hr720p) vs paper" in text and "verdicts: 3 pass, 0 fail, 11 not run" in text
+
+
+def test_a_failed_download_is_a_clear_error_not_a_traceback(capsys, monkeypatch, tmp_path):
+    from harness import data
+
+    def offline(url, dest, sha256=None):
+        raise OSError(f"downloading {url} failed (offline); run the command again to resume")
+
+    monkeypatch.setattr(data, "download", offline)
+    monkeypatch.setenv("REPROSR_DATA", str(tmp_path))
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "fetch", "Set5"])
+    assert exc.value.code == 2
+    assert "run the command again to resume" in capsys.readouterr().err
