@@ -170,11 +170,6 @@ def format_verdicts(verdicts: list[Verdict]) -> str:
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows), "", f"verdicts: {tail}"])
 
 
-def published_reference(model: str, variant: str, scale: int, dataset: str, metric: str):
-    row = published.lookup(model, variant or None, scale, dataset or None, metric)
-    return (None, "") if row is None else (row.value, row.source)
-
-
 def _where(tier: str, recipe, dataset: str = "") -> dict:
     return {
         "tier": tier,
