@@ -147,7 +147,7 @@ def evaluate_checkpoint(
     spec = architectures.spec(model_name)
     variant = spec.default_variant if variant is None else variant
     inference = inference or spec.test_time
-    path = released.fetch_released(checkpoint) if checkpoint in released.RELEASED else Path(checkpoint)
+    path = released.resolve(checkpoint)
     model = architectures.load_checkpoint(architectures.build(model_name, scale, variant, form=form), path)
     pairs = data.benchmark_pairs(dataset, scale, data_root)
     result = evaluate(model, pairs, scale, inference=inference)

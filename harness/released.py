@@ -71,3 +71,8 @@ def fetch_released(name: str, cache_dir: str | Path | None = None) -> Path:
 
     entry = released(name)
     return data.download(entry.url, cached_path(name, cache_dir), entry.sha256)
+
+
+def resolve(checkpoint: str | Path) -> Path:
+    """A checkpoint argument as a file: a released checkpoint's name is fetched (or reused), else a path."""
+    return fetch_released(str(checkpoint)) if str(checkpoint) in RELEASED else Path(checkpoint)

@@ -473,6 +473,6 @@ def load_recipe_checkpoint(recipe, checkpoint: str | None):
         checkpoint = entry.name
     # A re-parameterisable model is evaluated in its deploy form, which loads both checkpoint forms.
     form = "deploy" if "deploy" in architectures.spec(recipe.model).forms else recipe.form
-    path = released.fetch_released(checkpoint) if checkpoint in released.RELEASED else Path(checkpoint)
+    path = released.resolve(checkpoint)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
     return architectures.load_checkpoint(model, path), f"checkpoint {checkpoint}", form, ""
