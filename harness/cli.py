@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness import progress
+
 
 def _emit(args: argparse.Namespace, payload: dict, text: Callable[[dict], str]) -> None:
     print(json.dumps(payload, indent=None, default=str) if args.json else text(payload))
@@ -204,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
         sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        sp.add_argument("--quiet", action="store_true", help="no progress output on stderr")
         sp.set_defaults(fn=fn)
         return sp
 
@@ -269,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    progress.set_quiet(args.quiet)
     try:
         args.fn(args)
     except (OSError, ValueError, KeyError, FloatingPointError) as exc:  # OSError: files, downloads

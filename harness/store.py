@@ -25,33 +25,50 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+from harness.schema import Confidence, Inference, Precision, Profile, ReferenceKind, RunState, Status, Tier
+
+SCHEMA_VERSION = 2
 REPO = Path(__file__).resolve().parents[1]
-_S, _I32, _I64, _F64 = pa.string(), pa.int32(), pa.int64(), pa.float64()
+_S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
 SCHEMAS: dict[str, pa.Schema] = {
     "results": pa.schema([
         ("schema_version", _I32), ("run_id", _S), ("timestamp", _S), ("profile", _S), ("tier", _S),
-        ("recipe", _S), ("recipe_hash", _S), ("paper", _S), ("model", _S), ("variant", _S),
+        ("recipe", _S), ("recipe_hash", _S), ("paper", _S), ("model", _S), ("variant", _S), ("form", _S),
         ("scale", _I32), ("dataset", _S), ("image", _S), ("metric", _S), ("value", _F64), ("unit", _S),
-        ("convention", _S), ("color", _S), ("shave", _I32), ("inference", _S), ("degradation", _S),
-        ("checkpoint", _S), ("seed", _I32), ("git_commit", _S), ("package_versions", _S), ("device", _S),
-        ("dataset_checksum", _S), ("step", _I64),
+        ("convention", _S), ("color", _S), ("shave", _I32), ("inference", _S), ("tile", _I32),
+        ("tile_overlap", _I32), ("self_ensemble", _B), ("precision", _S), ("runtime_protocol", _S),
+        ("degradation", _S), ("training_data", _S), ("run_state", _S), ("checkpoint", _S), ("seed", _I32),
+        ("git_commit", _S), ("package_versions", _S), ("device", _S), ("dataset_checksum", _S),
+        ("step", _I64),
     ]),
     "verdicts": pa.schema([
         ("schema_version", _I32), ("run_id", _S), ("timestamp", _S), ("profile", _S), ("tier", _S),
-        ("recipe", _S), ("paper", _S), ("model", _S), ("variant", _S), ("scale", _I32), ("dataset", _S),
-        ("metric", _S), ("measured", _F64), ("published", _F64), ("published_source", _S), ("delta", _F64),
-        ("tolerance", _F64), ("status", _S), ("reason", _S),
+        ("recipe", _S), ("paper", _S), ("model", _S), ("variant", _S), ("form", _S), ("scale", _I32),
+        ("dataset", _S), ("metric", _S), ("measured", _F64), ("reference", _F64), ("reference_source", _S),
+        ("reference_kind", _S), ("reference_confidence", _S), ("delta", _F64), ("tolerance", _F64),
+        ("n_runs", _I32), ("std", _F64), ("ci_low", _F64), ("ci_high", _F64), ("status", _S), ("reason", _S),
     ]),
 }  # fmt: skip
 
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "profile": ("smoke", "full", "checkpoint"),
-    "tier": ("static", "checkpoint", "retrain"),
-    "inference": ("", "whole", "chop", "pad"),  # "" for rows without an inference (static counts, losses)
-    "status": ("pass", "fail", "not run", "no published value"),
+    "profile": tuple(Profile),
+    "tier": tuple(Tier),
+    "inference": ("", *Inference),  # "" for rows without an inference (static counts, losses)
+    "precision": ("", *Precision),
+    "run_state": ("", *RunState),  # "" for rows of no training run (static, checkpoint)
+    "reference_kind": ("", *ReferenceKind),  # "" when there is no reference
+    "reference_confidence": ("", *Confidence),
+    "status": tuple(Status),
 }
+
+# v1 parts stay readable: renamed columns and the defaults of the columns v2 added.
+_V1_RENAMED = {"published": "reference", "published_source": "reference_source"}
+_V2_DEFAULTS = {
+    "form": "", "tile": 0, "tile_overlap": 0, "self_ensemble": False, "precision": "", "runtime_protocol": "",
+    "training_data": "", "run_state": "", "reference_kind": "", "reference_confidence": "", "n_runs": 0,
+    "std": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+}  # fmt: skip
 _INT_RANGE = {_I32: (-(2**31), 2**31 - 1), _I64: (-(2**63), 2**63 - 1)}
 
 
@@ -82,6 +99,10 @@ def _cell(table: str, i: int, name: str, kind: pa.DataType, value):
                 offset = None
             if offset is None or offset.total_seconds() != 0:
                 raise ValueError(f"{where}: {value!r} is not ISO-8601 UTC; use provenance()['timestamp']")
+        return value
+    if kind == _B:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected a bool, got {type(value).__name__} {value!r}")
         return value
     if kind == _F64:
         value = math.nan if value is None else value
@@ -139,19 +160,36 @@ def append(rows: list[dict], table: str = "results", root: Path | None = None) -
     return final
 
 
+def _upgrade(data: pa.Table, table: str, part: Path) -> pa.Table:
+    """A part file as this schema version: v1 parts get v2's renamed columns and defaults."""
+    schema = _schema(table)
+    if data.schema.equals(schema):
+        return data
+    has_version = "schema_version" in data.schema.names and data.num_rows
+    version = data.column("schema_version")[0].as_py() if has_version else None
+    if version != 1:
+        raise ValueError(
+            f"{part} has neither the {table} schema version {SCHEMA_VERSION} nor version 1; "
+            "move it out of the store or migrate it"
+        )
+    data = data.rename_columns([_V1_RENAMED.get(n, n) for n in data.schema.names])
+    columns = {}
+    for field in schema:
+        if field.name in data.schema.names:
+            columns[field.name] = data.column(field.name).cast(field.type)
+        elif field.name in _V2_DEFAULTS:
+            columns[field.name] = pa.array([_V2_DEFAULTS[field.name]] * data.num_rows, field.type)
+        else:
+            raise ValueError(f"{part}: version-1 part lacks column {field.name!r}")
+    return pa.table(columns, schema=schema)
+
+
 def read(table: str = "results", root: Path | None = None) -> pd.DataFrame:
-    """All rows of ``table``, parts in name (≈ time) order; if none, an empty frame with the columns."""
+    """All rows of ``table``, parts in name (≈ time) order, version-1 parts upgraded (``schema_version``
+    keeps each row's own version); if none, an empty frame with the columns."""
     schema = _schema(table)
     parts = sorted((Path(root or default_root()) / table).glob("part-*.parquet"))
-    tables = []
-    for part in parts:
-        data = pq.read_table(part)
-        if not data.schema.equals(schema):
-            raise ValueError(
-                f"{part} does not have the {table} schema version {SCHEMA_VERSION}; "
-                "move it out of the store or migrate it"
-            )
-        tables.append(data)
+    tables = [_upgrade(pq.read_table(part), table, part) for part in parts]
     return pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
 
 

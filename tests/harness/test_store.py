@@ -21,6 +21,8 @@ def result_row(**changes) -> dict:
         "dataset": "Set5", "image": "", "metric": "psnr_y", "value": 37.5, "unit": "dB",
         "convention": "Y, shave=scale", "color": "y", "shave": 2, "inference": "whole",
         "degradation": "matlab_bicubic", "checkpoint": "", "seed": 0, "dataset_checksum": "", "step": -1,
+        "form": "train", "tile": 0, "tile_overlap": 0, "self_ensemble": False, "precision": "fp32",
+        "runtime_protocol": "", "training_data": "", "run_state": "",
     }  # fmt: skip
     return {**row, **changes}
 
@@ -29,8 +31,9 @@ def verdict_row(**changes) -> dict:
     row = {
         "run_id": "r1", "timestamp": PROVENANCE["timestamp"], "profile": "smoke", "tier": "static",
         "recipe": "", "paper": "drsan", "model": "drsan", "variant": "32s", "scale": 2, "dataset": "",
-        "metric": "params", "measured": 368427.0, "published": None, "published_source": "", "delta": None,
-        "tolerance": 0.0, "status": "no published value", "reason": "",
+        "metric": "params", "measured": 368427.0, "reference": None, "reference_source": "", "delta": None,
+        "tolerance": 0.0, "form": "", "reference_kind": "", "reference_confidence": "", "n_runs": 0,
+        "std": None, "ci_low": None, "ci_high": None, "status": "no published value", "reason": "",
     }  # fmt: skip
     return {**row, **changes}
 
@@ -50,7 +53,7 @@ def test_append_then_read_round_trips_with_types(tmp_path):
     assert results["variant"].tolist() == ["32s", ""]
     assert str(results["scale"].dtype) == "int32" and str(results["step"].dtype) == "int64"
     verdicts = store.read("verdicts", root=tmp_path)
-    assert math.isnan(verdicts.loc[0, "published"]) and verdicts.loc[0, "measured"] == 368427.0
+    assert math.isnan(verdicts.loc[0, "reference"]) and verdicts.loc[0, "measured"] == 368427.0
 
 
 def test_each_append_is_a_new_part_and_no_temp_file_remains(tmp_path):
@@ -109,6 +112,20 @@ def test_a_part_with_another_schema_is_refused_on_read(tmp_path):
     pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "results" / "part-0-old.parquet")
     with pytest.raises(ValueError, match="migrate"):
         store.read(root=tmp_path)
+
+
+def test_version_1_parts_are_read_as_version_2(tmp_path):
+    """The committed store holds v1 parts: they read with v2's renamed columns and defaults."""
+    v1 = sorted((store.REPO / "results" / "runs" / "verdicts").glob("part-*.parquet"))
+    if not v1:
+        pytest.skip("not run: the committed store has no verdict parts")
+    (tmp_path / "verdicts").mkdir()
+    (tmp_path / "verdicts" / v1[0].name).write_bytes(v1[0].read_bytes())
+    frame = store.read("verdicts", root=tmp_path)
+    assert list(frame.columns) == store.SCHEMAS["verdicts"].names and len(frame) > 0
+    assert (frame["schema_version"] == 1).all() and (frame["reference_kind"] == "").all()
+    original = pd.read_parquet(v1[0])
+    assert frame["reference_source"].tolist() == original["published_source"].tolist()
 
 
 def _writer(root: str, worker: int, barrier, n_appends: int) -> None:
