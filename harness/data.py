@@ -735,7 +735,7 @@ def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike
                     f"{name} again, or delete that folder to have it regenerated"
                 )
             (lr_dir / GENERATED_MARKER).touch()
-        for f in progress.track(missing, desc=f"generating {name} LR ×{scale}"):
+        for f in progress.track(missing, desc=f"generating {name} LR ×{scale}") if missing else ():
             write_image(lr_dir / f.name, bicubic_downsample(read_image(f), scale)[1])
     return lr_dir
 
