@@ -41,8 +41,11 @@ MANIFESTS = EMBEDDED / "manifests"
 GENERATED_MARKER = ".generated"  # in an LR folder: made here by bicubic_downsample, not the MATLAB files
 _CHUNK = 1 << 20
 _EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
-# Temporary files and folders this module writes: `.<name>.<pid>-<hex>.tmp`, `.extract-<pid>-…`.
-_TEMP = re.compile(r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|extract-(?P<xpid>\d+)-.+)$")
+# Temporary files and folders the harness writes: `.<name>.<pid>-<hex>.tmp` (here), `.<name>.tmp-<pid>`
+# (training states and curves) and `.extract-<pid>-…` (archive extraction).
+_TEMP = re.compile(
+    r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|.+\.tmp-(?P<tpid>\d+)|extract-(?P<xpid>\d+)-.+)$"
+)
 STALE_AFTER_S = 24 * 3600  # a temp file this old is stale even if its pid was reused by a live process
 
 
@@ -140,9 +143,9 @@ def atomic_file(path: Path) -> Iterator:
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Remove the temp files and extraction folders this module names (`.<name>.<pid>-<hex>.tmp`,
-    `.extract-<pid>-…`) left in `folder` by killed processes: their process is gone, or they are older
-    than STALE_AFTER_S. Returns what was removed."""
+    """Remove the temp files and extraction folders the harness names (`.<name>.<pid>-<hex>.tmp`,
+    `.<name>.tmp-<pid>`, `.extract-<pid>-…`) left in `folder` by killed processes: their process is
+    gone, or they are older than STALE_AFTER_S. Returns what was removed."""
     try:
         entries = list(os.scandir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -156,7 +159,7 @@ def remove_stale_temps(folder: Path) -> list[Path]:
             age = time.time() - entry.stat(follow_symlinks=False).st_mtime
         except FileNotFoundError:
             continue
-        if _process_alive(int(match["pid"] or match["xpid"])) and age < STALE_AFTER_S:
+        if _process_alive(int(match["pid"] or match["tpid"] or match["xpid"])) and age < STALE_AFTER_S:
             continue
         with contextlib.suppress(FileNotFoundError):
             if entry.is_dir(follow_symlinks=False):

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from harness.data import remove_stale_temps
 from harness.recipes import Recipe, load
 
 log = logging.getLogger("harness.train")
@@ -317,7 +318,9 @@ CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y")
 
 def _open_curves(path: Path, upto: int):
     """``path`` rewritten atomically with its rows up to ``upto`` (temp file, fsync, ``os.replace``), then
-    opened for appending: a kill at any moment leaves every earlier row in the file."""
+    opened for appending: a kill at any moment leaves every earlier row in the file. Temp files of
+    killed runs in the folder are removed first."""
+    remove_stale_temps(path.parent)
     rows = _read_curves(path, upto)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", newline="") as f:

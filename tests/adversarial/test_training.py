@@ -174,3 +174,16 @@ def test_a_damaged_last_pt_is_a_clear_error_naming_it(tmp_path, damage):
     with pytest.raises(ValueError, match=rf"{last}.*delete {last} to train from the start") as info:
         run(tmp_path, Tiny(), plan(iterations=4))
     assert "weights_only" not in str(info.value)
+
+
+def test_temp_files_of_a_killed_run_are_removed_when_it_resumes(tmp_path):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    stale = [tmp_path / f".last.pt.tmp-{pid}", tmp_path / f".curves.csv.tmp-{pid}"]
+    for path in stale:
+        path.write_bytes(b"torn")
+    run(tmp_path, Tiny(), plan(iterations=2))
+    assert not any(path.exists() for path in stale)
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
