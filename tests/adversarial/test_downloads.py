@@ -60,6 +60,14 @@ def test_a_recorded_download_damaged_later_is_fetched_again(server, tmp_path):
     assert (tmp_path / "a.tar").read_bytes() == body and server.requests == [None, None]
 
 
+def test_a_cut_off_archive_an_older_version_marked_complete_is_fetched_again(server, tmp_path):
+    body = _tar({"set/a.bin": _payload()})
+    server.files["/a.tar"] = body
+    (tmp_path / "a.tar").write_bytes(body[: len(body) // 2])  # complete by name, no sidecar manifest
+    data.download(server.url("/a.tar"), tmp_path / "a.tar")
+    assert (tmp_path / "a.tar").read_bytes() == body and (tmp_path / "a.tar.manifest.json").exists()
+
+
 def test_resume_at_a_wrong_offset_restarts_from_zero(server, tmp_path):
     body = _payload()
     server.files["/f.bin"], server.mode = body, "wrong_offset"
