@@ -347,6 +347,12 @@ def _non_finite(obj: object, where: str = "") -> str | None:
 
 def _save_finite(obj: object, path: Path, last: Path, context: str) -> None:
     """:func:`atomic_save`, refusing a state with NaN/Inf: a bad step never replaces a good file."""
+    _require_finite(obj, path, last, context)
+    atomic_save(obj, path)
+
+
+def _require_finite(obj: object, path: Path, last: Path, context: str) -> None:
+    """Raise NonFiniteStateError if ``obj``, about to be saved as ``path``, holds NaN/Inf."""
     where = _non_finite(obj)
     if where is not None:
         kept = f"{last} still holds the last good state" if last.exists() else "no state was saved yet"
@@ -355,7 +361,6 @@ def _save_finite(obj: object, path: Path, last: Path, context: str) -> None:
             f"{path.name} was not written; {kept}. Lower optim.lr, set train.grad_clip or check the data, "
             "then run again (it resumes from the last good state)"
         )
-    atomic_save(obj, path)
 
 
 def _load_state(path: Path, device: torch.device) -> dict:
@@ -462,24 +467,22 @@ def fit(
                 writer.writerow(row)
                 writer_file.flush()
             if done % plan.checkpoint_every == 0 or done == plan.iterations:
+                state = _checkpoint(
+                    model,
+                    ema,
+                    optimizer,
+                    scheduler,
+                    done,
+                    best_psnr,
+                    best_iter,
+                    plan,
+                    recipe_name,
+                    recipe_hash,
+                )
+                # every rank checks (DDP ranks hold the same weights), so all stop together, before a barrier
+                _require_finite(state, last, last, f"{recipe_name} at iteration {done}")
                 if rank == 0:
-                    _save_finite(
-                        _checkpoint(
-                            model,
-                            ema,
-                            optimizer,
-                            scheduler,
-                            done,
-                            best_psnr,
-                            best_iter,
-                            plan,
-                            recipe_name,
-                            recipe_hash,
-                        ),
-                        last,
-                        last,
-                        f"{recipe_name} at iteration {done}",
-                    )
+                    atomic_save(state, last)
                 if world > 1:
                     dist.barrier()
             if rank == 0 and (done % log_every == 0 or done == plan.iterations):
