@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import cli
-from harness.data import EMBEDDED, write_image
+from harness.data import DATASETS, EMBEDDED, write_image
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = sorted(EMBEDDED.glob("*.png"))[0]
@@ -101,6 +101,16 @@ def test_any_scale_argument_gives_a_result_or_a_clear_error(tmp_path, capsys, sc
     assert code in (0, 2) and "Traceback" not in err
     payload = strict_json(out)
     assert ("error" in payload) == (code == 2)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    action=st.sampled_from(["fetch", "verify"]),
+    name=st.text(min_size=1, max_size=12).filter(lambda n: n not in DATASETS and not n.startswith("-")),
+)
+def test_an_unknown_dataset_name_is_a_clear_error(tmp_path, capsys, action, name):
+    code, out, err = invoke(["data", action, name, "--data-root", str(tmp_path), "--json"], capsys)
+    assert_usage_error(code, out, err, True, "unknown dataset")
 
 
 # --------------------------------------------------------------------------------------------- case 9
