@@ -156,7 +156,7 @@ def _fwd_kernel(
     q = tl.load(Q + b * N * D + offs_m[:, None] * D + offs_d[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
     k_base = K + b * M * D
     v_base = V + b * M * DV
-    tmax_base = TILE_MAX + (b * (N + BLOCK_M - 1) // BLOCK_M + qb) * n_kb
+    tmax_base = TILE_MAX + (b * tl.cdiv(N, BLOCK_M) + qb) * n_kb
 
     m = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     for kb in range(0, n_kb):
@@ -286,7 +286,7 @@ def _bwd_dq_kernel(
     x_min = tl.min(x, 0)
     k_base = K + b * M * D
     v_base = V + b * M * DV
-    tmax_base = TILE_MAX + (b * (N + BLOCK_M - 1) // BLOCK_M + qb) * n_kb
+    tmax_base = TILE_MAX + (b * tl.cdiv(N, BLOCK_M) + qb) * n_kb
     dq = tl.zeros((BLOCK_M, D_PAD), tl.float32)
     for kb in range(0, n_kb):
         if tl.load(tmax_base + kb) > x_min:
@@ -355,7 +355,7 @@ def _bwd_dkv_kernel(
         offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = offs_m < N
         x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
-        if tl.load(TILE_MAX + (b * (N + BLOCK_M - 1) // BLOCK_M + qb) * n_kb + kb) > tl.min(x, 0):
+        if tl.load(TILE_MAX + (b * tl.cdiv(N, BLOCK_M) + qb) * n_kb + kb) > tl.min(x, 0):
             q = tl.load(
                 Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
                 mask=row_ok[:, None] & (offs_d[None, :] < D),
@@ -388,6 +388,11 @@ def _bwd_dkv_kernel(
     )
 
 
+def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Every buffer a kernel writes comes from here (tests wrap it to catch out-of-bounds writes)."""
+    return torch.empty(*shape, dtype=dtype, device=device)
+
+
 def _pads(d: int, dv: int) -> tuple[int, int]:
     # tl.arange needs powers of two and tl.dot inner sizes of at least 16.
     return max(16, triton.next_power_of_2(d)), max(16, triton.next_power_of_2(dv))
@@ -405,10 +410,10 @@ def triton_forward(
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
     d_pad, dv_pad = _pads(d, dv)
     f32 = dict(device=q.device, dtype=torch.float32)
-    out = torch.empty(b, n, dv, device=q.device, dtype=q.dtype)
-    row_max, tau, count = (torch.empty(b, n, **f32) for _ in range(3))
-    vsum = torch.empty(b, n, dv, **f32) if need_backward else torch.empty(0, **f32)
-    tile_max = torch.empty(b, triton.cdiv(n, BLOCK_M), triton.cdiv(m, BLOCK_N), **f32)
+    out = _empty(b, n, dv, device=q.device, dtype=q.dtype)
+    row_max, tau, count = (_empty(b, n, **f32) for _ in range(3))
+    vsum = _empty(b, n, dv, **f32) if need_backward else _empty(0, **f32)
+    tile_max = _empty(b, triton.cdiv(n, BLOCK_M), triton.cdiv(m, BLOCK_N), **f32)
     _fwd_kernel[(triton.cdiv(n, BLOCK_M), b)](
         q,
         k,
@@ -449,7 +454,7 @@ def triton_backward(
     d_pad, dv_pad = _pads(d, dv)
     # mean over the support of g_j = dout . v_j is dout . (sum_S v_j) / |S|: no extra pass over the keys.
     mean_g = (dout.float() * vsum).sum(-1) / count
-    dq, dk, dvv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dq, dk, dvv = (_empty(*t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
     args = (n, m, d, dv)
     meta = dict(D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N)
     _bwd_dq_kernel[(triton.cdiv(n, BLOCK_M), b)](

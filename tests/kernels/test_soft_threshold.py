@@ -184,13 +184,34 @@ def test_triton_exact_at_large_integer_scores(interpret):
         _assert_close(g32, g64, "grad", 0.0, scale=max(g64.abs().max().item(), term), what=f"d{name}")
 
 
+GUARD = 4096
+SENTINEL = 12345
+
+
+def test_triton_writes_stay_inside_their_buffers(interpret, monkeypatch):
+    # Batch >= 3 with several query blocks: a wrong per-batch offset writes past the end of a buffer.
+    guarded = []
+
+    def empty_with_guard(*shape, dtype, device):
+        numel = math.prod(shape)
+        whole = torch.full((numel + GUARD,), SENTINEL, dtype=dtype, device=device)
+        guarded.append(whole[numel:])
+        return whole[:numel].view(shape)
+
+    monkeypatch.setattr(st_mod, "_empty", empty_with_guard)
+    _check_triton_vs_reference(*_inputs(4, 128, 128, 16, 8, magnitude=3.0, seed=10))
+    assert guarded, "the kernels' buffers must come from st_mod._empty"
+    for guard in guarded:
+        assert (guard == SENTINEL).all(), "a kernel wrote past the end of one of its buffers"
+
+
 def test_triton_spans_several_tiles(interpret):
     n, m = st_mod.BLOCK_M + 13, 2 * st_mod.BLOCK_N + 5
     _check_triton_vs_reference(*_inputs(1, n, m, 12, 20, magnitude=30.0, seed=7))
 
 
 SHAPES = dict(
-    b=st.integers(1, 2),
+    b=st.integers(1, 4),
     n=st.integers(1, 150),
     m=st.integers(1, 150),
     d=st.integers(1, 32),
