@@ -29,14 +29,15 @@ from tests.kernels.official_style import official_style_attention
 # good to ~EPS_DOT * score_abs, whoever computes it. RTOL covers the rest: fp32 accumulation for fp32, and
 # for bf16/fp16 the rounding of probabilities, gradients and outputs to the input dtype before and after
 # their matmuls (unit roundoff 2^-9 bf16, 2^-12 fp16, 2^-12 TF32 for p @ v). Gradients sum over the support
-# twice (mean, then dS), so their bounds are looser.
+# twice (mean, then dS), so their bounds are looser. The interpreter rounds bf16/fp16 values as a GPU does
+# but computes "TF32" dot products in full fp32, so TF32's own rounding is only exercised on a GPU.
 EPS32 = 2.0**-24
 EPS_DOT = {"fp32": EPS32, "tf32": 2.0**-11, "bf16": EPS32, "fp16": EPS32}
 TOL = {
     "fp32": {"forward": (1e-5, 2.0), "grad": (1e-4, 8.0)},
     "tf32": {"forward": (2e-3, 2.0), "grad": (1e-2, 8.0)},
-    "bf16": {"forward": (1.6e-2, 2.0), "grad": (6e-2, 8.0)},
-    "fp16": {"forward": (2e-3, 2.0), "grad": (8e-3, 8.0)},
+    "bf16": {"forward": (1e-2, 2.0), "grad": (2e-2, 8.0)},
+    "fp16": {"forward": (1.5e-3, 2.0), "grad": (2e-3, 8.0)},
 }
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
