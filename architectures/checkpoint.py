@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
+import pickletools
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,27 +49,76 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: str | Path | Mapping) 
 
 
 def read_checkpoint(path: Path) -> object:
-    """``torch.load`` on the CPU with ``weights_only=True``; unreadable files raise CheckpointError."""
+    """``torch.load`` on the CPU with ``weights_only=True``; unreadable files raise CheckpointError.
+
+    Three kinds of failure are told apart: a file that is no PyTorch checkpoint at all (neither the zip
+    archive ``torch.save`` writes nor a pickle), a pickle that needs code to run to be loaded (classes or
+    functions besides tensors: refused for safety, never loaded), and a damaged file.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(
+            f"not a PyTorch checkpoint: {path} is neither a torch.save zip archive nor a pickle (it starts "
+            f"with {head!r}); pass the .pth/.pt file of the weights"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # torch's wording for a pickled class, not a bad file
+    except Exception as exc:  # a damaged pickle fails in many ways (IndexError, KeyError, EOFError, …)
+        code = _code_references(path)
+        if code:
             raise CheckpointError(
-                f"{path} holds Python objects besides tensors and is not loaded with weights_only=True: "
-                "re-save its state_dict with torch.save(model.state_dict(), path)"
+                f"{path} is a pickle that needs Python code to run to be loaded (it references "
+                f"{', '.join(code[:MAX_LISTED])}); it was refused for safety, as this harness loads only "
+                "tensors. Use a checkpoint that holds only tensors (a state_dict saved with "
+                "torch.save(model.state_dict(), path))"
             ) from exc
         raise _corrupt(path, exc) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise _corrupt(path, exc) from exc
+
+
+def _code_references(path: Path) -> list[str]:
+    """The ``module.name`` globals a checkpoint's pickle refers to, other than PyTorch's own and the
+    OrderedDict of state_dicts (which the weights-only loader accepts); [] if unreadable."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return []
+    found, strings = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(arg)
+            elif opcode.name == "GLOBAL":
+                found.append(arg.replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except (ValueError, EOFError):
+        pass  # a damaged pickle: what was read so far still counts
+    safe = ("torch.", "collections.OrderedDict", "_codecs.encode")
+    return list(dict.fromkeys(g for g in found if not g.startswith(safe)))
 
 
 def _corrupt(path: Path, exc: Exception) -> CheckpointError:
     # torch's weights_only wording advises weights_only=False, wrong for a damaged file: keep the cause only.
-    detail = str(exc).split("WeightsUnpickler error:")[-1].strip() or type(exc).__name__
+    text = str(exc).split("WeightsUnpickler error:")[-1]
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip()
+        and "weights_only" not in line
+        and "Weights only load failed" not in line
+        and not line.strip().startswith("Check the documentation")
+    ]
+    detail = lines[0][:200] if lines else type(exc).__name__
     return CheckpointError(
-        f"{path} is corrupt or not a PyTorch checkpoint ({detail.splitlines()[0][:200]}): re-download it"
+        f"{path} is damaged: it is not a readable PyTorch checkpoint ({detail}); download or copy it again"
     )
 
 

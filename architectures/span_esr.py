@@ -200,12 +200,20 @@ def _merge_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return merged
 
 
+MAX_FEATURE_CHANNELS = 1024  # ~30× the published widths; beyond, a typo would allocate gigabytes
+
+
 def feature_channels_of(variant: str) -> int:
-    """``"ch48"`` → 48; any ``ch<N>`` is accepted."""
+    """``"ch48"`` → 48; any ``ch<N>`` with 1 ≤ N ≤ MAX_FEATURE_CHANNELS is accepted."""
     match = re.fullmatch(r"ch(\d+)", variant)
     if match is None or int(match.group(1)) < 1:
         raise ValueError(
             f"SPAN-ESR variants are named ch<N> (N feature channels, e.g. ch48), not {variant!r}"
+        )
+    if int(match.group(1)) > MAX_FEATURE_CHANNELS:
+        raise ValueError(
+            f"SPAN-ESR variant {variant!r} asks for {int(match.group(1))} feature channels, more than the "
+            f"{MAX_FEATURE_CHANNELS} this harness builds (published: ch28, ch48, ch52)"
         )
     return int(match.group(1))
 

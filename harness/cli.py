@@ -1,9 +1,17 @@
-"""`reprosr` command line. Every command takes `--json` and then prints exactly one JSON object on stdout."""
+"""`reprosr` command line. Every command takes `--json` and then prints exactly one JSON object on stdout.
+
+Bad input (arguments, files, checkpoints, datasets) ends with `error: <message>` on stderr and exit
+status 2, and under `--json` also with `{"error": <message>}` on stdout; never with a traceback. JSON is
+strict: a non-finite number (the PSNR of identical images is +inf) is written as null and its key path
+is listed in `"non_finite"` with the value as text ("inf", "-inf" or "nan").
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,8 +19,49 @@ from pathlib import Path
 from harness import progress
 
 
+class UsageError(Exception):
+    """Arguments that parse but make no sense together (exit 2, like argparse's own errors)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's hook: raise instead of exiting here
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def dumps(payload: dict) -> str:
+    """Strict JSON (no NaN/Infinity): non-finite numbers become null, listed under "non_finite"."""
+    non_finite: dict[str, str] = {}
+
+    def clean(value, where: str):
+        if isinstance(value, float) and not math.isfinite(value):
+            non_finite[where] = str(value)
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(payload, "")
+    if non_finite:
+        cleaned["non_finite"] = non_finite
+    return json.dumps(cleaned, indent=None, default=str, allow_nan=False)
+
+
 def _emit(args: argparse.Namespace, payload: dict, text: Callable[[dict], str]) -> None:
-    print(json.dumps(payload, indent=None, default=str) if args.json else text(payload))
+    print(dumps(payload) if args.json else text(payload))
 
 
 def _table(rows: Sequence[dict], columns: Sequence[str]) -> str:
@@ -79,7 +128,10 @@ def cmd_metrics(args: argparse.Namespace) -> None:
 
     sr, hr = read_image(args.sr), read_image(args.hr)
     if sr.shape != hr.shape:
-        raise SystemExit(f"error: SR is {tuple(sr.shape)} but HR is {tuple(hr.shape)}")
+        raise ValueError(
+            f"SR {args.sr} is {tuple(sr.shape[-2:])} but HR {args.hr} is {tuple(hr.shape[-2:])} (H, W): "
+            "pass images of the same size (crop HR to a multiple of the scale)"
+        )
     payload = {
         "psnr_y": float(metrics.psnr_y(sr, hr, args.scale)),
         "ssim_y": float(metrics.ssim_y(sr, hr, args.scale)),
@@ -155,7 +207,10 @@ def cmd_data(args: argparse.Namespace) -> None:
         _emit(args, {"datasets": rows}, lambda p: _table(p["datasets"], ["name", "status", "path"]))
         return
     if not args.name:
-        raise SystemExit(f"error: `reprosr data {args.action}` needs a dataset name")
+        raise UsageError(
+            f"`reprosr data {args.action}` needs a dataset name: reprosr data {args.action} NAME "
+            "(`reprosr data list` shows the names)"
+        )
     if args.action == "fetch":
         path = data.fetch(args.name, args.data_root)
         _emit(args, {"name": args.name, "path": str(path)}, lambda p: f"{p['name']} ready at {p['path']}")
@@ -200,7 +255,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reprosr", description=__doc__)
+    p = _Parser(prog="reprosr", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
@@ -214,17 +269,17 @@ def parser() -> argparse.ArgumentParser:
 
     sp = add("degrade", cmd_degrade, "MATLAB-exact bicubic downsampling (HR cropped to a multiple of S)")
     sp.add_argument("hr", type=Path)
-    sp.add_argument("--scale", type=int, required=True)
+    sp.add_argument("--scale", type=positive_int, required=True)
     sp.add_argument("--out", type=Path, required=True)
 
     sp = add("metrics", cmd_metrics, "PSNR/SSIM on the Y channel in the BasicSR/MATLAB convention")
     sp.add_argument("sr", type=Path)
     sp.add_argument("hr", type=Path)
-    sp.add_argument("--scale", type=int, required=True)
+    sp.add_argument("--scale", type=positive_int, required=True)
 
     def model_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("model")
-        sp.add_argument("--scale", type=int, required=True)
+        sp.add_argument("--scale", type=positive_int, required=True)
         sp.add_argument("--variant", default=None)
         sp.add_argument("--form", default="train", choices=("train", "deploy"))
 
@@ -261,7 +316,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", default=None, help="evaluate this checkpoint instead of training")
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<profile>)")
-    sp.add_argument("--max-iters", type=int, default=None)
+    sp.add_argument("--max-iters", type=positive_int, default=None)
 
     sp = add("report", cmd_report, "render the static leaderboard site")
     sp.add_argument("--out", default="reports")
@@ -271,14 +326,33 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    progress.set_quiet(args.quiet)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _run(argv)
+    except BrokenPipeError:
+        # The reader went away (`reprosr models --json | head`): stop quietly, as a Unix filter does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+
+
+def _run(argv: list[str]) -> None:
+    json_requested = "--json" in argv
+    try:
+        args = parser().parse_args(argv)
+        progress.set_quiet(args.quiet)
         args.fn(args)
-    except (OSError, ValueError, KeyError, FloatingPointError) as exc:  # OSError: files, downloads
+    except (
+        UsageError,
+        OSError,
+        ValueError,
+        KeyError,
+        FloatingPointError,
+    ) as exc:  # OSError: files, downloads
+        if isinstance(exc, BrokenPipeError):
+            raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        if args.json:
-            print(json.dumps({"error": str(msg)}))
+        if json_requested:
+            print(dumps({"error": str(msg)}))
         print(f"error: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
 

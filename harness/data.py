@@ -7,15 +7,23 @@ else `~/.cache/reprosr`.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import http.client
+import json
 import os
+import re
 import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,6 +33,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from harness import progress
 from harness.degrade import bicubic_downsample
 
 EMBEDDED = Path(__file__).resolve().parent / "embedded"
@@ -32,6 +41,12 @@ MANIFESTS = EMBEDDED / "manifests"
 GENERATED_MARKER = ".generated"  # in an LR folder: made here by bicubic_downsample, not the MATLAB files
 _CHUNK = 1 << 20
 _EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+# Temporary files and folders the harness writes: `.<name>.<pid>-<hex>.tmp` (here), `.<name>.tmp-<pid>`
+# (training states and curves) and `.extract-<pid>-…` (archive extraction).
+_TEMP = re.compile(
+    r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|.+\.tmp-(?P<tpid>\d+)|extract-(?P<xpid>\d+)-.+)$"
+)
+STALE_AFTER_S = 24 * 3600  # a temp file this old is stale even if its pid was reused by a live process
 
 
 class ImageReadError(ValueError):
@@ -45,31 +60,55 @@ def read_image(path: str | os.PathLike) -> Tensor:
     """Read an 8-bit image as (3, H, W) float32 RGB in [0, 1].
 
     Grayscale is replicated to three channels and palette images are expanded; alpha is dropped (as
-    cv2.imread(IMREAD_COLOR) does in BasicSR). Raises FileNotFoundError when missing and ImageReadError
-    (naming the file) when it is corrupt, truncated or not an 8-bit image.
+    cv2.imread(IMREAD_COLOR) does in BasicSR). One rule for every bit depth: images with more than 8 bits
+    per sample (16-bit gray or RGB PNGs, 16-bit TIFFs, float images) are refused, since the benchmarks and
+    the metric conventions are 8-bit and Pillow would silently drop a 16-bit RGB PNG's low byte. Raises
+    FileNotFoundError when missing and ImageReadError (naming the file) when it is corrupt, truncated or
+    not an 8-bit image.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
         with Image.open(path) as img:
+            bits = _stored_bits(path, img)
             img.load()
             mode = img.mode
-            array = np.array(img.convert("RGB"), dtype=np.uint8) if mode in _EIGHT_BIT_MODES else None
+            eight_bit = bits <= 8 and mode in _EIGHT_BIT_MODES
+            array = np.array(img.convert("RGB"), dtype=np.uint8) if eight_bit else None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(
             f"cannot read image {path} ({exc}); the file is corrupt or truncated: "
             "replace it (e.g. `reprosr data fetch NAME` again)"
         ) from exc
     if array is None:
-        raise ImageReadError(f"{path}: {mode} images are not supported; convert it to an 8-bit RGB PNG")
+        depth = f"{bits}-bit " if bits > 8 else ""
+        raise ImageReadError(
+            f"{path}: {depth}{mode} images are not supported (only 8 bits per sample: the benchmarks and "
+            "the metric conventions are 8-bit); convert it to an 8-bit RGB PNG, e.g. "
+            "`convert IN -depth 8 OUT.png`"
+        )
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
+
+
+def _stored_bits(path: Path, img: Image.Image) -> int:
+    """Bits per sample as stored in the file (Pillow decodes 16-bit RGB PNGs to 8-bit "RGB")."""
+    if img.format == "PNG":
+        with open(path, "rb") as f:
+            header = f.read(25)  # signature (8), IHDR length and type (8), width, height, then bit depth
+        return header[24] if len(header) == 25 else 8
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258, 8)  # BitsPerSample
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
 
 
 def write_image(path: str | os.PathLike, img: Tensor) -> None:
     """Write a (3, H, W) [0, 1] image as an 8-bit RGB PNG, atomically (temp file + os.replace).
 
-    Values are clamped to [0, 1], scaled by 255 and rounded half to even (numpy rint).
+    Values are clamped to [0, 1], scaled by 255 and rounded half to even (numpy rint). The file gets the
+    permissions of any new file (0666 minus the umask). Temp files that killed writers left in the
+    folder are removed on the first write there (see :func:`remove_stale_temps`).
     """
     path = Path(path)
     if img.dim() != 3 or img.shape[0] != 3:
@@ -78,14 +117,78 @@ def write_image(path: str | os.PathLike, img: Tensor) -> None:
         raise ValueError(f"refusing to write {path}: the image contains NaN or Inf")
     array = np.rint(img.detach().double().clamp(0, 1).mul(255).cpu().numpy()).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    if path.parent not in _CLEANED:
+        remove_stale_temps(path.parent)
+        _CLEANED.add(path.parent)
+    with atomic_file(path) as f:
+        Image.fromarray(array.transpose(1, 2, 0), "RGB").save(f, format="PNG")
+
+
+_CLEANED: set[Path] = set()
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator:
+    """A binary file to write `path` through: a unique temp file beside it (created like `open(path, "wb")`
+    would, so the umask applies), renamed onto `path` on success and removed on failure."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array.transpose(1, 2, 0), "RGB").save(f, format="PNG")
+            yield f
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temp files and extraction folders the harness names (`.<name>.<pid>-<hex>.tmp`,
+    `.<name>.tmp-<pid>`, `.extract-<pid>-…`) left in `folder` by killed processes: their process is
+    gone, or they are older than STALE_AFTER_S. Returns what was removed."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match is None:
+            continue
+        try:
+            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        if _process_alive(int(match["pid"] or match["tpid"] or match["xpid"])) and age < STALE_AFTER_S:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (fcntl.flock) on `lock_path`, held for the block; waits for holders."""
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # -------------------------------------------------------------------------------------------- registry
@@ -205,43 +308,202 @@ def sha256_file(path: Path) -> str:
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Path:
-    """Download `url` to `dest`, resuming `dest.part` with an HTTP Range request, then rename atomically.
+    """Download `url` to `dest` through `dest.part`, resumably, verified before it is renamed into place.
 
-    With `sha256`, the checksum is checked before the rename: on a mismatch the partial file is deleted,
-    nothing is left at `dest` and a ValueError names the file and both hashes. An existing `dest` that
-    matches (or any existing `dest` when no checksum is given) is kept as is.
+    Resuming: a `.part` file is continued only when the server confirms the offset (HTTP 206 whose
+    Content-Range starts at the partial file's size); a full response, a range at another offset or a
+    partial file longer than the remote restart from zero. A transfer cut short (fewer bytes than the
+    server announced) keeps `.part` for the next run and raises OSError.
+
+    Verification before the rename: the size announced by the server, `sha256` when given (on a
+    mismatch `.part` is deleted and a ValueError names both hashes), and for zip/tar archives every
+    member (zip CRCs, tar blocks and end-of-archive marker, gzip/bz2/xz streams). A damaged file is
+    deleted, never renamed. Then a sidecar manifest `dest.manifest.json` records url, size and sha256;
+    an existing `dest` is re-checked against it (or against `sha256`) and downloaded again on mismatch.
     """
     dest = Path(dest)
+    sidecar = dest.with_name(dest.name + ".manifest.json")
     if dest.exists():
-        if sha256 is None or sha256_file(dest) == sha256:
+        if _matches_record(dest, sidecar, sha256):
             return dest
         dest.unlink()
+        sidecar.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    _fetch_part(url, part)
+    got = sha256_file(part)
+    if sha256 is not None and got != sha256:
+        part.unlink()
+        raise ValueError(
+            f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256}, got "
+            f"{got}; the download was deleted, run the command again"
+        )
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            resumed = offset > 0 and getattr(response, "status", None) == 206
-            with open(part, "ab" if resumed else "wb") as f:
-                shutil.copyfileobj(response, f, _CHUNK)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 416:  # 416: nothing left to send, the partial file is already complete
-            raise OSError(
-                f"downloading {url} failed: HTTP {exc.code}; run the command again to resume"
-            ) from exc
-    except urllib.error.URLError as exc:
-        raise OSError(f"downloading {url} failed ({exc.reason}); run the command again to resume") from exc
-    if sha256 is not None:
-        got = sha256_file(part)
-        if got != sha256:
-            part.unlink()
-            raise ValueError(
-                f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256}, got "
-                f"{got}; the download was deleted, run the command again"
-            )
+        check_archive(part)
+    except ValueError as exc:
+        part.unlink()
+        raise ValueError(f"{exc}; the download of {url} was deleted, run the command again") from exc
     os.replace(part, dest)
+    record = {"url": url, "size": dest.stat().st_size, "sha256": got}
+    with atomic_file(sidecar) as f:
+        f.write(json.dumps(record, indent=1).encode())
     return dest
+
+
+def _matches_record(dest: Path, sidecar: Path, sha256: str | None) -> bool:
+    """Whether an existing download is intact: its sha256 equals the known one, else the sidecar's record;
+    without either (a file from an older version) it must pass :func:`check_archive`, then is recorded."""
+    record = None
+    if sidecar.exists():
+        with contextlib.suppress(OSError, ValueError):
+            record = json.loads(sidecar.read_text())
+    expected = sha256 or (record.get("sha256") if isinstance(record, dict) else None)
+    if expected is not None:
+        if isinstance(record, dict) and record.get("size") not in (None, dest.stat().st_size):
+            return False
+        return sha256_file(dest) == expected
+    try:
+        check_archive(dest)
+    except ValueError:
+        return False
+    with atomic_file(sidecar) as f:
+        f.write(json.dumps({"url": "", "size": dest.stat().st_size, "sha256": sha256_file(dest)}).encode())
+    return True
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _fetch_part(url: str, part: Path) -> None:
+    """Bring `part` to the remote's full content (see :func:`download` for the resume rules)."""
+    offset = part.stat().st_size if part.exists() else 0
+    for _ in range(2):  # the second attempt is a restart from zero after an unconfirmed resume
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        try:
+            response = urllib.request.urlopen(request, timeout=60)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:  # range not satisfiable: the partial is complete or too long
+                match = re.fullmatch(r"bytes \*/(\d+)", exc.headers.get("Content-Range", "") or "")
+                if match and int(match[1]) == offset:
+                    return
+                part.unlink()
+                offset = 0
+                continue
+            raise OSError(f"downloading {url} failed: HTTP {exc.code}; run the command again") from exc
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OSError(f"downloading {url} failed ({reason}); run the command again to resume") from exc
+        with response:
+            status = getattr(response, "status", None)
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            start = 0
+            if offset and status == 206:
+                match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "") or "")
+                if match is None or int(match[1]) != offset:
+                    part.unlink()  # the server sent another range than the one asked for: start over
+                    offset = 0
+                    continue
+                start = offset
+                total = int(match[3]) if match[3] != "*" else None
+            _stream(response, part, url, start, total)
+        return
+    raise OSError(f"downloading {url} failed: the server did not honour a restart; run the command again")
+
+
+def _stream(response, part: Path, url: str, start: int, total: int | None) -> None:
+    """Copy the body to `part` (appended from `start`, or written anew when start is 0), with a progress bar
+    in bytes; a body shorter than announced keeps `part` for a resume and raises OSError."""
+    with open(part, "ab" if start else "wb") as f, progress.bar(total, part.name[:-5], "B") as bar:
+        bar.update(start)
+        try:
+            while chunk := response.read(_CHUNK):
+                f.write(chunk)
+                bar.update(len(chunk))
+        except (http.client.HTTPException, OSError) as exc:
+            raise OSError(
+                f"downloading {url} was interrupted after {f.tell()} bytes ({exc}); run the command again "
+                "to resume"
+            ) from exc
+        size = f.tell()
+    if total is not None and size != total:
+        if size > total:
+            part.unlink()
+        raise OSError(
+            f"downloading {url} stopped at {size} of {total} bytes; run the command again to "
+            + ("resume" if size < total else "download it anew")
+        )
+
+
+def check_archive(path: Path) -> None:
+    """Read every member of a zip or tar archive (any other file passes) and raise ValueError if it is
+    damaged: a zip CRC mismatch or a truncated stream, a tar cut off (no end-of-archive marker), or a
+    member that is not a regular file, folder or link (FIFO, device)."""
+    path = Path(path)
+    kind = _archive_kind(path)
+    if kind is None:
+        return
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    _check_zip_type(path, info)
+                bad = zf.testzip()
+            if bad is not None:
+                raise ValueError(f"{path} is damaged: member {bad} fails its CRC check")
+            return
+        with tarfile.open(path) as tf:
+            for member in tf:
+                _check_tar_type(path, member)
+                if member.isfile():
+                    with tf.extractfile(member) as f:
+                        while f.read(_CHUNK):
+                            pass
+        if kind == "tar" and not _ends_with_tar_marker(path):
+            raise ValueError(f"{path} is damaged: the tar archive is cut off (no end-of-archive marker)")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        raise ValueError(f"{path} is damaged or truncated ({exc})") from exc
+
+
+def _archive_kind(path: Path) -> str | None:
+    """Archive kind by content: "zip", "tar" (uncompressed), "tar.z" (compressed tar), else None."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+        try:
+            with tarfile.open(path) as tf:
+                tf.next()
+        except (tarfile.TarError, EOFError, zlib.error, OSError):
+            return None  # a compressed file, but not a tar (or damaged beyond recognition)
+        return "tar.z"
+    return None
+
+
+def _ends_with_tar_marker(path: Path) -> bool:
+    """A complete tar ends with (at least) two zero blocks of 512 bytes."""
+    size = path.stat().st_size
+    if size < 1024:
+        return False
+    with open(path, "rb") as f:
+        f.seek(size - 1024)
+        return f.read(1024) == bytes(1024)
+
+
+def _check_zip_type(archive: Path, info: zipfile.ZipInfo) -> None:
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind and kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+        raise ValueError(f"refusing to extract {info.filename!r} from {archive}: it is not a regular file")
+
+
+def _check_tar_type(archive: Path, member: tarfile.TarInfo) -> None:
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise ValueError(
+            f"refusing to extract {member.name!r} from {archive}: it is a device or FIFO, not a regular file"
+        )
 
 
 def _check_member(archive: Path, name: str) -> None:
@@ -252,27 +514,35 @@ def _check_member(archive: Path, name: str) -> None:
 
 
 def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Extract a zip or tar archive into `dest`, refusing absolute paths, `..` and links leading outside."""
+    """Extract a zip or tar archive into `dest`, refusing absolute paths, `..`, links leading outside and
+    special files (FIFOs, devices); a damaged archive (bad CRC, truncated) raises ValueError."""
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_member(archive, info.filename)
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    raise ValueError(f"refusing to extract {info.filename!r} from {archive}: it is a link")
-            zf.extractall(dest)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
-                _check_member(archive, member.name)
-                if member.issym() or member.islnk():
-                    target = PurePosixPath(member.linkname)
-                    base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
-                    _check_member(archive, str(base / target))
-            tf.extractall(dest, filter="data")
-    else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    _check_member(archive, info.filename)
+                    if stat.S_ISLNK(info.external_attr >> 16):
+                        raise ValueError(
+                            f"refusing to extract {info.filename!r} from {archive}: it is a link"
+                        )
+                    _check_zip_type(archive, info)
+                zf.extractall(dest)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                for member in tf.getmembers():
+                    _check_member(archive, member.name)
+                    _check_tar_type(archive, member)
+                    if member.issym() or member.islnk():
+                        target = PurePosixPath(member.linkname)
+                        base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
+                        _check_member(archive, str(base / target))
+                tf.extractall(dest, filter="data")
+        else:
+            raise ValueError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{archive} is damaged or truncated ({exc}): delete it and fetch again") from exc
     return dest
 
 
@@ -299,10 +569,12 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
     if not entry.archives:
         raise ValueError(f"{name} cannot be downloaded automatically: {entry.note}")
     target_dir = root / name
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(root)
     for url in dict.fromkeys(a.url for a in entry.archives):
         members = [a for a in entry.archives if a.url == url]
         archive = download(url, root / "downloads" / url.rsplit("/", 1)[1], members[0].sha256)
-        with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
+        with tempfile.TemporaryDirectory(dir=root, prefix=f".extract-{os.getpid()}-") as tmp:
             extract(archive, tmp)
             for member in members:
                 source = Path(tmp) / member.member_dir
@@ -429,20 +701,45 @@ def _hr_files(name: str, root: str | os.PathLike | None) -> list[Path]:
     return files
 
 
+_IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
 def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike | None) -> Path:
-    """`<root>/<name>/LR_bicubic/X<scale>`, generated (MATLAB-exact bicubic, marked) when it holds no LR."""
+    """`<root>/<name>/LR_bicubic/X<scale>`, generated (MATLAB-exact bicubic, marked) when it holds no image.
+
+    Generation is safe under concurrency: one process generates under an exclusive lock
+    (`LR_bicubic/.X<scale>.lock`) while the others wait, each file is written atomically, and the marker is
+    written first so that a generation cut short by a kill is completed by the next run. A folder of
+    images not named like the HR images (e.g. `babyx2.png`), or lacking some, is an error: it is never
+    mixed with generated files.
+    """
     lr_dir = _root(root) / name / "LR_bicubic" / f"X{scale}"
-    missing = [f.name for f in hr_files if not (lr_dir / f.name).exists()]
-    if len(missing) == len(hr_files):
-        lr_dir.mkdir(parents=True, exist_ok=True)
-        (lr_dir / GENERATED_MARKER).touch()
-        for f in hr_files:
+    if all((lr_dir / f.name).exists() for f in hr_files):
+        return lr_dir
+    lr_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(lr_dir.parent / f".X{scale}.lock"):
+        remove_stale_temps(lr_dir)
+        missing = [f for f in hr_files if not (lr_dir / f.name).exists()]
+        if missing and not (lr_dir / GENERATED_MARKER).exists():
+            others = sorted(
+                p.name
+                for p in lr_dir.iterdir()
+                if p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
+            if others and len(missing) == len(hr_files):
+                raise ValueError(
+                    f"{lr_dir} holds {len(others)} images but none is named like an HR image (LR "
+                    f"{others[0]}, HR {hr_files[0].name}): name each LR file like its HR image, or move "
+                    "them out of that folder to have the LR generated (MATLAB-exact bicubic)"
+                )
+            if others:
+                raise FileNotFoundError(
+                    f"{lr_dir} lacks {len(missing)} of the HR images' LR (e.g. {missing[0].name}): fetch "
+                    f"{name} again, or delete that folder to have it regenerated"
+                )
+            (lr_dir / GENERATED_MARKER).touch()
+        for f in progress.track(missing, desc=f"generating {name} LR ×{scale}") if missing else ():
             write_image(lr_dir / f.name, bicubic_downsample(read_image(f), scale)[1])
-    elif missing:
-        raise FileNotFoundError(
-            f"{lr_dir} lacks {len(missing)} of the HR images' LR (e.g. {missing[0]}): fetch {name} again, or "
-            "delete that folder to have it regenerated"
-        )
     return lr_dir
 
 

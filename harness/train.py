@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from harness.data import remove_stale_temps
 from harness.recipes import Recipe, load
 
 log = logging.getLogger("harness.train")
@@ -41,6 +42,11 @@ CHECKPOINT_FORMAT = 1
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN/Inf; no update was applied and the last good checkpoint was kept."""
+
+
+class NonFiniteStateError(FloatingPointError):
+    """Weights or optimiser state became NaN/Inf (a gradient overflowed with a finite loss); nothing was
+    written, so ``last.pt`` still holds the last good state."""
 
 
 @dataclass(frozen=True)
@@ -292,13 +298,81 @@ def _mean_across(value: float, device: torch.device, world: int) -> float:
 
 
 def _read_curves(path: Path, upto: int) -> list[dict]:
+    """The rows of ``path`` up to iteration ``upto``; a line cut off by a kill is dropped."""
     if not path.exists():
         return []
+    rows = []
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if int(r["iteration"]) <= upto]
+        for r in csv.DictReader(f):
+            try:
+                iteration, _ = int(r["iteration"]), float(r["loss"])
+            except (TypeError, ValueError):
+                continue
+            if iteration <= upto:
+                rows.append(r)
+    return rows
 
 
 CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y")
+
+
+def _open_curves(path: Path, upto: int):
+    """``path`` rewritten atomically with its rows up to ``upto`` (temp file, fsync, ``os.replace``), then
+    opened for appending: a kill at any moment leaves every earlier row in the file. Temp files of
+    killed runs in the folder are removed first."""
+    remove_stale_temps(path.parent)
+    rows = _read_curves(path, upto)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return open(path, "a", newline="")
+
+
+def _non_finite(obj: object, where: str = "") -> str | None:
+    """The key path of the first floating-point tensor in ``obj`` (nested dicts/lists) holding NaN/Inf."""
+    if isinstance(obj, Tensor):
+        return where if obj.is_floating_point() and not torch.isfinite(obj).all() else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _save_finite(obj: object, path: Path, last: Path, context: str) -> None:
+    """:func:`atomic_save`, refusing a state with NaN/Inf: a bad step never replaces a good file."""
+    where = _non_finite(obj)
+    if where is not None:
+        kept = f"{last} still holds the last good state" if last.exists() else "no state was saved yet"
+        raise NonFiniteStateError(
+            f"{context}: {where} became NaN/Inf (a gradient overflowed although the loss was finite), so "
+            f"{path.name} was not written; {kept}. Lower optim.lr, set train.grad_clip or check the data, "
+            "then run again (it resumes from the last good state)"
+        )
+    atomic_save(obj, path)
+
+
+def _load_state(path: Path, device: torch.device) -> dict:
+    """The training state in ``path``; a damaged or non-finite one raises ValueError saying what to do."""
+    remedy = f"delete {path} to train from the start (the other files of {path.parent} are kept)"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # a damaged pickle fails in many ways (IndexError, KeyError, EOFError, …)
+        lines = [line for line in str(exc).splitlines() if line.strip() and "eights" not in line]
+        detail = lines[0] if lines else type(exc).__name__
+        raise ValueError(f"{path} is damaged and cannot be resumed from ({detail[:200]}): {remedy}") from exc
+    if not isinstance(state, dict) or not {"recipe_hash", "plan", "model", "iteration"} <= state.keys():
+        raise ValueError(f"{path} is not a training state written by reprosr: {remedy}")
+    where = _non_finite([state["model"], state.get("ema", {}), state.get("optimizer", {})])
+    if where is not None:
+        raise ValueError(f"{path} holds NaN/Inf values (in {where}) and cannot be resumed from: {remedy}")
+    return state
 
 
 def fit(
@@ -332,7 +406,7 @@ def fit(
     last, best_path = out_dir / "last.pt", out_dir / "best.pt"
     start, best_psnr, best_iter = 0, -math.inf, -1
     if resume and last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
+        state = _load_state(last, device)
         if state["recipe_hash"] != recipe_hash or state["plan"] != dataclasses.asdict(plan):
             raise ValueError(
                 f"{last} was written by another recipe or plan; pass resume=False or a new out_dir"
@@ -346,12 +420,8 @@ def fit(
         start, best_psnr, best_iter = state["iteration"], state["best_psnr_y"], state["best_iteration"]
         log.info("resumed %s from %s at iteration %d", recipe_name, last, start)
     curves_path = out_dir / "curves.csv"
-    rows = _read_curves(curves_path, start)
-    writer_file = open(curves_path, "w", newline="") if rank == 0 else None
+    writer_file = _open_curves(curves_path, start) if rank == 0 else None
     writer = csv.DictWriter(writer_file, CURVE_FIELDS) if writer_file else None
-    if writer:
-        writer.writeheader()
-        writer.writerows(rows)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.precision == "bf16")
     loss_value = math.nan
     log_every = max(1, plan.iterations // 100)
@@ -385,13 +455,15 @@ def fit(
                 if psnr > best_psnr:
                     best_psnr, best_iter = psnr, done
                     if plan.keep == "best" and rank == 0:
-                        atomic_save(_eval_weights(model, ema), best_path)
+                        _save_finite(
+                            _eval_weights(model, ema), best_path, last, f"{recipe_name} at iteration {done}"
+                        )
             if writer:
                 writer.writerow(row)
                 writer_file.flush()
             if done % plan.checkpoint_every == 0 or done == plan.iterations:
                 if rank == 0:
-                    atomic_save(
+                    _save_finite(
                         _checkpoint(
                             model,
                             ema,
@@ -405,6 +477,8 @@ def fit(
                             recipe_hash,
                         ),
                         last,
+                        last,
+                        f"{recipe_name} at iteration {done}",
                     )
                 if world > 1:
                     dist.barrier()
@@ -414,7 +488,7 @@ def fit(
         if writer_file:
             writer_file.close()
     if rank == 0:
-        atomic_save(_eval_weights(model, ema), out_dir / "final.pt")
+        _save_finite(_eval_weights(model, ema), out_dir / "final.pt", last, f"{recipe_name} at the end")
     return plan.iterations, loss_value, best_psnr, best_iter, best_path if plan.keep == "best" else None
 
 

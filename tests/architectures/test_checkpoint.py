@@ -105,15 +105,16 @@ def test_corrupt_file(content, tmp_path):
         torch.save(span().state_dict(), path)
         content = path.read_bytes()[:1000]
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="bad.pth is corrupt or not a PyTorch checkpoint.*re-download"):
+    with pytest.raises(CheckpointError, match=r"bad.pth (is damaged.*copy it again|is neither a torch.save)"):
         load_checkpoint(span(), path)
 
 
 def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "whole_model.pth"
     torch.save(nn.Conv2d(3, 3, 1), path)  # a pickled module, as some repositories release
-    with pytest.raises(CheckpointError, match="weights_only=True: re-save its state_dict"):
+    with pytest.raises(CheckpointError, match="needs Python code to run.*refused for safety") as info:
         load_checkpoint(span(), path)
+    assert "weights_only=False" not in str(info.value)
 
 
 def test_missing_file():
