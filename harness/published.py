@@ -2,13 +2,13 @@
 
 Two kinds of tables:
 
-- ``results/published/<paper>.csv``: what papers and challenge reports publish, long form, one value per row:
-  the columns of the team's curated ``shared/published/*.csv`` (``paper, model, variant, scale, dataset, metric,
-  value, unit, convention, source, confidence``) plus ``kind`` (:class:`ReferenceKind`: paper, challenge
-  report) and ``color`` (``y``/``rgb`` for PSNR/SSIM rows, "" for counts), so that a PSNR's colour space is a
-  column, not a phrase in ``convention``. ``value`` keeps the printed digits (it fixes the rounding
-  tolerance). An empty curated cell has no row: :func:`lookup` returns None and the verdict says "no
-  published value" instead of inventing one.
+- ``results/published/<paper>.csv``: what papers and challenge reports publish, long form, one value per
+  row: the columns of the team's curated ``shared/published/*.csv`` (``paper, model, variant, scale,
+  dataset, metric, value, unit, convention, source, confidence``) plus ``kind`` (:class:`ReferenceKind`:
+  paper, challenge report) and ``color`` (``y``/``rgb`` for PSNR/SSIM rows, "" for counts), so that a
+  PSNR's colour space is a column, not a phrase in ``convention``. ``value`` keeps the printed digits
+  (they fix the rounding tolerance). An empty curated cell has no row: :func:`lookup` returns None and the
+  verdict says "no published value" instead of inventing one.
 - ``results/official/official_code.csv``: numbers measured by running the official code (parameter counts,
   fvcore MACs, outputs of released checkpoints), kind "official code", confidence high.
 
@@ -147,7 +147,9 @@ def official(model: str, variant: str | None, scale: int, form: str, dataset: st
         & (table.metric == metric)
     ]
     if len(hit) > 1:
-        raise ValueError(f"{len(hit)} official-code rows for {model} {variant} x{scale} {form} {dataset} {metric}")
+        raise ValueError(
+            f"{len(hit)} official-code rows for {model} {variant} x{scale} {form} {dataset} {metric}"
+        )
     if hit.empty:
         return None
     return _reference(hit.iloc[0], ReferenceKind.OFFICIAL_CODE, Confidence.HIGH)

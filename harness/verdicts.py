@@ -2,9 +2,9 @@
 
 A verdict's identity is typed: ``tier`` (:class:`Tier`), ``model``/``variant``/``scale``/``form``, ``dataset``
 ("" for model-level counts), ``metric`` (the measured metric's id, the same names the results table uses:
-``params``, ``params_trainable``, ``macs_hr720p``, ``macs_ntire256``, ``psnr_y``, ``ssim_y``, ``psnr_rgb``,
-``runtime_ms``) and the reference's ``kind``. Nothing is encoded in a label and parsed back: :attr:`Verdict.label`
-is for people only.
+``params``, ``params_trainable``, ``macs_hr720p``, ``macs_ntire256``, ``psnr_y``, ``ssim_y``,
+``psnr_rgb``, ``runtime_ms``) and the reference's ``kind``. Nothing is encoded in a label and parsed
+back: :attr:`Verdict.label` is for people only.
 
 Judging (:func:`judge`): a reason given as ``not_run`` wins; no reference gives ``no published value``; a
 low-confidence reference (e.g. a value read off a plot) gives ``indicative``, never pass or fail; otherwise
@@ -91,8 +91,9 @@ class Verdict:
         return f"{self.metric}{form}{versus}"
 
     def as_dict(self) -> dict:
-        """The CLI's JSON: the identity, ``measured``, ``reference`` (its value), ``source``, ``reference_kind``,
-        ``reference_confidence``, ``tolerance``, ``delta``, ``status``, ``reason``, ``label``."""
+        """The CLI's JSON: the identity, ``measured``, ``reference`` (its value), ``source``,
+        ``reference_kind``, ``reference_confidence``, ``unit``, ``tolerance``, ``delta``, ``status``,
+        ``reason``, ``label``, ``n_runs``."""
         ref = self.reference
         return {
             "tier": self.tier,
@@ -170,7 +171,9 @@ def judge(
     if not_run:
         return verdict(Status.NOT_RUN, not_run)
     if reference is None:
-        return verdict(Status.NO_PUBLISHED_VALUE, "the sources hold no value for this; nothing to compare against")
+        return verdict(
+            Status.NO_PUBLISHED_VALUE, "the sources hold no value for this; nothing to compare against"
+        )
     bound = tolerance * abs(reference.value) if relative else tolerance
     if measured is None:
         return verdict(Status.NOT_RUN, "nothing was measured", bound)
