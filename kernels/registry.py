@@ -109,7 +109,7 @@ def counting() -> Iterator[list[Call]]:
         _COUNTING.reset(token)
 
 
-def _soft_threshold_macs(q: Tensor, k: Tensor, v: Tensor) -> int:
+def _soft_threshold_macs(q: Tensor, k: Tensor, v: Tensor, *options) -> int:
     (b, n, d), (_, m, dv) = shapes(q, v)
     return soft_threshold.macs(b, n, m, d, dv)
 
@@ -125,7 +125,7 @@ register_operator(
         soft_threshold.soft_threshold_attention,
         soft_threshold.SoftThresholdAttentionFunction.__name__,
         _soft_threshold_macs,
-        lambda q, k, v: q.new_zeros(*shapes(q)[0][:2], shapes(v)[0][2]),
+        lambda q, k, v, *options: q.new_zeros(*shapes(q)[0][:2], shapes(v)[0][2]),
     )
 )
 register_operator(
