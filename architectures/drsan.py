@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from architectures.registry import register
+from architectures.registry import Counting, register
 
 # variant → (width C, number of DRAGs K, units per DRAG N), as built by the official build.py.
 VARIANTS: dict[str, tuple[int, int, int]] = {
@@ -139,6 +139,7 @@ class DRSAN(nn.Module):
     paper="drsan",
     scales={"32s": (2, 3, 4), "32m": (2, 3, 4), "48s": (2, 3, 4), "48m": (2, 3, 4), "32l": (2,)},
     default_variant="32s",
+    counting=Counting(ops="multi_adds", convention="hr720p"),
     notes="TF1 original; weights not released (.data files absent), verified on params/Multi-Adds/training",
 )
 def build_drsan(scale: int, variant: str = "32s", form: str = "train", **overrides: int) -> DRSAN:

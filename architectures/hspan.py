@@ -12,10 +12,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from architectures.common import DIV2K_RGB_MEAN
 from architectures.registry import register
-from kernels import soft_threshold_attention
+from kernels import operator
 
-DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+_SOFT_THRESHOLD = operator("soft_threshold")
 
 
 def default_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
@@ -81,7 +82,7 @@ class HighSimilarityPassAttention(nn.Module):
         query = self.conv_match1(x).flatten(2).transpose(1, 2)
         key = self.conv_match2(x).flatten(2).transpose(1, 2)
         value = self.conv_assembly(x).flatten(2).transpose(1, 2)
-        out = soft_threshold_attention(query, key, value)
+        out = _SOFT_THRESHOLD(query, key, value)
         return self.res_scale * out.transpose(1, 2).reshape(b, c, h, w) + x
 
 

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from architectures.checkpoint import CheckpointError
-from architectures.registry import register
+from architectures.common import DIV2K_RGB_MEAN
+from architectures.registry import Counting, register
 
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 TRAIN_BRANCH_SUFFIXES = (".sk.weight", ".sk.bias") + tuple(
     f".conv.{i}.{p}" for i in range(3) for p in ("weight", "bias")
 )
@@ -135,7 +135,7 @@ class SPANESR(nn.Module):
         self.form = form
         self.img_range = 255.0
         # Not in the official state_dict (a plain attribute there), hence not persistent.
-        self.register_buffer("mean", torch.tensor(DIV2K_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         c = feature_channels
         self.conv_1 = Conv3XC(3, c, form=form)
         for i in range(1, 7):
@@ -225,6 +225,7 @@ def feature_channels_of(variant: str) -> int:
     default_variant="ch48",
     forms=("train", "deploy"),
     open_variants=True,
+    counting=Counting(ops="fvcore", convention="ntire256"),
     notes="ch28 x4 = NTIRE 2024 release (deploy form); ch48/ch52 official weights are on Google Drive only",
 )
 def build_span_esr(scale: int, variant: str, form: str = "train", **overrides) -> SPANESR:

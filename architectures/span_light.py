@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from architectures.common import DIV2K_RGB_MEAN
 from architectures.registry import register
-from kernels import sliding_proxy_attention
+from kernels import operator
 
-DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+_SLIDING_PROXY = operator("sliding_proxy")
 
 
 def _trunc_normal_init(module: nn.Module) -> None:
@@ -227,7 +228,7 @@ class SPAB(nn.Module):
         b, c, h, w = x.shape
         # qkv channels are [q | k | v], each split into heads of contiguous channels (official unfold layout).
         q, k, v = self.qkv(x).view(b, 3, self.num_heads, c // self.num_heads, h, w).unbind(1)
-        out = sliding_proxy_attention(
+        out = _SLIDING_PROXY(
             q,
             k,
             v,
@@ -346,7 +347,7 @@ class SPANLight(nn.Module):
             )
         pad_h, pad_w = self.padding(h, w)
         # The official mean is a float32 tensor cast to the input's dtype: same rounding in float64.
-        mean = torch.tensor(DIV2K_MEAN, dtype=torch.float32).to(x).view(1, 3, 1, 1)
+        mean = torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float32).to(x).view(1, 3, 1, 1)
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect") - mean
         x = self.conv_first(x)
         feats = x

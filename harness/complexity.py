@@ -9,7 +9,7 @@ Input-size rules (:data:`CONVENTIONS`), batch 1, RGB:
 | hr720p     | ceil(720/s) × ceil(1280/s)        | a 1280×720 HR output: DRSAN, SPAN-light, HSPAN    |
 | ntire256   | 256 × 256                         | NTIRE 2024 efficient SR (SPAN-ESR)               |
 
-Op-counting rules (:data:`OPS`), chosen by the paper whose numbers are compared (:data:`OPS_BY_PAPER`):
+Op-counting rules (:data:`OPS`); each paper's rule is in the model registry (``ModelSpec.counting``):
 
 | ops        | what counts                                                     | papers               |
 |------------|-----------------------------------------------------------------|----------------------|
@@ -25,10 +25,9 @@ Op-counting rules (:data:`OPS`), chosen by the paper whose numbers are compared 
 
 How: ``fvcore`` traces a real forward on the CPU (fvcore's jit trace needs real tensors), so its cost
 is that of one forward pass; ``multi_adds`` runs the forward on the meta device (no arithmetic at all)
-and counts aten ops by their shapes. In both, the attention autograd Functions
-(``SoftThresholdAttentionFunction``, ``SlidingProxyAttentionFunction``) are replaced by shape-only
-stand-ins (:func:`shape_only_attention`), so HSPAN's N×N scores are never computed; each call's MACs
-come from the kernel module's ``macs()`` helper.
+and counts aten ops by their shapes. In both, the attention operators of the operator registry
+(``kernels.registry``) run as shape-only stand-ins inside ``kernels.counting()`` (no class is patched),
+so HSPAN's N×N scores are never computed; each call's MACs come from its kernel module's ``macs()``.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +44,9 @@ from fvcore.nn.jit_handles import get_shape
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kernels import sliding_proxy, soft_threshold
+import architectures
+from kernels import OPERATORS, counting
+from kernels.registry import Call
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,6 @@ CONVENTIONS: dict[str, Convention] = {
     )
 }  # fmt: skip
 OPS = ("fvcore", "multi_adds")
-ATTENTION_OPS = ("SoftThresholdAttentionFunction", "SlidingProxyAttentionFunction")
-OPS_BY_PAPER = {"drsan": "multi_adds", "span_light": "fvcore", "span_esr": "fvcore", "hspan": "fvcore"}
 
 
 @dataclass(frozen=True)
@@ -100,73 +98,19 @@ def count_params(model: nn.Module) -> dict[str, int]:
     }
 
 
-@dataclass(frozen=True)
-class AttentionCall:
-    """One call of an attention operator seen by :func:`shape_only_attention`."""
-
-    op: str
-    shapes: tuple[tuple[int, ...], ...]
-    macs: int
-
-
-def _soft_threshold_stand_in(calls: list[AttentionCall]):
-    def forward(ctx, q, k, v):
-        (b, n, d), (_, m, dv) = _shapes(q, v)
-        calls.append(AttentionCall("SoftThresholdAttentionFunction", _shapes(q, k, v),
-                                   soft_threshold.macs(b, n, m, d, dv)))  # fmt: skip
-        return q.new_zeros(b, n, dv)
-
-    return forward
-
-
-def _sliding_proxy_stand_in(calls: list[AttentionCall]):
-    def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap):
-        b, heads, d, h, w = _shapes(q)[0]
-        macs = sliding_proxy.macs(b, heads, d, h, w, window_size, overlap)
-        calls.append(
-            AttentionCall("SlidingProxyAttentionFunction", _shapes(q, k, v, temperature, rel_bias), macs)
-        )
-        return v.new_zeros(v.shape)
-
-    return forward
-
-
-def _shapes(*tensors: torch.Tensor) -> tuple[tuple[int, ...], ...]:
-    # Under fvcore's jit trace sizes are traced 0-dim tensors; MACs must be plain ints.
-    return tuple(tuple(int(n) for n in t.shape) for t in tensors)
-
-
-@contextmanager
-def shape_only_attention() -> Iterator[list[AttentionCall]]:
-    """Replace both attention Functions' forward by shape-only stand-ins (zeros of the output shape) and
-    record each call's MACs; the classes and their names stay, so a jit trace still shows
-    ``prim::PythonOp.<Name>``. Outputs are meaningless: for counting only."""
-    calls: list[AttentionCall] = []
-    functions = {
-        soft_threshold.SoftThresholdAttentionFunction: _soft_threshold_stand_in(calls),
-        sliding_proxy.SlidingProxyAttentionFunction: _sliding_proxy_stand_in(calls),
-    }
-    originals = {fn: fn.__dict__["forward"] for fn in functions}
-    try:
-        for fn, stand_in in functions.items():
-            fn.forward = staticmethod(stand_in)
-        yield calls
-    finally:
-        for fn, original in originals.items():
-            fn.forward = original
-
-
 def complexity(
     model: nn.Module, scale: int, convention: str = "hr720p", ops: str | None = None
 ) -> Complexity:
     """Parameters and MACs of ``model`` in eval mode (input (1, 3, h, w) from ``convention``) under ``ops``.
 
-    ``ops`` None picks the rule of the model's paper (:data:`OPS_BY_PAPER`, by the architectures module
-    that defines the model's class; "fvcore" for models outside the registry).
+    ``ops`` None picks the rule of the model's paper from the model registry (``ModelSpec.counting``;
+    "fvcore" for a module not built by ``architectures.build``).
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose one of {sorted(CONVENTIONS)}")
-    ops = ops or OPS_BY_PAPER.get(type(model).__module__.removeprefix("architectures."), "fvcore")
+    if ops is None:
+        spec = architectures.registry.spec_of(model)
+        ops = "fvcore" if spec is None else spec.counting.ops
     if ops not in OPS:
         raise ValueError(f"unknown op-counting rule {ops!r}; choose one of {OPS}")
     size = (1, 3, *CONVENTIONS[convention].lr_size(scale))
@@ -183,11 +127,11 @@ def complexity(
 
 def _fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
     device = next(model.parameters()).device
-    with shape_only_attention() as calls, torch.no_grad():
+    with counting() as calls, torch.no_grad():
         replay = _Replay(calls)
         analysis = FlopCountAnalysis(model, (torch.zeros(size, device=device),))
-        for name in ATTENTION_OPS:
-            analysis.set_op_handle(f"prim::PythonOp.{name}", replay.handle(name))
+        for op in OPERATORS.values():
+            analysis.set_op_handle(f"prim::PythonOp.{op.function_name}", replay.handle(op.function_name))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         per_op = {op: int(n) for op, n in analysis.by_operator().items()}
         uncounted = sorted(analysis.unsupported_ops())
@@ -199,7 +143,7 @@ class _Replay:
     """fvcore handles for the attention Functions: each traced node gets the MACs recorded for the same
     call (fvcore walks the finished trace in call order), checked against the traced input shapes."""
 
-    def __init__(self, calls: list[AttentionCall]):
+    def __init__(self, calls: list[Call]):
         self.calls, self.used = calls, Counter()
 
     def handle(self, name: str) -> Callable:
@@ -282,7 +226,7 @@ def _multi_adds(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int]
         if name:
             hooks += [module.register_forward_pre_hook(enter(name)), module.register_forward_hook(leave)]
     try:
-        with shape_only_attention() as calls, torch.no_grad(), counter:
+        with counting() as calls, torch.no_grad(), counter:
             meta_model(torch.zeros(size, device="meta"))
     finally:
         for hook in hooks:

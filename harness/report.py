@@ -27,11 +27,12 @@ from PIL import Image
 
 from harness import published, store
 from harness.evaluate import ALL_CONVENTIONS
+from harness.paths import REPO
+from harness.schema import ReferenceKind, Status
 
-REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = Path(__file__).with_name("templates")
 BENCHMARKS_MD = REPO / "benchmarks" / "RESULTS.md"
-STATUSES = ("pass", "fail", "not run", "no published value")
+STATUSES = tuple(Status)
 DATASET_ORDER = ("Set5", "Set14", "B100", "Urban100", "Manga109")  # the papers' table order; others after
 CROP = 96  # HR pixels per side of a visual-comparison crop
 CROPS_PER_SET = 2
@@ -129,7 +130,8 @@ def _verdict(verdicts: pd.DataFrame, run_id: str, key: dict, metric: str, has_pu
     hit = verdicts[
         (verdicts.run_id == run_id) & (verdicts.tier == key["tier"]) & (verdicts.model == key["model"])
         & (verdicts.variant == key["variant"]) & (verdicts.scale == key["scale"])
-        & (verdicts.dataset == key["dataset"]) & (verdicts.metric == f"{metric} vs paper")
+        & (verdicts.dataset == key["dataset"]) & (verdicts.metric == metric)
+        & (verdicts.reference_kind != ReferenceKind.OFFICIAL_CODE)
     ]  # fmt: skip
     if not hit.empty:
         row = hit.sort_values("timestamp", kind="stable").iloc[-1]
@@ -238,8 +240,9 @@ def status_counts(statuses) -> dict[str, int]:
 
 
 def latest_verdicts(verdicts: pd.DataFrame, tier: str | None = None) -> pd.DataFrame:
-    """The newest verdict per (tier, model, variant, scale, dataset, metric), sorted by that key."""
-    keys = ["tier", "model", "variant", "scale", "dataset", "metric"]
+    """The newest verdict per (tier, model, variant, scale, dataset, metric, form, reference kind), sorted
+    by that key."""
+    keys = ["tier", "model", "variant", "scale", "dataset", "metric", "form", "reference_kind"]
     v = verdicts if tier is None else verdicts[verdicts.tier == tier]
     v = v.sort_values(["timestamp", "run_id"], kind="stable").groupby(keys, sort=False).tail(1)
     return v.sort_values(keys).reset_index(drop=True)
@@ -685,13 +688,14 @@ def _environment() -> Environment:
 
 
 def _conventions_context(results: pd.DataFrame) -> dict:
+    import architectures
     from harness import complexity, evaluate
 
     doc = complexity.__doc__ or ""
     return {
         "metric_text": sorted(evaluate.CONVENTION_TEXT.items()),
         "input_sizes": [(c.name, c.description) for c in complexity.CONVENTIONS.values()],
-        "ops_by_paper": sorted(complexity.OPS_BY_PAPER.items()),
+        "ops_by_paper": sorted({s.paper: s.counting.ops for s in architectures.MODELS.values()}.items()),
         "complexity_doc": doc.strip(),
         "effects": knob_effects(results),
     }

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from harness import store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
-from harness.verify import Verdict, checkpoint_tier, retrain_verdicts, static_verdicts
+from harness.verdicts import Verdict, verdict_row
+from harness.verify import checkpoint_tier, retrain_verdicts, static_verdicts
 
 RUNS = Path("runs")
 
@@ -223,14 +224,8 @@ def reproduce(
                 "dataset_checksum": checksum,
             },
         )
-    verdict_rows = [
-        {
-            **{k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")},
-            "profile": stage.profile,
-            **_verdict_row(v),
-        }
-        for v in verdicts
-    ]
+    context = {k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")}
+    verdict_rows = [verdict_row(v, profile=stage.profile, **context) for v in verdicts]
     # Both tables are validated before either is written, so a bad row leaves no half-stored run.
     store.validate(rows)
     store.validate(verdict_rows, table="verdicts")
@@ -251,31 +246,6 @@ def reproduce(
         )
     )
     return outcome
-
-
-def _verdict_row(v: Verdict) -> dict:
-    return {
-        "tier": v.tier,
-        "model": v.model,
-        "variant": v.variant,
-        "form": "",
-        "scale": v.scale,
-        "dataset": v.dataset,
-        "metric": v.metric,
-        "measured": v.measured,
-        "reference": v.reference,
-        "reference_source": v.source,
-        "reference_kind": "",
-        "reference_confidence": "",
-        "delta": v.delta,
-        "tolerance": v.tolerance,
-        "n_runs": 0,
-        "std": None,
-        "ci_low": None,
-        "ci_high": None,
-        "status": v.status,
-        "reason": v.reason,
-    }
 
 
 def _curve_rows(curves: Path, base: dict) -> list[dict]:

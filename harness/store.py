@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import uuid
 from datetime import UTC, datetime
@@ -25,10 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.paths import REPO
 from harness.schema import Confidence, Inference, Precision, Profile, ReferenceKind, RunState, Status, Tier
 
 SCHEMA_VERSION = 2
-REPO = Path(__file__).resolve().parents[1]
 _S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -181,7 +182,39 @@ def _upgrade(data: pa.Table, table: str, part: Path) -> pa.Table:
             columns[field.name] = pa.array([_V2_DEFAULTS[field.name]] * data.num_rows, field.type)
         else:
             raise ValueError(f"{part}: version-1 part lacks column {field.name!r}")
+    if table == "verdicts":
+        columns = _v1_verdict_identity(columns)
     return pa.table(columns, schema=schema)
+
+
+# Version 1 wrote a verdict's identity as one label ("params [train] vs official code", "params (M) vs
+# paper", "macs (G, hr720p) vs official code", "psnr_y vs paper"); version 2 has metric, form and
+# reference_kind columns and compares parameter counts as counts, not millions.
+_V1_LABEL = re.compile(
+    r"(?P<metric>\w+)(?: \[(?P<form>\w+)\])?(?: \((?P<unit>[MG])(?:, (?P<convention>\w+))?\))?"
+    r" vs (?P<kind>paper|official code)"
+)
+
+
+def _v1_verdict_identity(columns: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    data = {name: column.to_pylist() for name, column in columns.items()}
+    for i, label in enumerate(data["metric"]):
+        match = _V1_LABEL.fullmatch(label)
+        if match is None:
+            continue
+        metric, unit, convention = match["metric"], match["unit"], match["convention"]
+        if unit == "G":
+            metric = f"macs_{convention}" if convention else "macs"
+        data["metric"][i], data["form"][i] = metric, match["form"] or ""
+        if math.isnan(data["reference"][i]):  # no reference: no kind, as version 2 writes it
+            continue
+        data["reference_kind"][i] = match["kind"]
+        if match["kind"] == ReferenceKind.OFFICIAL_CODE:
+            data["reference_confidence"][i] = Confidence.HIGH.value
+        if unit == "M":
+            for name in ("measured", "reference", "delta", "tolerance"):
+                data[name][i] *= 1e6
+    return {name: pa.array(values, columns[name].type) for name, values in data.items()}
 
 
 def read(table: str = "results", root: Path | None = None) -> pd.DataFrame:

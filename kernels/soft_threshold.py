@@ -4,9 +4,21 @@
 `out[b, i] = sum_j sparsemax_j(q[b, i] . k[b, j]) v[b, j]`; scores are plain dot products (no scaling, no
 heads), sparsemax is exact over all M keys. HSPAN's official top-k-128 operator widens k until the support
 fits, so it equals this exact sparsemax (see ../shared/specs/fidelity-notes.md).
+
+Precision of the Triton path: bf16/fp16 inputs go to tensor cores with fp32 accumulation (probabilities and
+gradients are rounded to the input dtype before their matmuls, as flash attention does); fp32 inputs use
+IEEE fp32 dot products, or TF32 when `tf32=True` (default: `torch.backends.cuda.matmul.allow_tf32`). The
+threshold search (row max, support, threshold) is fp32 throughout. float64 always takes the reference.
+
+Checks: shapes and dtypes are checked on every call. Values (NaN/Inf inputs, fp32 overflow of q.k) are
+checked, with a clear error, on the reference path (CPU, float64), and on the Triton path only in PyTorch's
+debug mode (`torch.autograd.set_detect_anomaly(True)`), since each check costs a device->host sync; outside
+it non-finite values give NaN rows.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -16,9 +28,25 @@ from kernels.dispatch import use_triton
 
 # Query rows per block in the reference: bounds its memory to ROW_BLOCK x M scores per batch item.
 ROW_BLOCK = 256
-# Triton tile: BLOCK_M queries x BLOCK_N keys; forward and backward share it, and so the tile-max table.
-BLOCK_M = 64
-BLOCK_N = 64
+# First top-k width of the reference's threshold search (the official operator's), doubled while the
+# support fills it.
+TOPK = 128
+# Michelot passes the forward kernel makes before handing a query block to the exact fallback kernel.
+MAX_ITERS = 8
+# Autotuning (block sizes, warps, stages) on a GPU; the interpreter gets one configuration.
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+FWD_CONFIGS = (
+    [(32, 32, 4, 1)]
+    if INTERPRETING
+    else [
+        (bm, bn, w, st)
+        for bm, bn, w in ((64, 64, 4), (64, 64, 8), (128, 64, 8), (64, 32, 4), (128, 32, 8), (32, 64, 4))
+        for st in (1, 2, 3)
+    ]
+)
+BWD_CONFIGS = [(4, 1)] if INTERPRETING else [(w, st) for w in (4, 8) for st in (1, 2, 3)]
+MIN_BLOCK_M = min(c[0] for c in FWD_CONFIGS)
+MIN_BLOCK_N = min(c[1] for c in FWD_CONFIGS)
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -43,6 +71,9 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"soft_threshold_attention: k has M={m} keys but v has {mv}; they must match")
     if m == 0:
         raise ValueError("soft_threshold_attention: need at least one key (M >= 1)")
+
+
+def _check_finite(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not bool(torch.isfinite(t).all()):
             raise ValueError(
@@ -50,17 +81,35 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
             )
 
 
-def sparsemax_threshold(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sparsemax_threshold(s: torch.Tensor, topk: int = TOPK) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact sparsemax threshold over the last dim: returns (tau, support_size), each s.shape[:-1] + (1,).
 
-    sparsemax(s) = max(s - tau, 0); support = {s > tau}; tau = (sum_support s - 1) / |support|.
+    sparsemax(s) = max(s - tau, 0); support = {s > tau}; tau = (sum_support s - 1) / |support|. Searches
+    the top `topk` scores of each row and doubles k for the rows whose support fills it, as the official
+    operator does; rows of at most k scores are sorted whole.
     """
-    z, _ = torch.sort(s, dim=-1, descending=True)
-    cs = z.cumsum(-1)
-    rank = torch.arange(1, s.shape[-1] + 1, device=s.device, dtype=s.dtype)
-    support = (1 + rank * z > cs).sum(-1, keepdim=True)
-    tau = (cs.gather(-1, support - 1) - 1) / support.to(s.dtype)
-    return tau, support
+    rows = s.reshape(-1, s.shape[-1])
+    tau = rows.new_empty(rows.shape[0])
+    support = torch.empty(rows.shape[0], dtype=torch.long, device=s.device)
+    todo, sub, k = None, rows, topk
+    while True:
+        kk = min(k, rows.shape[-1])
+        z = sub.topk(kk, dim=-1).values if kk < rows.shape[-1] else sub.sort(-1, descending=True).values
+        cs = z.cumsum(-1)
+        rank = torch.arange(1, kk + 1, device=s.device, dtype=s.dtype)
+        sup = (1 + rank * z > cs).sum(-1)
+        t = (cs.gather(-1, (sup - 1)[:, None]).squeeze(-1) - 1) / sup.to(s.dtype)
+        if todo is None:
+            tau, support = t, sup
+        else:
+            tau[todo], support[todo] = t, sup
+        unsolved = sup == kk
+        if kk == rows.shape[-1] or not bool(unsolved.any()):
+            break
+        todo = unsolved.nonzero().squeeze(-1) if todo is None else todo[unsolved]
+        sub, k = rows[todo], 2 * k
+    shape = (*s.shape[:-1], 1)
+    return tau.view(shape), support.view(shape)
 
 
 def _row_blocks(n: int):
@@ -79,24 +128,25 @@ def reference_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reference forward in row blocks: returns (out (B,N,Dv), tau (B,N), support_size (B,N) int32).
 
-    Computes in q's dtype, raised to at least float32; `out` is cast back to q's dtype.
+    Computes in q's dtype, raised to at least float32; `out` is cast back to q's dtype. Memory: one block
+    of ROW_BLOCK x M scores at a time.
     """
     work = torch.promote_types(q.dtype, torch.float32)
-    qw, kw, vw = q.to(work), k.to(work), v.to(work)
+    qw, kt, vw = q.to(work), k.to(work).transpose(1, 2), v.to(work)
     b, n, _ = q.shape
     out = q.new_empty(b, n, v.shape[-1], dtype=work)
     tau = q.new_empty(b, n, dtype=work)
     support = q.new_empty(b, n, dtype=torch.int32)
     for i0, i1 in _row_blocks(n):
-        s = qw[:, i0:i1] @ kw.transpose(1, 2)
-        if not torch.isfinite(s.amax()):
-            raise _overflow(work)
-        # Sort the max-shifted scores as the official operator does, so the cumsum stays small.
+        s = torch.bmm(qw[:, i0:i1], kt)
         row_max = s.amax(-1, keepdim=True)
-        t, sup = sparsemax_threshold(s - row_max)
-        t = t + row_max
-        out[:, i0:i1] = torch.clamp(s - t, min=0) @ vw
-        tau[:, i0:i1] = t.squeeze(-1)
+        if not bool(torch.isfinite(row_max).all()):
+            raise _overflow(work)
+        # Search the max-shifted scores as the official operator does, so the cumsum stays small.
+        s -= row_max
+        t, sup = sparsemax_threshold(s)
+        torch.bmm(s.sub_(t).clamp_(min=0), vw, out=out[:, i0:i1])
+        tau[:, i0:i1] = (t + row_max).squeeze(-1)
         support[:, i0:i1] = sup.squeeze(-1).to(torch.int32)
     return out.to(q.dtype), tau, support
 
@@ -111,20 +161,62 @@ def reference_backward(
     """
     work = torch.promote_types(q.dtype, torch.float32)
     qw, kw, vw, tw, dw = q.to(work), k.to(work), v.to(work), tau.to(work), dout.to(work)
+    kt, vt = kw.transpose(1, 2), vw.transpose(1, 2)
     dq, dk, dv = torch.empty_like(qw), torch.zeros_like(kw), torch.zeros_like(vw)
     for i0, i1 in _row_blocks(q.shape[1]):
-        p = torch.clamp(qw[:, i0:i1] @ kw.transpose(1, 2) - tw[:, i0:i1, None], min=0)
-        on = p > 0
-        g = dw[:, i0:i1] @ vw.transpose(1, 2)
-        mean = (g * on).sum(-1, keepdim=True) / on.sum(-1, keepdim=True).clamp(min=1)
-        ds = torch.where(on, g - mean, 0)
-        dq[:, i0:i1] = ds @ kw
-        dk += ds.transpose(1, 2) @ qw[:, i0:i1]
-        dv += p.transpose(1, 2) @ dw[:, i0:i1]
+        p = torch.bmm(qw[:, i0:i1], kt).sub_(tw[:, i0:i1, None]).clamp_(min=0)
+        on = (p > 0).to(work)
+        g = torch.bmm(dw[:, i0:i1], vt).mul_(on)
+        mean = g.sum(-1, keepdim=True) / on.sum(-1, keepdim=True).clamp_(min=1)
+        ds = g.sub_(mean).mul_(on)
+        torch.bmm(ds, kw, out=dq[:, i0:i1])
+        dk.baddbmm_(ds.transpose(1, 2), qw[:, i0:i1])
+        dv.baddbmm_(p.transpose(1, 2), dw[:, i0:i1])
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
 @triton.jit
+def _dot(a, b, DOT_PRECISION: tl.constexpr):
+    """a @ b accumulated in fp32; "emulate" upcasts both to fp32 (the interpreter has no bf16 matmul)."""
+    if DOT_PRECISION == "emulate":
+        c = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        c = tl.dot(a, b, input_precision=DOT_PRECISION)
+    return c
+
+
+@triton.jit
+def _scores(q, k_base, kb, M, D, offs_d, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Scores of a query block against key tile `kb` (-inf past M), and the tile's keys and offsets."""
+    offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+    key_ok = offs_n < M
+    k = tl.load(
+        k_base + offs_n[:, None] * D + offs_d[None, :],
+        mask=key_ok[:, None] & (offs_d[None, :] < D),
+        other=0.0,
+    )
+    s = _dot(q, tl.trans(k), DOT_PRECISION)
+    return tl.where(key_ok[None, :], s, float("-inf")), k, offs_n, key_ok
+
+
+@triton.jit
+def _compact(live_base, tmax_base, n_live, thr, FIRST: tl.constexpr):
+    """Keeps, in order and in place, the listed key tiles whose max score exceeds `thr`; returns how many.
+
+    FIRST: the list is every tile 0 .. n_live - 1 (nothing listed yet)."""
+    kept = tl.program_id(0) * 0
+    for i in range(0, n_live):
+        if FIRST:
+            kb = i
+        else:
+            kb = tl.load(live_base + i)
+        tl.store(live_base + kept, kb)
+        kept += (tl.load(tmax_base + kb) > thr).to(tl.int32)
+    tl.debug_barrier()
+    return kept
+
+
+@triton.jit(do_not_specialize=["MAX_PASSES"])
 def _fwd_kernel(
     Q,
     K,
@@ -135,115 +227,143 @@ def _fwd_kernel(
     COUNT,
     VSUM,
     TILE_MAX,
+    LIVE,
+    N_LIVE,
+    DONE,
     N,
     M,
     D,
     DV,
+    NQB_ALLOC,
+    NKB_ALLOC,
+    MAX_PASSES,
+    SIZE_CLASS,
     D_PAD: tl.constexpr,
     DV_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     NEED_VSUM: tl.constexpr,
+    FALLBACK: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
+    """One query block: threshold search, then the output over the block's live key tiles.
+
+    Main launch (FALLBACK=False): one sweep over all key tiles gives the row max, each tile's max score and
+    a lower bound of the threshold; then at most MAX_PASSES Michelot passes over the live tiles; converged
+    blocks write their output, the others their state. Fallback launch: only blocks left unconverged, run
+    to convergence (the support shrinks every pass, so at most M + 1 passes).
+    """
     qb = tl.program_id(0)
     b = tl.program_id(1)
-    n_kb = (M + BLOCK_N - 1) // BLOCK_N
+    n_kb = tl.cdiv(M, BLOCK_N)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, D_PAD)
     offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
-    d_ok = offs_d[None, :] < D
-    q = tl.load(Q + b * N * D + offs_m[:, None] * D + offs_d[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
+    q = tl.load(
+        Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
+        mask=row_ok[:, None] & (offs_d[None, :] < D),
+        other=0.0,
+    )
     k_base = K + b * M * D
     v_base = V + b * M * DV
-    tmax_base = TILE_MAX + (b * (N + BLOCK_M - 1) // BLOCK_M + qb) * n_kb
+    block = b * NQB_ALLOC + qb
+    tmax_base = TILE_MAX + block * NKB_ALLOC
+    live_base = LIVE + block * NKB_ALLOC
+    stats = b * N + offs_m
 
-    m = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-    for kb in range(0, n_kb):
-        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-        k = tl.load(
-            k_base + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & d_ok, other=0.0
-        )
-        s = tl.where(offs_n[None, :] < M, tl.dot(q, tl.trans(k), input_precision="ieee"), float("-inf"))
-        m = tl.maximum(m, tl.max(s, 1))
-
-    # Work in shifted scores u = s - m <= 0: the threshold x = tau - m lies in [-1, 0), and sums over the
-    # support stay O(|S|) even when HSPAN's scores reach 1e3. First evaluation at x = -1 also fills the
-    # tile-max table that lets every later pass skip tiles lying wholly below the threshold.
-    count = tl.zeros((BLOCK_M,), tl.float32)
-    total = tl.zeros((BLOCK_M,), tl.float32)
-    for kb in range(0, n_kb):
-        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-        k = tl.load(
-            k_base + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & d_ok, other=0.0
-        )
-        s = tl.where(offs_n[None, :] < M, tl.dot(q, tl.trans(k), input_precision="ieee"), float("-inf"))
-        u = tl.where(row_ok[:, None], s - m[:, None], float("-inf"))
-        tl.store(tmax_base + kb, tl.max(tl.max(u, 1), 0))
-        on = u > -1.0
-        count += tl.sum(on.to(tl.float32), 1)
-        total += tl.sum(tl.where(on, u, 0.0), 1)
-    # Rows past N get x = 0, above every u they see: they stay empty and finite.
-    count = tl.where(row_ok, count, 1.0)
-    x = tl.where(row_ok, (total - 1.0) / count, 0.0)
-
-    # Michelot's iteration (Newton from the left on the convex f(x) = sum max(u - x, 0) - 1): x stays a
-    # lower bound of the threshold, the support shrinks strictly until it is fixed, and then
-    # x = (sum_S u - 1) / |S| is exact. Terminates in at most M passes; in practice a handful.
-    go = tl.max(count, 0) > 0
-    while go:
-        x_min = tl.min(tl.where(row_ok, x, 0.0), 0)
-        new_count = tl.zeros((BLOCK_M,), tl.float32)
+    # Shifted scores u = s - m <= 0 (m the row max) keep the threshold x = tau - m in [-1, 0) and sums over
+    # the support O(|S|) even when HSPAN's scores reach 1e3.
+    if FALLBACK:
+        todo = tl.load(DONE + block) == 0
+        m = tl.load(ROW_MAX + stats, mask=row_ok, other=0.0)
+        x = tl.load(TAU + stats, mask=row_ok, other=0.0)
+        count = tl.load(COUNT + stats, mask=row_ok, other=1.0)
+        n_live = tl.load(N_LIVE + block)
+        row_on = row_ok & (m == m)
+    else:
+        todo = tl.program_id(0) >= 0
+        # Sweep: online row max; count and sum of u over {u > -1} under the running max. The set so summed
+        # contains {s > m_final - 1}, which contains the support, so (sum - 1) / count bounds tau from below.
+        m = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+        count = tl.zeros((BLOCK_M,), tl.float32)
         total = tl.zeros((BLOCK_M,), tl.float32)
+        n_bad = tl.zeros((BLOCK_M,), tl.int32)
         for kb in range(0, n_kb):
-            if tl.load(tmax_base + kb) > x_min:
-                offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-                k = tl.load(
-                    k_base + offs_n[:, None] * D + offs_d[None, :],
-                    mask=(offs_n[:, None] < M) & d_ok,
-                    other=0.0,
-                )
-                s = tl.where(
-                    offs_n[None, :] < M, tl.dot(q, tl.trans(k), input_precision="ieee"), float("-inf")
+            s, k, offs_n, key_ok = _scores(q, k_base, kb, M, D, offs_d, BLOCK_N, DOT_PRECISION)
+            n_bad += tl.sum((key_ok[None, :] & ~(tl.abs(s) < float("inf"))).to(tl.int32), 1)
+            tile_row_max = tl.max(s, 1)
+            tl.store(tmax_base + kb, tl.max(tl.where(row_ok, tile_row_max, float("-inf")), 0))
+            m_new = tl.maximum(m, tile_row_max)
+            total -= count * tl.where(count > 0, m_new - m, 0.0)
+            u = s - m_new[:, None]
+            on = u > -1.0
+            count += tl.sum(on.to(tl.float32), 1)
+            total += tl.sum(tl.where(on, u, 0.0), 1)
+            m = m_new
+        tl.debug_barrier()
+        # A NaN or infinite score (NaN/Inf input, or q.k overflowing) makes its row's max NaN: the row's
+        # output is NaN and the debug-mode check reports it.
+        m = tl.where(n_bad > 0, float("nan"), m)
+        # Rows past N or with a NaN max get x = 0, above every u they see: they stay empty and finite.
+        row_on = row_ok & (m == m)
+        x = tl.where(row_on, tl.maximum((total - 1.0) / count, -1.0), 0.0)
+        count = tl.where(row_on, M + 1.0, 1.0)
+        n_live = _compact(live_base, tmax_base, n_kb, tl.min(tl.where(row_on, m + x, float("inf")), 0), True)
+
+    if todo:
+        # Michelot's iteration (Newton from the left on the convex f(x) = sum max(u - x, 0) - 1): x stays a
+        # lower bound of the threshold, the support shrinks strictly until it is fixed, and then
+        # x = (sum_S u - 1) / |S| is exact. Tiles whose max lies below every row's bound are dropped.
+        passes = tl.program_id(0) * 0
+        shrinking = passes == 0
+        while shrinking & (passes < MAX_PASSES):
+            new_count = tl.zeros((BLOCK_M,), tl.float32)
+            total = tl.zeros((BLOCK_M,), tl.float32)
+            for i in range(0, n_live):
+                s, k, offs_n, key_ok = _scores(
+                    q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
                 )
                 u = s - m[:, None]
                 on = u > x[:, None]
                 new_count += tl.sum(on.to(tl.float32), 1)
                 total += tl.sum(tl.where(on, u, 0.0), 1)
-        shrunk = (new_count < count) & row_ok
-        x = tl.where(shrunk, (total - 1.0) / tl.maximum(new_count, 1.0), x)
-        count = tl.where(shrunk, new_count, count)
-        go = tl.max(shrunk.to(tl.int32), 0) > 0
-
-    x_min = tl.min(tl.where(row_ok, x, 0.0), 0)
-    acc = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
-    vsum = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
-    for kb in range(0, n_kb):
-        if tl.load(tmax_base + kb) > x_min:
-            offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-            k = tl.load(
-                k_base + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & d_ok, other=0.0
+            shrunk = (new_count < count) & row_on
+            x = tl.where(shrunk, (total - 1.0) / tl.maximum(new_count, 1.0), x)
+            count = tl.where(shrunk, new_count, count)
+            shrinking = tl.max(shrunk.to(tl.int32), 0) > 0
+            n_live = _compact(
+                live_base, tmax_base, n_live, tl.min(tl.where(row_on, m + x, float("inf")), 0), False
             )
-            s = tl.where(offs_n[None, :] < M, tl.dot(q, tl.trans(k), input_precision="ieee"), float("-inf"))
-            u = s - m[:, None]
-            v = tl.load(
-                v_base + offs_n[:, None] * DV + offs_dv[None, :],
-                mask=(offs_n[:, None] < M) & (offs_dv[None, :] < DV),
-                other=0.0,
-            )
-            p = tl.maximum(u - x[:, None], 0.0)
-            acc += tl.dot(p.to(v.dtype), v, input_precision="ieee")
+            passes += 1
+        converged = shrinking == 0
+        if converged:
+            acc = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
+            vsum = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
+            for i in range(0, n_live):
+                s, k, offs_n, key_ok = _scores(
+                    q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+                )
+                v = tl.load(
+                    v_base + offs_n[:, None] * DV + offs_dv[None, :],
+                    mask=key_ok[:, None] & (offs_dv[None, :] < DV),
+                    other=0.0,
+                )
+                p = tl.maximum(s - m[:, None] - x[:, None], 0.0)
+                acc += _dot(p.to(v.dtype), v, DOT_PRECISION)
+                if NEED_VSUM:
+                    vsum += _dot(tl.where(p > 0, 1.0, 0.0).to(v.dtype), v, DOT_PRECISION)
+            out_offs = b * N * DV + offs_m[:, None] * DV + offs_dv[None, :]
+            out_mask = row_ok[:, None] & (offs_dv[None, :] < DV)
+            acc = tl.where((m == m)[:, None], acc, float("nan"))
+            tl.store(OUT + out_offs, acc.to(OUT.dtype.element_ty), mask=out_mask)
             if NEED_VSUM:
-                vsum += tl.dot((p > 0).to(v.dtype), v, input_precision="ieee")
-
-    out_offs = b * N * DV + offs_m[:, None] * DV + offs_dv[None, :]
-    out_mask = row_ok[:, None] & (offs_dv[None, :] < DV)
-    tl.store(OUT + out_offs, acc.to(OUT.dtype.element_ty), mask=out_mask)
-    if NEED_VSUM:
-        tl.store(VSUM + out_offs, vsum, mask=out_mask)
-    tl.store(ROW_MAX + b * N + offs_m, m, mask=row_ok)
-    tl.store(TAU + b * N + offs_m, x, mask=row_ok)
-    tl.store(COUNT + b * N + offs_m, count, mask=row_ok)
+                tl.store(VSUM + out_offs, vsum, mask=out_mask)
+        tl.store(ROW_MAX + stats, m, mask=row_ok)
+        tl.store(TAU + stats, x, mask=row_ok)
+        tl.store(COUNT + stats, count, mask=row_ok)
+        tl.store(N_LIVE + block, n_live)
+        tl.store(DONE + block, converged.to(tl.int32))
 
 
 @triton.jit
@@ -255,26 +375,34 @@ def _bwd_dq_kernel(
     ROW_MAX,
     TAU,
     MEAN_G,
-    TILE_MAX,
+    LIVE,
+    N_LIVE,
     DQ,
     N,
     M,
     D,
     DV,
+    NQB_ALLOC,
+    NKB_ALLOC,
+    SIZE_CLASS,
     D_PAD: tl.constexpr,
     DV_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
+    """dq of one query block, over the forward's list of its live key tiles."""
     qb = tl.program_id(0)
     b = tl.program_id(1)
-    n_kb = (M + BLOCK_N - 1) // BLOCK_N
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, D_PAD)
     offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
-    d_ok = offs_d[None, :] < D
-    q = tl.load(Q + b * N * D + offs_m[:, None] * D + offs_d[None, :], mask=row_ok[:, None] & d_ok, other=0.0)
+    q = tl.load(
+        Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
+        mask=row_ok[:, None] & (offs_d[None, :] < D),
+        other=0.0,
+    )
     do = tl.load(
         DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
         mask=row_ok[:, None] & (offs_dv[None, :] < DV),
@@ -283,27 +411,22 @@ def _bwd_dq_kernel(
     m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
     x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
     mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
-    x_min = tl.min(x, 0)
     k_base = K + b * M * D
     v_base = V + b * M * DV
-    tmax_base = TILE_MAX + (b * (N + BLOCK_M - 1) // BLOCK_M + qb) * n_kb
+    block = b * NQB_ALLOC + qb
     dq = tl.zeros((BLOCK_M, D_PAD), tl.float32)
-    for kb in range(0, n_kb):
-        if tl.load(tmax_base + kb) > x_min:
-            offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-            k = tl.load(
-                k_base + offs_n[:, None] * D + offs_d[None, :], mask=(offs_n[:, None] < M) & d_ok, other=0.0
-            )
-            s = tl.where(offs_n[None, :] < M, tl.dot(q, tl.trans(k), input_precision="ieee"), float("-inf"))
-            u = s - m[:, None]
-            v = tl.load(
-                v_base + offs_n[:, None] * DV + offs_dv[None, :],
-                mask=(offs_n[:, None] < M) & (offs_dv[None, :] < DV),
-                other=0.0,
-            )
-            g = tl.dot(do, tl.trans(v), input_precision="ieee")
-            ds = tl.where(u > x[:, None], g - mean_g[:, None], 0.0)
-            dq += tl.dot(ds.to(k.dtype), k, input_precision="ieee")
+    for i in range(0, tl.load(N_LIVE + block)):
+        s, k, offs_n, key_ok = _scores(
+            q, k_base, tl.load(LIVE + block * NKB_ALLOC + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+        )
+        v = tl.load(
+            v_base + offs_n[:, None] * DV + offs_dv[None, :],
+            mask=key_ok[:, None] & (offs_dv[None, :] < DV),
+            other=0.0,
+        )
+        g = _dot(do, tl.trans(v), DOT_PRECISION)
+        ds = tl.where(s - m[:, None] > x[:, None], g - mean_g[:, None], 0.0)
+        dq += _dot(ds.to(k.dtype), k, DOT_PRECISION)
     tl.store(
         DQ + b * N * D + offs_m[:, None] * D + offs_d[None, :],
         dq.to(DQ.dtype.element_ty),
@@ -320,21 +443,26 @@ def _bwd_dkv_kernel(
     ROW_MAX,
     TAU,
     MEAN_G,
-    TILE_MAX,
+    QB_LIST,
+    QB_COUNT,
     DK,
     DV_OUT,
     N,
     M,
     D,
     DV,
+    SIZE_CLASS,
     D_PAD: tl.constexpr,
     DV_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
+    """dk and dv of one key tile, over the list of query blocks for which the tile is live."""
     kb = tl.program_id(0)
     b = tl.program_id(1)
-    n_kb = (M + BLOCK_N - 1) // BLOCK_N
+    n_kb = tl.cdiv(M, BLOCK_N)
+    n_qb = tl.cdiv(N, BLOCK_M)
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, D_PAD)
     offs_dv = tl.arange(0, DV_PAD)
@@ -351,31 +479,31 @@ def _bwd_dkv_kernel(
     )
     dk = tl.zeros((BLOCK_N, D_PAD), tl.float32)
     dv = tl.zeros((BLOCK_N, DV_PAD), tl.float32)
-    for qb in range(0, (N + BLOCK_M - 1) // BLOCK_M):
-        offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
+    tile = b * n_kb + kb
+    for i in range(0, tl.load(QB_COUNT + tile)):
+        offs_m = tl.load(QB_LIST + tile * n_qb + i) * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = offs_m < N
+        q = tl.load(
+            Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
+            mask=row_ok[:, None] & (offs_d[None, :] < D),
+            other=0.0,
+        )
+        do = tl.load(
+            DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
+            mask=row_ok[:, None] & (offs_dv[None, :] < DV),
+            other=0.0,
+        )
+        m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
         x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
-        if tl.load(TILE_MAX + (b * (N + BLOCK_M - 1) // BLOCK_M + qb) * n_kb + kb) > tl.min(x, 0):
-            q = tl.load(
-                Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-                mask=row_ok[:, None] & (offs_d[None, :] < D),
-                other=0.0,
-            )
-            do = tl.load(
-                DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
-                mask=row_ok[:, None] & (offs_dv[None, :] < DV),
-                other=0.0,
-            )
-            m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
-            mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
-            s = tl.dot(q, tl.trans(k), input_precision="ieee")
-            u = tl.where(key_ok[None, :], s, float("-inf")) - m[:, None]
-            on = (u > x[:, None]) & row_ok[:, None]
-            p = tl.where(on, u - x[:, None], 0.0)
-            g = tl.dot(do, tl.trans(v), input_precision="ieee")
-            ds = tl.where(on, g - mean_g[:, None], 0.0)
-            dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision="ieee")
-            dv += tl.dot(tl.trans(p).to(do.dtype), do, input_precision="ieee")
+        mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
+        s = _dot(q, tl.trans(k), DOT_PRECISION)
+        u = tl.where(key_ok[None, :], s, float("-inf")) - m[:, None]
+        on = (u > x[:, None]) & row_ok[:, None]
+        p = tl.where(on, u - x[:, None], 0.0)
+        g = _dot(do, tl.trans(v), DOT_PRECISION)
+        ds = tl.where(on, g - mean_g[:, None], 0.0)
+        dk += _dot(tl.trans(ds).to(q.dtype), q, DOT_PRECISION)
+        dv += _dot(tl.trans(p).to(do.dtype), do, DOT_PRECISION)
     tl.store(
         DK + b * M * D + offs_n[:, None] * D + offs_d[None, :],
         dk.to(DK.dtype.element_ty),
@@ -388,75 +516,134 @@ def _bwd_dkv_kernel(
     )
 
 
+_fwd_tuned = triton.autotune(
+    [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
+        for bm, bn, w, st in FWD_CONFIGS
+    ],
+    key=["D", "DV", "SIZE_CLASS"],
+)(_fwd_kernel)
+_bwd_configs = [triton.Config({}, num_warps=w, num_stages=st) for w, st in BWD_CONFIGS]
+_bwd_dq_tuned = triton.autotune(_bwd_configs, key=["D", "DV", "SIZE_CLASS", "BLOCK_M", "BLOCK_N"])(
+    _bwd_dq_kernel
+)
+_bwd_dkv_tuned = triton.autotune(_bwd_configs, key=["D", "DV", "SIZE_CLASS", "BLOCK_M", "BLOCK_N"])(
+    _bwd_dkv_kernel
+)
+
+
+def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Every buffer a kernel writes comes from here (tests wrap it to catch out-of-bounds writes)."""
+    return torch.empty(*shape, dtype=dtype, device=device)
+
+
 def _pads(d: int, dv: int) -> tuple[int, int]:
     # tl.arange needs powers of two and tl.dot inner sizes of at least 16.
     return max(16, triton.next_power_of_2(d)), max(16, triton.next_power_of_2(dv))
 
 
-def triton_forward(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_backward: bool
-) -> tuple[torch.Tensor, ...]:
-    """Fused forward: returns (out, row_max, tau, count, vsum, tile_max); tau is shifted: threshold - row_max.
+def dot_precision(dtype: torch.dtype, tf32: bool | None) -> str:
+    """`tl.dot` input precision: TF32 for fp32 only when allowed; bf16/fp16 take tensor cores regardless
+    (emulated in fp32 for bf16 under the interpreter, whose bf16 matmul multiplies the raw bits)."""
+    if dtype != torch.float32:
+        return "emulate" if INTERPRETING and dtype == torch.bfloat16 else "tf32"
+    return "tf32" if (torch.backends.cuda.matmul.allow_tf32 if tf32 is None else tf32) else "ieee"
 
-    Memory O((N + M) D): scores are recomputed per tile, never stored. `vsum` (sum of v over each row's
-    support, needed for the backward's mean) is only filled when `need_backward`.
+
+def triton_forward(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, need_backward: bool, tf32: bool | None = None
+) -> tuple[torch.Tensor, dict]:
+    """Fused forward: returns (out, state); `state` holds what `triton_backward` needs.
+
+    Memory O((N + M) D) plus O(N M / (MIN_BLOCK_M MIN_BLOCK_N)) tile tables: scores are recomputed per tile,
+    never stored. `vsum` (sum of v over each row's support, for the backward's mean) is only computed when
+    `need_backward`. Launches: the autotuned main kernel, then the fallback kernel (a no-op for converged
+    blocks); no device->host sync.
     """
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
     d_pad, dv_pad = _pads(d, dv)
-    f32 = dict(device=q.device, dtype=torch.float32)
-    out = torch.empty(b, n, dv, device=q.device, dtype=q.dtype)
-    row_max, tau, count = (torch.empty(b, n, **f32) for _ in range(3))
-    vsum = torch.empty(b, n, dv, **f32) if need_backward else torch.empty(0, **f32)
-    tile_max = torch.empty(b, triton.cdiv(n, BLOCK_M), triton.cdiv(m, BLOCK_N), **f32)
-    _fwd_kernel[(triton.cdiv(n, BLOCK_M), b)](
-        q,
-        k,
-        v,
-        out,
-        row_max,
-        tau,
-        count,
-        vsum,
-        tile_max,
-        n,
-        m,
-        d,
-        dv,
-        D_PAD=d_pad,
-        DV_PAD=dv_pad,
-        BLOCK_M=BLOCK_M,
-        BLOCK_N=BLOCK_N,
-        NEED_VSUM=need_backward,
+    nqb, nkb = triton.cdiv(n, MIN_BLOCK_M), triton.cdiv(m, MIN_BLOCK_N)
+    dev = q.device
+    f32 = dict(device=dev, dtype=torch.float32)
+    i32 = dict(device=dev, dtype=torch.int32)
+    out = _empty(b, n, dv, device=dev, dtype=q.dtype)
+    row_max, tau, count = (_empty(b, n, **f32) for _ in range(3))
+    vsum = _empty(b, n, dv, **f32) if need_backward else _empty(1, **f32)
+    tile_max = _empty(b, nqb, nkb, **f32)
+    live = _empty(b, nqb, nkb, **i32)
+    n_live, done = _empty(b, nqb, **i32), _empty(b, nqb, **i32)
+    args = [q, k, v, out, row_max, tau, count, vsum, tile_max, live, n_live, done, n, m, d, dv, nqb, nkb]
+    size_class = max(n, m).bit_length()
+    meta = dict(
+        D_PAD=d_pad, DV_PAD=dv_pad, NEED_VSUM=need_backward, DOT_PRECISION=dot_precision(q.dtype, tf32)
     )
-    return out, row_max, tau, count, vsum, tile_max
+    _fwd_tuned[lambda c: (triton.cdiv(n, c["BLOCK_M"]), b)](
+        *args, MAX_ITERS, size_class, FALLBACK=False, **meta
+    )
+    best = _fwd_tuned.best_config
+    bm, bn = best.kwargs["BLOCK_M"], best.kwargs["BLOCK_N"]
+    _fwd_kernel[(triton.cdiv(n, bm), b)](
+        *args,
+        m + 1,
+        size_class,
+        FALLBACK=True,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        num_warps=best.num_warps,
+        num_stages=best.num_stages,
+        **meta,
+    )
+    state = dict(
+        row_max=row_max, tau=tau, count=count, vsum=vsum, live=live, n_live=n_live, block=(bm, bn), tf32=tf32
+    )
+    return out, state
+
+
+def _query_block_lists(live: torch.Tensor, n_live: torch.Tensor, n_qb: int, n_kb: int):
+    """Transposes the per-query-block lists of live key tiles into per-key-tile lists of query blocks.
+
+    Returns (qb_list (B, n_kb, n_qb) int32, live ones first in order; qb_count (B, n_kb) int32); device ops
+    only, no sync.
+    """
+    b = live.shape[0]
+    listed = torch.arange(live.shape[2], device=live.device) < n_live[:, :n_qb, None]
+    cols = torch.where(listed, live[:, :n_qb], n_kb).long()
+    mask = torch.zeros(b, n_qb, n_kb + 1, dtype=torch.int32, device=live.device)
+    mask.scatter_(2, cols, 1)
+    mask_t = mask[:, :, :n_kb].transpose(1, 2)
+    order = torch.sort(mask_t, dim=-1, descending=True, stable=True).indices
+    return order.to(torch.int32).contiguous(), mask_t.sum(-1, dtype=torch.int32).contiguous()
 
 
 def triton_backward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    dout: torch.Tensor,
-    row_max: torch.Tensor,
-    tau: torch.Tensor,
-    count: torch.Tensor,
-    vsum: torch.Tensor,
-    tile_max: torch.Tensor,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dout: torch.Tensor, state: dict
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused backward from `triton_forward`'s saved state: returns (dq, dk, dv)."""
+    """Fused backward from `triton_forward`'s state: returns (dq, dk, dv); no device->host sync."""
     q, k, v, dout = q.contiguous(), k.contiguous(), v.contiguous(), dout.contiguous()
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
     d_pad, dv_pad = _pads(d, dv)
+    bm, bn = state["block"]
+    n_qb, n_kb = triton.cdiv(n, bm), triton.cdiv(m, bn)
+    live, n_live = state["live"], state["n_live"]
     # mean over the support of g_j = dout . v_j is dout . (sum_S v_j) / |S|: no extra pass over the keys.
-    mean_g = (dout.float() * vsum).sum(-1) / count
-    dq, dk, dvv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    args = (n, m, d, dv)
-    meta = dict(D_PAD=d_pad, DV_PAD=dv_pad, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N)
-    _bwd_dq_kernel[(triton.cdiv(n, BLOCK_M), b)](
-        q, k, v, dout, row_max, tau, mean_g, tile_max, dq, *args, **meta
+    mean_g = (dout.float() * state["vsum"]).sum(-1) / state["count"]
+    qb_list, qb_count = _query_block_lists(live, n_live, n_qb, n_kb)
+    dq, dk, dvv = (_empty(*t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+    stats = (state["row_max"], state["tau"], mean_g)
+    size_class = max(n, m).bit_length()
+    meta = dict(
+        D_PAD=d_pad,
+        DV_PAD=dv_pad,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        DOT_PRECISION=dot_precision(q.dtype, state["tf32"]),
     )
-    _bwd_dkv_kernel[(triton.cdiv(m, BLOCK_N), b)](
-        q, k, v, dout, row_max, tau, mean_g, tile_max, dk, dvv, *args, **meta
+    _bwd_dq_tuned[(n_qb, b)](
+        q, k, v, dout, *stats, live, n_live, dq, n, m, d, dv, live.shape[1], live.shape[2], size_class, **meta
+    )
+    _bwd_dkv_tuned[(n_kb, b)](
+        q, k, v, dout, *stats, qb_list, qb_count, dk, dvv, n, m, d, dv, size_class, **meta
     )
     return dq, dk, dvv
 
@@ -465,30 +652,49 @@ class SoftThresholdAttentionFunction(torch.autograd.Function):
     """Autograd op: CUDA -> Triton kernels; CPU -> reference (Triton under `TRITON_INTERPRET=1`)."""
 
     @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        need_backward: bool = True,
+        tf32: bool | None = None,
+    ) -> torch.Tensor:
         ctx.triton = use_triton(q, _fwd_kernel, "soft_threshold_attention")
+        checked = not ctx.triton or torch.is_anomaly_enabled()
+        if checked:
+            _check_finite(q, k, v)
         if ctx.triton:
-            out, *state = triton_forward(q, k, v, need_backward=any(ctx.needs_input_grad))
-            if not torch.isfinite(state[0]).all():  # inputs were checked finite: the scores overflowed
+            out, ctx.state = triton_forward(q, k, v, need_backward=need_backward, tf32=tf32)
+            if checked and not bool(torch.isfinite(ctx.state["row_max"]).all()):
                 raise _overflow(torch.float32)
+            ctx.save_for_backward(q, k, v)
         else:
             out, tau, _ = reference_forward(q, k, v)
-            state = [tau]
-        ctx.save_for_backward(q, k, v, *state)
+            ctx.save_for_backward(q, k, v, tau)
         return out
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
-        q, k, v, *state = ctx.saved_tensors
+        q, k, v, *tau = ctx.saved_tensors
         if ctx.triton:
-            return triton_backward(q, k, v, dout, *state)
-        return reference_backward(q, k, v, state[0], dout)
+            grads = triton_backward(q, k, v, dout, ctx.state)
+        else:
+            grads = reference_backward(q, k, v, tau[0], dout)
+        return (*grads, None, None)
 
 
-def soft_threshold_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """HSPAN attention: q (B,N,D), k (B,M,D), v (B,M,Dv) -> (B,N,Dv), sparsemax over the M dot products."""
+def soft_threshold_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tf32: bool | None = None
+) -> torch.Tensor:
+    """HSPAN attention: q (B,N,D), k (B,M,D), v (B,M,Dv) -> (B,N,Dv), sparsemax over the M dot products.
+
+    `tf32`: fp32 inputs on the Triton path use TF32 dot products (default: follow
+    `torch.backends.cuda.matmul.allow_tf32`); ignored for other dtypes and on the reference path.
+    """
     _check_inputs(q, k, v)
-    return SoftThresholdAttentionFunction.apply(q, k, v)
+    need_backward = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    return SoftThresholdAttentionFunction.apply(q, k, v, need_backward, tf32)
 
 
 def macs(B: int, N: int, M: int, D: int, Dv: int) -> int:

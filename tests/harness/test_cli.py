@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from harness import published
+import architectures
+from harness import data, published, store
 from harness.cli import main
 
 
@@ -22,10 +24,10 @@ def run_json(capsys, *argv: str) -> dict:
 def test_models_lists_every_paper(capsys):
     payload = run_json(capsys, "models")
     names = {m["name"]: m for m in payload["models"]}
-    assert set(names) == {"span_light", "span_esr", "hspan", "drsan"}
-    assert names["drsan"]["variants"]["32l"] == [2]
-    assert names["hspan"]["test_time"] == "chop"
-    assert names["span_esr"]["forms"] == ["train", "deploy"]
+    assert set(names) == set(architectures.MODELS)
+    for name, spec in architectures.MODELS.items():
+        assert names[name]["variants"] == {v or "": list(s) for v, s in spec.scales.items()}
+        assert (names[name]["test_time"], names[name]["forms"]) == (spec.test_time, list(spec.forms))
 
 
 def test_degrade_then_metrics_against_matlab_lr(capsys, datasets_root, tmp_path):
@@ -43,7 +45,8 @@ def test_degrade_then_metrics_against_matlab_lr(capsys, datasets_root, tmp_path)
 
 def test_complexity_matches_published_drsan_multi_adds(capsys):
     payload = run_json(capsys, "complexity", "drsan", "--scale", "2", "--variant", "32s")
-    assert payload["params"] == 368_427 and payload["input_size"] == [1, 3, 360, 640]
+    official = published.official("drsan", "32s", 2, "train", "", "params")
+    assert payload["params"] == official.value and payload["input_size"] == [1, 3, 360, 640]
     pub = published.lookup("drsan", "32s", 2, None, "multi_adds")
     assert abs(payload["macs"] - pub.value) / pub.value < 0.005
 
@@ -62,16 +65,12 @@ def test_complexity_ntire_convention(capsys):
         "--convention",
         "ntire256",
     )
-    assert payload["params"] == 150_688
+    assert payload["params"] == published.official("span_esr", "ch28", 4, "deploy", "", "params").value
     pub = published.lookup("span_esr", "ch28", 4, None, "flops")
     assert abs(payload["macs"] - pub.value) / pub.value < 0.005
 
 
 def test_eval_with_a_wrong_width_checkpoint_says_what_to_pass(capsys, tmp_path, datasets_root):
-    import torch
-
-    import architectures
-
     ckpt = tmp_path / "ch28.pth"
     torch.save(architectures.build("span_esr", 4, "ch28", form="deploy").state_dict(), ckpt)
     with pytest.raises(SystemExit) as exc:
@@ -101,11 +100,6 @@ def test_eval_with_a_wrong_width_checkpoint_says_what_to_pass(capsys, tmp_path, 
 
 
 def test_eval_on_set5_writes_per_image_rows(capsys, tmp_path, datasets_root, monkeypatch):
-    import torch
-
-    import architectures
-    from harness import store
-
     monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.pth"
@@ -146,22 +140,14 @@ def test_eval_on_set5_writes_per_image_rows(capsys, tmp_path, datasets_root, mon
 def test_data_list_and_missing_dataset_error(capsys, tmp_path):
     payload = run_json(capsys, "data", "list", "--data-root", str(tmp_path))
     assert {"Set5", "Set14", "B100", "Urban100", "Manga109"} <= {d["name"] for d in payload["datasets"]}
-    with pytest.raises(SystemExit):
-        main(
-            [
-                "eval",
-                "drsan",
-                "--scale",
-                "2",
-                "--checkpoint",
-                str(tmp_path / "x.pth"),
-                "--dataset",
-                "Set5",
-                "--data-root",
-                str(tmp_path),
-                "--no-store",
-            ]
-        )
+    ckpt = tmp_path / "drsan.pth"  # a valid checkpoint, so that only the dataset is missing
+    torch.save(architectures.build("drsan", 2, "32s").state_dict(), ckpt)
+    argv = ["eval", "drsan", "--scale", "2", "--checkpoint", str(ckpt), "--dataset", "Set5"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--data-root", str(tmp_path), "--no-store", "--json"])
+    assert exc.value.code == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert "Set5" in error and str(tmp_path) in error
 
 
 def test_python_dash_m_harness_is_the_same_program():
@@ -186,12 +172,13 @@ def test_verify_prints_a_truthful_verdict_table(capsys, tmp_path, monkeypatch):
     assert all("no training run is in the results store" in v["reason"] for v in retrain)
     main(["verify", "drsan_32s_x2", "--data-root", str(tmp_path)])
     text = capsys.readouterr().out
-    assert "multi_adds (G, hr720p) vs paper" in text and "verdicts: 3 pass, 0 fail, 11 not run" in text
+    assert (
+        "macs_hr720p [train] vs paper" in text
+        and "verdicts: 3 pass, 0 fail, 0 indicative, 12 not run" in text
+    )
 
 
 def test_a_failed_download_is_a_clear_error_not_a_traceback(capsys, monkeypatch, tmp_path):
-    from harness import data
-
     def offline(url, dest, sha256=None):
         raise OSError(f"downloading {url} failed (offline); run the command again to resume")
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
 
+import architectures
 from harness import published
-from harness.complexity import CONVENTIONS, complexity, count_params, shape_only_attention
-from kernels import sliding_proxy, soft_threshold
-from kernels.sliding_proxy import sliding_proxy_attention
-from kernels.soft_threshold import soft_threshold_attention
+from harness.complexity import CONVENTIONS, complexity, count_params
+from harness.published import official_table
+from kernels import OPERATORS, counting, operator, sliding_proxy, soft_threshold
 
 
 class HandNet(nn.Module):
@@ -30,16 +28,13 @@ class HandNet(nn.Module):
 
 
 class AttentionNet(nn.Module):
-    """q, k, v by a 1×1 conv, then global soft-threshold attention and 4×4 sliding windows (overlap 1).
-
-    ``public`` False calls the autograd Functions directly, skipping the kernels' input checks, which read
-    values (isfinite) and so cannot run on the meta device that the multi_adds rule uses."""
+    """q, k, v by a 1×1 conv, then global soft-threshold attention and 4×4 sliding windows (overlap 1),
+    both called through the operator registry as the models do."""
 
     heads, d, window, overlap = 2, 3, 4, 1
 
-    def __init__(self, public: bool = True):
+    def __init__(self):
         super().__init__()
-        self.public = public
         self.qkv = nn.Conv2d(3, 3 * self.heads * self.d, 1)
         self.temperature = nn.Parameter(torch.ones(self.heads))
         self.rel_bias = nn.Parameter(torch.zeros(self.heads, self.window**2, self.window**2))
@@ -48,14 +43,8 @@ class AttentionNet(nn.Module):
         b, _, h, w = x.shape
         q, k, v = self.qkv(x).view(b, 3, self.heads, self.d, h, w).unbind(1)
         flat = [t.flatten(1, 2).flatten(2).transpose(1, 2) for t in (q, k, v)]  # (B, HW, heads·d)
-        if not self.public:
-            y = soft_threshold.SoftThresholdAttentionFunction.apply(*flat)
-            y = y.transpose(1, 2).reshape(b, self.heads, self.d, h, w)
-            return sliding_proxy.SlidingProxyAttentionFunction.apply(
-                y, k, v, self.temperature, self.rel_bias, self.window, self.overlap
-            )
-        y = soft_threshold_attention(*flat).transpose(1, 2).reshape(b, self.heads, self.d, h, w)
-        return sliding_proxy_attention(
+        y = operator("soft_threshold")(*flat).transpose(1, 2).reshape(b, self.heads, self.d, h, w)
+        return operator("sliding_proxy")(
             y, k, v, temperature=self.temperature, rel_bias=self.rel_bias, window_size=self.window,
             overlap=self.overlap,
         )  # fmt: skip
@@ -120,15 +109,15 @@ def attention_macs_by_hand(h: int, w: int) -> dict[str, int]:
     }
 
 
-@pytest.mark.parametrize(("ops", "public"), [("fvcore", True), ("multi_adds", False)])
-def test_attention_counted_from_shapes_without_running_it(monkeypatch, ops, public):
+@pytest.mark.parametrize("ops", ["fvcore", "multi_adds"])
+def test_attention_counted_from_shapes_without_running_it(monkeypatch, ops):
     def never(*args, **kwargs):
         raise AssertionError("the attention itself ran during counting")
 
     monkeypatch.setattr(soft_threshold, "reference_forward", never)
     monkeypatch.setattr(soft_threshold, "triton_forward", never)
     monkeypatch.setattr(sliding_proxy, "sliding_proxy_attention_reference", never)
-    c = complexity(AttentionNet(public), 4, "ntire256", ops=ops)
+    c = complexity(AttentionNet(), 4, "ntire256", ops=ops)
     by_hand = attention_macs_by_hand(256, 256)
     names = {
         "soft_threshold": "SoftThresholdAttentionFunction",
@@ -139,14 +128,23 @@ def test_attention_counted_from_shapes_without_running_it(monkeypatch, ops, publ
     assert c.per_op["conv"] == 256 * 256 * 3 * (3 * AttentionNet.heads * AttentionNet.d)
 
 
-def test_stand_ins_are_removed_after_counting():
-    originals = (soft_threshold.SoftThresholdAttentionFunction.forward,
+def test_counting_is_scoped_and_patches_no_class():
+    functions = (soft_threshold.SoftThresholdAttentionFunction.forward,
                  sliding_proxy.SlidingProxyAttentionFunction.forward)  # fmt: skip
-    with shape_only_attention() as calls:
-        AttentionNet()(torch.rand(1, 3, 7, 10))
+    net, x = AttentionNet(), torch.rand(1, 3, 7, 10)
+    with counting() as calls:
+        counted = net(x)
+        assert (soft_threshold.SoftThresholdAttentionFunction.forward,
+                sliding_proxy.SlidingProxyAttentionFunction.forward) == functions  # fmt: skip
     assert [c.op for c in calls] == ["SoftThresholdAttentionFunction", "SlidingProxyAttentionFunction"]
-    assert (soft_threshold.SoftThresholdAttentionFunction.forward,
-            sliding_proxy.SlidingProxyAttentionFunction.forward) == originals  # fmt: skip
+    assert counted.abs().sum() == 0  # the stand-ins' zeros
+    assert net(x).abs().sum() > 0  # outside the block the real operators run
+
+
+def test_every_registered_operator_is_counted_by_fvcore_handles():
+    assert {op.function_name for op in OPERATORS.values()} >= {
+        "SoftThresholdAttentionFunction", "SlidingProxyAttentionFunction"
+    }  # fmt: skip
 
 
 def test_unknown_convention_and_rule_are_errors():
@@ -154,15 +152,6 @@ def test_unknown_convention_and_rule_are_errors():
         complexity(HandNet(), 2, "hd1080")
     with pytest.raises(ValueError, match="choose one of"):
         complexity(HandNet(), 2, "hr720p", ops="flops")
-
-
-def build_or_skip(name: str, scale: int, variant: str | None = None, form: str = "train") -> nn.Module:
-    import architectures
-
-    try:
-        return architectures.build(name, scale, variant, form=form)
-    except (NotImplementedError, KeyError):
-        pytest.skip(f"not run: {name} not implemented yet")
 
 
 def published_rows(metric: str):
@@ -173,30 +162,39 @@ def published_rows(metric: str):
 @pytest.mark.parametrize(
     "row", published_rows("multi_adds"), ids=lambda r: f"{r.model}-{r.variant}-x{r.scale}"
 )
-def test_drsan_multi_adds_match_the_paper(row):
-    model = build_or_skip(row.model, row.scale, row.variant)
-    c = complexity(model, row.scale, "hr720p")
-    assert c.ops == "multi_adds"
+def test_multi_adds_match_the_paper(row):
+    """Every published Multi-Adds (DRSAN's table): within 0.5 % under the paper's rule from the registry."""
+    spec = architectures.spec(row.model)
+    c = complexity(
+        architectures.build(row.model, row.scale, row.variant), row.scale, spec.counting.convention
+    )
+    assert c.ops == spec.counting.ops == "multi_adds"
     assert abs(c.macs_g / row.value - 1) < 0.005, f"{c.macs_g:.3f} G vs published {row.value} G"
 
 
-def test_span_esr_ch28_ntire_flops_match_the_challenge_report():
-    ref = published.lookup("span_esr", "ch28", 4, None, "flops")
-    model = build_or_skip("span_esr", 4, "ch28", form="deploy")
-    c = complexity(model, 4, "ntire256")
-    assert c.ops == "fvcore"
-    assert abs(c.macs_g / ref.value - 1) < 0.005, f"{c.macs_g:.3f} G vs published {ref.value} G"
+@pytest.mark.parametrize("row", published_rows("flops"), ids=lambda r: f"{r.model}-{r.variant}-x{r.scale}")
+def test_fvcore_flops_match_the_challenge_report(row):
+    spec = architectures.spec(row.model)
+    model = architectures.build(row.model, row.scale, row.variant or None, form=spec.eval_form)
+    c = complexity(model, row.scale, spec.counting.convention)
+    assert c.ops == spec.counting.ops == "fvcore"
+    assert abs(c.macs_g / row.value - 1) < 0.005, f"{c.macs_g:.3f} G vs published {row.value} G"
 
 
-# The official SPAN-light code's fvcore GMACs, measured by the team on github.com/zononhzy/SPAN
-# (shared/specs/fidelity-notes.md, "FLOPs"): not published in the paper, so kept here as the reference.
-SPAN_LIGHT_OFFICIAL_GMACS = [(2, "hr720p", 188.95), (3, "hr720p", 87.39), (4, "hr720p", 49.40),
-                             (4, "ntire256", 57.61)]  # fmt: skip
+def official_macs_rows():
+    table = official_table()
+    return [r for r in table[table.metric.str.startswith("macs_")].itertuples()]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("scale", "convention", "gmacs"), SPAN_LIGHT_OFFICIAL_GMACS)
-def test_span_light_fvcore_macs_match_the_official_code(scale, convention, gmacs):
-    c = complexity(build_or_skip("span_light", scale), scale, convention)
-    assert c.ops == "fvcore"
-    assert math.isclose(c.macs_g, gmacs, abs_tol=0.005), f"{c.macs_g:.4f} G vs official {gmacs} G"
+@pytest.mark.parametrize(
+    "row", official_macs_rows(), ids=lambda r: f"{r.model}{r.variant}-x{r.scale}-{r.metric}"
+)
+def test_fvcore_macs_equal_the_official_code_to_its_printed_digits(row):
+    """The official code's fvcore GMACs (``results/official/official_code.csv``), equal once rounded."""
+    convention = row.metric.removeprefix("macs_")
+    model = architectures.build(row.model, row.scale, row.variant or None, form=row.form)
+    c = complexity(model, row.scale, convention)
+    assert c.ops == architectures.spec(row.model).counting.ops
+    digits = len(row.value.split(".")[1])
+    assert round(c.macs_g, digits) == float(row.value), f"{c.macs_g:.4f} G vs official {row.value} G"

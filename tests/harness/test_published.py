@@ -2,25 +2,56 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from harness import published
+from harness.schema import Confidence, ReferenceKind
 from tests.conftest import REPO
 
-SHARED_TABLE = REPO.parent / "shared" / "published" / "published.csv"
+
+def curated_dir() -> Path | None:
+    """The team's curated tables: ``../shared/published`` beside the checkout (or beside the datasets of
+    ``$REPROSR_TEST_DATASETS``)."""
+    env = os.environ.get("REPROSR_TEST_DATASETS")
+    candidates = [REPO.parent / "shared", *([Path(env).parent] if env else []), REPO.parents[1] / "shared"]
+    return next((p / "published" for p in candidates if (p / "published" / "published.csv").is_file()), None)
 
 
-def test_tables_equal_the_curated_file_without_its_empty_values():
-    if not SHARED_TABLE.is_file():
-        pytest.skip(f"not run: the curated table {SHARED_TABLE} is absent")
-    shared = pd.read_csv(SHARED_TABLE, dtype=str, keep_default_na=False)
-    shared = shared[shared["value"] != ""].astype({"scale": "int64", "value": "float64"})
-    ours = published.load()
-    key = list(published.COLUMNS)
+def test_tables_hold_every_curated_row_with_its_source_and_nothing_else():
+    folder = curated_dir()
+    if folder is None:
+        pytest.skip("not run: the curated tables ../shared/published/*.csv are absent")
+    files = [folder / "published.csv", folder / "additions-2026-11.csv"]
+    assert all(f.is_file() for f in files)
+    curated = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files], ignore_index=True)
+    curated = curated[curated["value"] != ""]
+    ours = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
+                      for p in sorted(published.PUBLISHED_DIR.glob("*.csv"))], ignore_index=True)  # fmt: skip
+    key = list(published.CURATED_COLUMNS)
     pd.testing.assert_frame_equal(
-        ours.sort_values(key).reset_index(drop=True), shared[key].sort_values(key).reset_index(drop=True)
+        ours[key].sort_values(key).reset_index(drop=True),
+        curated[key].sort_values(key).reset_index(drop=True),
     )
+
+
+def test_every_row_has_a_kind_and_psnr_rows_a_colour():
+    table = published.load()
+    assert set(table.kind) <= set(ReferenceKind) and set(table.confidence) <= set(Confidence)
+    ntire = table[table.source.str.startswith("NTIRE")]
+    assert set(ntire.kind) == {ReferenceKind.CHALLENGE_REPORT}
+    assert set(table[table.dataset.str.startswith("DIV2K_LSDIR")].query("metric == 'psnr'").color) == {"rgb"}
+
+
+def test_several_sources_of_one_cell_most_confident_first():
+    refs = published.references("span_esr", "ch28", 4, "DIV2K_LSDIR_valid", "psnr_rgb")
+    assert [r.confidence for r in refs] == [Confidence.HIGH, Confidence.MEDIUM]
+    assert {r.value for r in refs} == {26.94}
+    assert published.lookup("span_esr", "ch28", 4, "DIV2K_LSDIR_valid", "psnr_rgb") == refs[0]
+    assert published.references("span_esr", "ch28", 4, "DIV2K_LSDIR_valid", "psnr_y") == []
 
 
 def test_one_file_per_paper():
@@ -34,9 +65,9 @@ def test_lookup_returns_the_row_with_its_source():
     table = published.load()
     row = table[(table["metric"] == "multi_adds")].iloc[0]
     hit = published.lookup(row["model"], row["variant"], int(row["scale"]), None, "multi_adds")
-    assert hit == published.PublishedRow(
-        row["value"], row["unit"], row["convention"], row["source"], row["confidence"]
-    )
+    assert (hit.value, hit.unit, hit.convention, hit.source, hit.confidence, hit.kind) == (
+        row["value"], row["unit"], row["convention"], row["source"], row["confidence"], row["kind"]
+    )  # fmt: skip
 
 
 def test_variant_and_dataset_none_equal_empty():
@@ -56,8 +87,18 @@ def test_unpublished_value_is_none():
 
 
 def test_empty_value_in_a_table_is_rejected(tmp_path):
-    (tmp_path / "p.csv").write_text(",".join(published.COLUMNS) + "\np,m,,2,Set5,psnr,,dB,c,s,high\n")
+    (tmp_path / "p.csv").write_text(",".join(published.COLUMNS) + "\np,m,,2,Set5,psnr,,dB,c,s,high,paper,y\n")
     with pytest.raises(ValueError, match="empty value"):
+        published.load(tmp_path)
+
+
+def test_unknown_kind_and_missing_colour_are_rejected(tmp_path):
+    head = ",".join(published.COLUMNS)
+    (tmp_path / "p.csv").write_text(head + "\np,m,,2,Set5,psnr,30,dB,c,s,high,blog,y\n")
+    with pytest.raises(ValueError, match="kind"):
+        published.load(tmp_path)
+    (tmp_path / "p.csv").write_text(head + "\np,m,,2,Set5,psnr,30,dB,c,s,high,paper,\n")
+    with pytest.raises(ValueError, match="color"):
         published.load(tmp_path)
 
 

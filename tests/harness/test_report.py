@@ -12,6 +12,8 @@ from PIL import Image
 
 from harness import published, report, store
 from harness.recipes import load as load_recipe
+from harness.schema import Confidence, ReferenceKind, Status, Tier
+from harness.verdicts import Reference, Verdict, verdict_row
 
 EVIL = "<script>alert(1)</script>"
 PROVENANCE = {
@@ -86,36 +88,14 @@ def verdict(
     metric: str,
     status: str,
     dataset: str = "Set5",
-    measured: float = 1.0,
-    reference: float = 1.0,
+    form: str = "",
+    kind: ReferenceKind = ReferenceKind.PAPER,
 ) -> dict:
-    return {
-        "run_id": run_id,
-        "timestamp": "2025-01-01T00:00:09+00:00",
-        "profile": "checkpoint",
-        "recipe": "drsan_32s_x2",
-        "paper": "drsan",
-        "tier": tier,
-        "model": "drsan",
-        "variant": "32s",
-        "scale": 2,
-        "dataset": dataset,
-        "metric": metric,
-        "measured": measured,
-        "form": "",
-        "reference": reference,
-        "reference_source": "paper table",
-        "reference_kind": "paper",
-        "reference_confidence": "high",
-        "delta": measured - reference,
-        "tolerance": 0.01,
-        "n_runs": 0,
-        "std": None,
-        "ci_low": None,
-        "ci_high": None,
-        "status": status,
-        "reason": f"fixture {status}",
-    }
+    reference = Reference(1.0, "paper table", kind, Confidence.HIGH)
+    v = Verdict(Tier(tier), "drsan", "32s", 2, dataset, form, metric, 1.0, reference, 0.01, Status(status),
+                f"fixture {status}")  # fmt: skip
+    return verdict_row(v, run_id=run_id, timestamp="2025-01-01T00:00:09+00:00", profile="checkpoint",
+                       recipe="drsan_32s_x2", paper="drsan")  # fmt: skip
 
 
 CKPT = {"baby": {"psnr_y": 38.0, "ssim_y": 0.9606}, "bird": {"psnr_y": 38.02, "ssim_y": 0.9608}}
@@ -178,13 +158,13 @@ def fixture_store(root: Path) -> None:
     store.append(rows, root=root)
     store.append(
         [
-            verdict("static01", "static", "params [train] vs official code", "pass", dataset=""),
-            verdict("static01", "static", "params (M) vs paper", "pass", dataset=""),
-            verdict("static01", "static", "multi_adds (G, hr720p) vs paper", "fail", dataset=""),
-            verdict("ckpt01", "checkpoint", "psnr_y vs paper", "pass"),
-            verdict("ckpt01", "checkpoint", "ssim_y vs paper", "fail"),
-            verdict("smoke01", "retrain", "psnr_y vs paper", "not run"),
-            verdict("smoke01", "retrain", "ssim_y vs paper", "not run"),
+            verdict("static01", "static", "params", "pass", "", "train", ReferenceKind.OFFICIAL_CODE),
+            verdict("static01", "static", "params", "pass", dataset=""),
+            verdict("static01", "static", "macs_hr720p", "fail", dataset=""),
+            verdict("ckpt01", "checkpoint", "psnr_y", "pass"),
+            verdict("ckpt01", "checkpoint", "ssim_y", "fail"),
+            verdict("smoke01", "retrain", "psnr_y", "not run"),
+            verdict("smoke01", "retrain", "ssim_y", "not run"),
         ],
         table="verdicts",
         root=root,
@@ -255,6 +235,7 @@ def test_status_counts_of_the_newest_static_verdicts(fixture_root):
     assert report.status_counts(static.status) == {
         "pass": 2,
         "fail": 1,
+        "indicative": 0,
         "not run": 0,
         "no published value": 0,
     }

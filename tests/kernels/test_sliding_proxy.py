@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from unittest import mock
@@ -38,13 +39,46 @@ NOT_READY = (
 )
 
 
+# The Triton tests run on CUDA when there is a device, else on the CPU through the interpreter.
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @contextmanager
 def triton_interpreter():
-    """CPU tensors take the Triton kernels (through the interpreter) inside this block."""
+    """Tensors on DEVICE take the Triton kernels inside this block (the interpreter on a CPU)."""
+    if DEVICE == "cuda":
+        yield
+        return
     if not INTERPRETER_READY:
         pytest.skip(NOT_READY)
     with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"}):
         yield
+
+
+SENTINEL = {torch.float32: -7777.0, torch.int32: -7777}
+
+
+@contextmanager
+def guarded_buffers():
+    """Allocate every kernel-written buffer with a guard region as large as the buffer on each side,
+    filled with a sentinel; on exit assert every guard is intact (no out-of-bounds write) and no
+    sentinel is left inside a buffer (every element was written)."""
+    made = []
+
+    def alloc(shape, dtype, device):
+        n = math.prod(shape)
+        full = torch.full((3 * n,), SENTINEL[dtype], dtype=dtype, device=device)
+        made.append((tuple(shape), full))
+        return full[n : 2 * n].view(shape)
+
+    with mock.patch.object(sliding_proxy, "_empty", alloc):
+        yield made
+    assert made, "no kernel buffer was allocated through sliding_proxy._empty"
+    for shape, full in made:
+        n = full.numel() // 3
+        for where, part in (("before", full[:n]), ("after", full[2 * n :])):
+            assert (part == SENTINEL[full.dtype]).all(), f"buffer {shape}: out-of-bounds write {where} it"
+        assert (full[n : 2 * n] != SENTINEL[full.dtype]).all(), f"buffer {shape}: elements left unwritten"
 
 
 def make_inputs(b, heads, d, n_h, n_w, ws, overlap, seed, dtype=torch.float64, scale=1.0):
@@ -74,15 +108,18 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def assert_triton_matches_reference(inputs64, ws, overlap, seed):
-    """Triton (interpreted, float32) vs the float64 reference: forward and all five gradients."""
+    """Triton (float32) vs the float64 reference: forward and all five gradients, every buffer the
+    kernels write guarded against out-of-bounds writes."""
     g = torch.Generator().manual_seed(seed + 1)
     q = inputs64[0]
     grad_out = torch.randn(q.shape, generator=g, dtype=torch.float64)
     ref = run(sliding_proxy_attention_reference, inputs64, ws, overlap, grad_out)
-    with triton_interpreter():
-        got = run(sliding_proxy_attention, [x.float() for x in inputs64], ws, overlap, grad_out)
+    with triton_interpreter(), guarded_buffers():
+        got = run(sliding_proxy_attention, [x.float().to(DEVICE) for x in inputs64], ws, overlap,
+                  grad_out.to(DEVICE))  # fmt: skip
     names = ["out", "dq", "dk", "dv", "dtemperature", "drel_bias"]
     for name, x, r in zip(names, got, ref, strict=True):
+        x = x.cpu()
         assert x.shape == r.shape and x.dtype == torch.float32, name
         tol = TOL["fwd" if name == "out" else "grad"][torch.float32]
         assert rel_err(x, r) <= tol, f"{name}: relative error {rel_err(x, r):.2e} > {tol:.0e}"
@@ -98,7 +135,7 @@ shallow_window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(
 
 @FAST
 @given(
-    b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 3),
+    b=st.integers(1, 4), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 3),
     n_w=st.integers(1, 3), win=window, seed=st.integers(0, 2**31 - 1),
 )  # fmt: skip
 def test_reference_matches_official_style(b, heads, d, n_h, n_w, win, seed):
@@ -134,12 +171,28 @@ def test_reference_path_gradients_match_reference():
 
 @FAST
 @given(
-    b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 2),
+    b=st.integers(1, 4), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 2),
     n_w=st.integers(1, 2), win=shallow_window, seed=st.integers(0, 2**31 - 1),
 )  # fmt: skip
 def test_triton_matches_float64_reference(b, heads, d, n_h, n_w, win, seed):
     ws, overlap = win
     assert_triton_matches_reference(make_inputs(b, heads, d, n_h, n_w, ws, overlap, seed), ws, overlap, seed)
+
+
+@settings(max_examples=2, deadline=None)
+@given(b=st.integers(3, 4), seed=st.integers(0, 2**31 - 1))
+def test_triton_batch_of_three_or_more_writes_in_bounds(b, seed):
+    """Batch ≥ 3 with two heads: every buffer's guard region intact (the soft-threshold kernel once
+    wrote past its scratch buffer for batch ≥ 3, which B ∈ {1, 2} never showed)."""
+    assert_triton_matches_reference(make_inputs(b, 2, 3, 2, 1, 4, 1, seed), 4, 1, seed)
+
+
+def test_guard_detects_an_out_of_bounds_write():
+    """The guard itself: a write one element past a buffer fails the check."""
+    with pytest.raises(AssertionError, match="out-of-bounds write after"), guarded_buffers():
+        buf = sliding_proxy._empty((2, 3), torch.float32, "cpu")
+        buf.fill_(0.0)
+        buf.as_strided((1,), (1,), buf.storage_offset() + buf.numel()).fill_(1.0)
 
 
 def test_triton_single_window():
@@ -158,14 +211,9 @@ def test_triton_large_magnitudes():
     ref = sliding_proxy_attention_reference(q, k, v, temperature=t, rel_bias=rb, window_size=4, overlap=1)
     with triton_interpreter():
         out = sliding_proxy_attention(
-            q.float(),
-            k.float(),
-            v.float(),
-            temperature=t.float(),
-            rel_bias=rb.float(),
-            window_size=4,
-            overlap=1,
-        )
+            *(x.float().to(DEVICE) for x in (q, k, v)), temperature=t.float().to(DEVICE),
+            rel_bias=rb.float().to(DEVICE), window_size=4, overlap=1,
+        ).cpu()  # fmt: skip
     max_score = (t.max() * q.abs().max() * k.abs().max() * q.shape[2]).item()
     assert max_score > 1e3
     assert torch.isfinite(out).all()
@@ -247,7 +295,7 @@ def test_compiled_triton_on_cuda_matches_reference():
 @pytest.mark.slow
 @SLOW
 @given(
-    b=st.integers(1, 2), heads=st.integers(1, 3), d=st.integers(1, 10), n_h=st.integers(1, 3),
+    b=st.integers(1, 5), heads=st.integers(1, 3), d=st.integers(1, 10), n_h=st.integers(1, 3),
     n_w=st.integers(1, 3), win=window, seed=st.integers(0, 2**31 - 1),
 )  # fmt: skip
 def test_triton_matches_float64_reference_many(b, heads, d, n_h, n_w, win, seed):
