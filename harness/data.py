@@ -8,20 +8,16 @@ else `~/.cache/reprosr`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import json
 import os
 import re
-import shutil
 import stat
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -35,18 +31,13 @@ from torch import Tensor
 
 from harness import progress
 from harness.degrade import bicubic_downsample
+from harness.files import atomic_file, clean_once, locked, remove_stale_temps
 
 EMBEDDED = Path(__file__).resolve().parent / "embedded"
 MANIFESTS = EMBEDDED / "manifests"
 GENERATED_MARKER = ".generated"  # in an LR folder: made here by bicubic_downsample, not the MATLAB files
 _CHUNK = 1 << 20
 _EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
-# Temporary files and folders the harness writes: `.<name>.<pid>-<hex>.tmp` (here), `.<name>.tmp-<pid>`
-# (training states and curves) and `.extract-<pid>-…` (archive extraction).
-_TEMP = re.compile(
-    r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|.+\.tmp-(?P<tpid>\d+)|extract-(?P<xpid>\d+)-.+)$"
-)
-STALE_AFTER_S = 24 * 3600  # a temp file this old is stale even if its pid was reused by a live process
 
 
 class ImageReadError(ValueError):
@@ -108,7 +99,7 @@ def write_image(path: str | os.PathLike, img: Tensor) -> None:
 
     Values are clamped to [0, 1], scaled by 255 and rounded half to even (numpy rint). The file gets the
     permissions of any new file (0666 minus the umask). Temp files that killed writers left in the
-    folder are removed on the first write there (see :func:`remove_stale_temps`).
+    folder are removed on the first write there (`harness.files.clean_once`).
     """
     path = Path(path)
     if img.dim() != 3 or img.shape[0] != 3:
@@ -117,78 +108,9 @@ def write_image(path: str | os.PathLike, img: Tensor) -> None:
         raise ValueError(f"refusing to write {path}: the image contains NaN or Inf")
     array = np.rint(img.detach().double().clamp(0, 1).mul(255).cpu().numpy()).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.parent not in _CLEANED:
-        remove_stale_temps(path.parent)
-        _CLEANED.add(path.parent)
+    clean_once(path.parent)
     with atomic_file(path) as f:
         Image.fromarray(array.transpose(1, 2, 0), "RGB").save(f, format="PNG")
-
-
-_CLEANED: set[Path] = set()
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator:
-    """A binary file to write `path` through: a unique temp file beside it (created like `open(path, "wb")`
-    would, so the umask applies), renamed onto `path` on success and removed on failure."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Remove the temp files and extraction folders the harness names (`.<name>.<pid>-<hex>.tmp`,
-    `.<name>.tmp-<pid>`, `.extract-<pid>-…`) left in `folder` by killed processes: their process is
-    gone, or they are older than STALE_AFTER_S. Returns what was removed."""
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    removed = []
-    for entry in entries:
-        match = _TEMP.match(entry.name)
-        if match is None:
-            continue
-        try:
-            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
-        except FileNotFoundError:
-            continue
-        if _process_alive(int(match["pid"] or match["tpid"] or match["xpid"])) and age < STALE_AFTER_S:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        removed.append(Path(entry.path))
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by another user
-    return True
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (fcntl.flock) on `lock_path`, held for the block; waits for holders."""
-    with open(lock_path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # -------------------------------------------------------------------------------------------- registry
@@ -717,7 +639,7 @@ def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike
     if all((lr_dir / f.name).exists() for f in hr_files):
         return lr_dir
     lr_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(lr_dir.parent / f".X{scale}.lock"):
+    with locked(lr_dir.parent / f".X{scale}.lock"):
         remove_stale_temps(lr_dir)
         missing = [f for f in hr_files if not (lr_dir / f.name).exists()]
         if missing and not (lr_dir / GENERATED_MARKER).exists():

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.files import clean_once
 from harness.paths import REPO
 from harness.schema import Confidence, Inference, Precision, Profile, ReferenceKind, RunState, Status, Tier
 
@@ -152,7 +153,8 @@ def append(rows: list[dict], table: str = "results", root: Path | None = None) -
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = folder / f"part-{stamp}-{uuid.uuid4().hex}.parquet"
-    temp = folder / f".{final.name}.tmp"
+    clean_once(folder)  # temp parts of killed writers
+    temp = folder / f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     try:
         pq.write_table(data, temp)
         os.replace(temp, final)

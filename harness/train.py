@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from harness.data import remove_stale_temps
+from harness.files import remove_stale_temps
 from harness.recipes import Recipe, load
 
 log = logging.getLogger("harness.train")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from harness import data
+from harness import data, files
 from harness.data import ImageReadError, read_image, write_image
 
 
@@ -176,4 +176,4 @@ def test_stale_temps_in_a_fresh_lr_folder_are_removed(tmp_path):
 
 
 def test_cleanup_ignores_a_missing_folder(tmp_path: Path):
-    assert data.remove_stale_temps(tmp_path / "absent") == []
+    assert files.remove_stale_temps(tmp_path / "absent") == []

@@ -4,6 +4,7 @@ with an error naming the row and column, before anything is written (a bad row n
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -54,3 +55,16 @@ def test_a_fuzzed_cell_is_stored_exactly_or_refused_naming_it(tmp_path_factory, 
         assert got == expected or (math.isnan(got) and math.isnan(expected))
     else:
         assert got == ("" if value is None else value)
+
+
+def test_temp_parts_of_killed_writers_are_removed_by_the_next_append(tmp_path):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    stale = folder / f".part-20260101T000000000000Z-{'0' * 32}.parquet.{pid}-0123abcd.tmp"
+    stale.write_bytes(b"torn parquet")
+    store.append([ROW], root=tmp_path)
+    assert not stale.exists() and len(store.read(root=tmp_path)) == 1
