@@ -264,7 +264,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
         check_archive(part)
     except ValueError as exc:
         part.unlink()
-        raise ValueError(f"{exc}; the download of {url} was deleted, run the command again") from exc
+        retry = "" if str(exc).startswith("refusing") else ", run the command again"  # unsafe, not damaged
+        raise ValueError(f"{exc}; the download of {url} was deleted{retry}") from exc
     os.replace(part, dest)
     record = {"url": url, "size": dest.stat().st_size, "sha256": got}
     with atomic_file(sidecar) as f:
