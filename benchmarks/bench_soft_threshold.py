@@ -140,10 +140,11 @@ def tile_schedule(q: torch.Tensor, k: torch.Tensor, bm: int, bn: int) -> dict:
         on = u > x[..., None]
         new_count = on.sum(-1).float()
         new_x = (torch.where(on, u, 0.0).sum(-1) - 1) / new_count.clamp(min=1)
+        u_min = torch.where(on, u, 0.0).amin(-1)
         shrunk = (new_count < count) & valid & active.repeat_interleave(bm, -1)
         x = torch.where(shrunk, new_x, x)
         count = torch.where(shrunk, new_count, count)
-        active = shrunk.view(b, nqb, bm).any(-1)
+        active = (shrunk & (u_min <= new_x)).view(b, nqb, bm).any(-1)
         alive = alive & live(x)
     return {"blocks": b * nqb, "sweep": b * nqb * nkb, "michelot": michelot, "live": int(alive.sum())}
 

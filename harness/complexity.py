@@ -110,7 +110,7 @@ class AttentionCall:
 
 
 def _soft_threshold_stand_in(calls: list[AttentionCall]):
-    def forward(ctx, q, k, v):
+    def forward(ctx, q, k, v, *options):
         (b, n, d), (_, m, dv) = _shapes(q, v)
         calls.append(AttentionCall("SoftThresholdAttentionFunction", _shapes(q, k, v),
                                    soft_threshold.macs(b, n, m, d, dv)))  # fmt: skip
