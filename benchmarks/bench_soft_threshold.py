@@ -1,6 +1,7 @@
 """Benchmark HSPAN soft-threshold attention: Triton vs our reference vs the official HSPA operator.
 
     python benchmarks/bench_soft_threshold.py --official DIR          # CUDA: every path, both shapes
+    python benchmarks/bench_soft_threshold.py --official DIR --dtype bf16   # CUDA, tensor-core inputs
     python benchmarks/bench_soft_threshold.py --cpu --official DIR    # CPU: reference vs official, 1 thread
 
 DIR is a checkout of github.com/laoyangui/HSPAN (kept outside this repository; or set HSPAN_OFFICIAL). The
@@ -37,6 +38,7 @@ from kernels.soft_threshold import macs as attention_macs  # noqa: E402
 from kernels.soft_threshold import reference_backward, reference_forward, soft_threshold_attention  # noqa: E402
 
 SHAPES = {"train B16 N2304": (16, 2304, 96, 192), "Urban100 x2 512x384": (1, 196608, 96, 192)}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFICIAL_NAMES = ("SoftThresholdingOperationFun", "tau_support", "ix_like_fun", "roll_fun")
 
 
@@ -80,14 +82,16 @@ def load_official(root: Path | None):
     return lambda q, k, v: op.apply(q @ k.transpose(1, 2), 2, 128) @ v
 
 
-def inputs(b: int, n: int, d: int, dv: int, device: str, grad: bool) -> list[torch.Tensor]:
-    """q, k with HSPAN-like score spread (std ~30), v ~ N(0, 1)."""
+def inputs(
+    b: int, n: int, d: int, dv: int, device: str, grad: bool, dtype: torch.dtype = torch.float32
+) -> list[torch.Tensor]:
+    """q, k with HSPAN-like score spread (std ~30), v ~ N(0, 1), in `dtype`."""
     g = torch.Generator(device=device).manual_seed(0)
     scale = (30.0 / d**0.5) ** 0.5
     q = torch.randn(b, n, d, device=device, generator=g) * scale
     k = torch.randn(b, n, d, device=device, generator=g) * scale
     v = torch.randn(b, n, dv, device=device, generator=g)
-    return [t.requires_grad_(grad) for t in (q, k, v)]
+    return [t.to(dtype).requires_grad_(grad) for t in (q, k, v)]
 
 
 def step(fn, args: list[torch.Tensor], backward: bool) -> None:
@@ -140,10 +144,11 @@ def tile_schedule(q: torch.Tensor, k: torch.Tensor, bm: int, bn: int) -> dict:
         on = u > x[..., None]
         new_count = on.sum(-1).float()
         new_x = (torch.where(on, u, 0.0).sum(-1) - 1) / new_count.clamp(min=1)
+        u_min = torch.where(on, u, 0.0).amin(-1)
         shrunk = (new_count < count) & valid & active.repeat_interleave(bm, -1)
         x = torch.where(shrunk, new_x, x)
         count = torch.where(shrunk, new_count, count)
-        active = shrunk.view(b, nqb, bm).any(-1)
+        active = (shrunk & (u_min <= new_x)).view(b, nqb, bm).any(-1)
         alive = alive & live(x)
     return {"blocks": b * nqb, "sweep": b * nqb * nkb, "michelot": michelot, "live": int(alive.sum())}
 
@@ -184,7 +189,7 @@ def official_fits(b: int, n: int) -> str | None:
     )
 
 
-def run_cuda(paths: dict, warmup: int, repeats: int) -> None:
+def run_cuda(paths: dict, warmup: int, repeats: int, dtype: torch.dtype) -> None:
     for shape_name, (b, n, d, dv) in SHAPES.items():
         one_pass = n > 10_000
         for backward in (False, True):
@@ -196,7 +201,7 @@ def run_cuda(paths: dict, warmup: int, repeats: int) -> None:
                 if reason:
                     print(f"{shape_name:22s} {mode:8s} {path:10s} {reason}")
                     continue
-                args = inputs(b, n, d, dv, "cuda", backward)
+                args = inputs(b, n, d, dv, "cuda", backward, dtype)
                 ms, mib = time_cuda(
                     partial(step, fn, args, backward),
                     0 if one_pass else warmup,
@@ -261,6 +266,12 @@ def main() -> int:
         default=os.environ.get("HSPAN_OFFICIAL"),
         help="laoyangui/HSPAN checkout (default: $HSPAN_OFFICIAL); its rows say 'not run' without it",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="fp32",
+        help="CUDA runs: input dtype (bf16/fp16 take tensor cores; the roofline stays the fp32 one)",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
@@ -275,7 +286,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("GPU figures (triton, reference, official; both shapes): not run: no CUDA device (try --cpu)")
         return 0
-    run_cuda(paths, args.warmup, args.repeats)
+    run_cuda(paths, args.warmup, args.repeats, DTYPES[args.dtype])
     return 0
 
 

@@ -314,12 +314,15 @@ def _fwd_kernel(
     if todo:
         # Michelot's iteration (Newton from the left on the convex f(x) = sum max(u - x, 0) - 1): x stays a
         # lower bound of the threshold, the support shrinks strictly until it is fixed, and then
-        # x = (sum_S u - 1) / |S| is exact. Tiles whose max lies below every row's bound are dropped.
+        # x = (sum_S u - 1) / |S| is exact. A row is settled without a confirming pass when its new x lies
+        # below the smallest u of the set it was computed from (that set is then the support). Tiles whose
+        # max lies below every row's bound are dropped from the list.
         passes = tl.program_id(0) * 0
         shrinking = passes == 0
         while shrinking & (passes < MAX_PASSES):
             new_count = tl.zeros((BLOCK_M,), tl.float32)
             total = tl.zeros((BLOCK_M,), tl.float32)
+            u_min = tl.zeros((BLOCK_M,), tl.float32)
             for i in range(0, n_live):
                 s, k, offs_n, key_ok = _scores(
                     q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
@@ -328,10 +331,12 @@ def _fwd_kernel(
                 on = u > x[:, None]
                 new_count += tl.sum(on.to(tl.float32), 1)
                 total += tl.sum(tl.where(on, u, 0.0), 1)
+                u_min = tl.minimum(u_min, tl.min(tl.where(on, u, 0.0), 1))
             shrunk = (new_count < count) & row_on
-            x = tl.where(shrunk, (total - 1.0) / tl.maximum(new_count, 1.0), x)
+            x_new = (total - 1.0) / tl.maximum(new_count, 1.0)
+            x = tl.where(shrunk, x_new, x)
             count = tl.where(shrunk, new_count, count)
-            shrinking = tl.max(shrunk.to(tl.int32), 0) > 0
+            shrinking = tl.max((shrunk & (u_min <= x_new)).to(tl.int32), 0) > 0
             n_live = _compact(
                 live_base, tmax_base, n_live, tl.min(tl.where(row_on, m + x, float("inf")), 0), False
             )

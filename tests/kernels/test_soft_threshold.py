@@ -250,6 +250,33 @@ def test_triton_fallback_finishes_unconverged_blocks(triton_device, monkeypatch,
     assert calls, "the Triton path must have run"
 
 
+def test_triton_skips_dead_tiles(triton_device, monkeypatch):
+    # Four clusters of 64 tokens, queries and keys in the same order: each query block's support lies in
+    # its own cluster's keys, so most key tiles are dead and must drop out of the lists without changing
+    # the results (forward, and dk/dv through the transposed lists).
+    states = []
+    real = st_mod.triton_forward
+
+    def spy(*a, **kw):
+        out, state = real(*a, **kw)
+        states.append(state)
+        return out, state
+
+    monkeypatch.setattr(st_mod, "triton_forward", spy)
+    g = torch.Generator().manual_seed(15)
+    centres = torch.eye(8)[torch.arange(256) // 64] * 6.0
+    q = centres + 0.3 * torch.randn(3, 256, 8, generator=g)
+    k = centres + 0.3 * torch.randn(3, 256, 8, generator=g)
+    v = torch.randn(3, 256, 5, generator=g)
+    _check_triton_vs_reference(*(t.to(triton_device) for t in (q, k, v)), seed=15)
+    state = states[-1]
+    bm, bn = state["block"]
+    n_qb, n_kb = -(-256 // bm), -(-256 // bn)
+    listed = state["n_live"][:, :n_qb].sum().item()
+    # A block meets max(1, bm / 64) clusters, each spanning ceil(64 / bn) key tiles.
+    assert listed <= 3 * n_qb * max(1, bm // 64) * -(-64 // bn) < 3 * n_qb * n_kb, f"{listed} live tiles"
+
+
 def test_no_grad_forward_skips_the_backward_state(triton_device, monkeypatch):
     # Inference (no grad) must not compute vsum, the second value-sized matmul kept for the backward.
     seen = []
