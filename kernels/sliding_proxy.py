@@ -128,25 +128,31 @@ def _window_columns(n_w: int, window_size: int, stride: int, device: torch.devic
 
 def _reference_forward(
     q: Tensor, k: Tensor, v: Tensor, temperature: Tensor, rel_bias: Tensor, window_size: int, overlap: int
-) -> tuple[Tensor, Tensor]:
-    """(out, merged denominator (B, heads, 1, H, W)), one row of windows at a time (differentiable)."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(out, merged denominator (B, heads, 1, H, W), per-window row max and argmax (nH, B, heads, nW, w²,
+    1)), one row of windows at a time; differentiable in the inputs (out and den)."""
     temperature, n_h, n_w = _check_inputs(q, k, v, temperature, rel_bias, window_size, overlap)
     b, heads, d, h, w = q.shape
     ws, stride = window_size, window_size - overlap
     cols = _window_columns(n_w, ws, stride, q.device)
     t = temperature.to(q.dtype).view(1, heads, 1, 1, 1)
     bias = rel_bias.to(q.dtype)[None, :, None]
-    num = q.new_zeros(b, heads, d, h, w)
-    den = q.new_zeros(b, heads, 1, h, w)
+    # values with a ones channel: one product gives the numerator and the denominator
+    v1 = torch.cat([v, v.new_ones(b, heads, 1, h, w)], 2)
+    acc = q.new_zeros(b, heads, d + 1, h, w)
+    row_max, row_arg = [], []
     for i in range(n_h):
         y0 = i * stride
-        qw, kw, vw = (_row_windows(x, y0, ws, stride, n_w) for x in (q, k, v))
-        scores = (qw * t) @ kw.transpose(-2, -1) + bias
-        m = torch.max(scores, dim=-1, keepdim=True)[0]
+        qw, kw, vw = (_row_windows(x, y0, ws, stride, n_w) for x in (q, k, v1))
+        scores = (qw * t) @ kw.transpose(-2, -1)
+        scores = scores + bias if scores.requires_grad else scores.add_(bias)
+        m, arg = torch.max(scores, dim=-1, keepdim=True)
         e = torch.exp(scores - m) if scores.requires_grad else scores.sub_(m).exp_()
-        _add_row_windows(num, e @ vw, y0, ws, cols)
-        _add_row_windows(den, e.sum(-1, keepdim=True), y0, ws, cols)
-    return num / den, den
+        _add_row_windows(acc, e @ vw, y0, ws, cols)
+        row_max.append(m.detach())
+        row_arg.append(arg)
+    num, den = acc.split([d, 1], 2)
+    return num / den, den, torch.stack(row_max), torch.stack(row_arg)
 
 
 def _reference_backward(
@@ -157,13 +163,15 @@ def _reference_backward(
     rel_bias: Tensor,
     out: Tensor,
     den: Tensor,
+    row_max: Tensor,
+    row_arg: Tensor,
     grad_out: Tensor,
     window_size: int,
     overlap: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (q, k, v, temperature, rel_bias) of the reference forward, one row of windows at a time,
-    from its output and merged denominator (the scores are recomputed, two row-sized buffers at a time;
-    not differentiable itself). The formula is `_backward_triton`'s."""
+    from its output, merged denominator and window row max/argmax (the scores are recomputed; two
+    row-sized buffers at a time; not differentiable itself). The formula is `_backward_triton`'s."""
     b, heads, d, h, w = q.shape
     ws, stride = window_size, window_size - overlap
     n_h, n_w = (h - overlap) // stride, (w - overlap) // stride
@@ -171,7 +179,7 @@ def _reference_backward(
     t = temperature.reshape(heads).to(q.dtype).view(1, heads, 1, 1, 1)
     bias = rel_bias.to(q.dtype)[None, :, None]
     delta = (grad_out * out).sum(2, keepdim=True)
-    dqr, dk, dv = (torch.zeros_like(q) for _ in range(3))
+    grads = q.new_zeros(b, heads, 3 * d, h, w)  # dq/t, dk, dv
     d_bias = torch.zeros(heads, ws * ws, ws * ws, dtype=q.dtype, device=q.device)
     for i in range(n_h):
         y0 = i * stride
@@ -179,15 +187,14 @@ def _reference_backward(
             _row_windows(x, y0, ws, stride, n_w) for x in (q, k, v, grad_out, den, delta)
         )
         qt = qw * t
-        scores = qt @ kw.transpose(-2, -1) + bias
-        m, arg = torch.max(scores, dim=-1, keepdim=True)
-        p = scores.sub_(m).exp_().div_(den_w)
+        scores = (qt @ kw.transpose(-2, -1)).add_(bias)
+        p = scores.sub_(row_max[i] + den_w.log()).exp_()  # e^(s − m) / D_p
         ds = (gw @ vw.transpose(-2, -1)).sub_(delta_w).mul_(p)
-        ds.scatter_add_(-1, arg, -ds.sum(-1, keepdim=True))
-        _add_row_windows(dqr, ds @ kw, y0, ws, cols)
-        _add_row_windows(dk, ds.transpose(-2, -1) @ qt, y0, ws, cols)
-        _add_row_windows(dv, p.transpose(-2, -1) @ gw, y0, ws, cols)
+        ds.scatter_add_(-1, row_arg[i], -ds.sum(-1, keepdim=True))
+        parts = torch.cat([ds @ kw, ds.transpose(-2, -1) @ qt, p.transpose(-2, -1) @ gw], -1)
+        _add_row_windows(grads, parts, y0, ws, cols)
         d_bias += ds.sum((0, 2))
+    dqr, dk, dv = grads.split(d, 2)
     d_t = (q * dqr).sum((0, 2, 3, 4))
     return dqr * t, dk, dv, d_t.view(temperature.shape).to(temperature.dtype), d_bias.to(rel_bias.dtype)
 
@@ -813,9 +820,8 @@ def _prepare(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, i
 class SlidingProxyAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: CUDA (or CPU under TRITON_INTERPRET=1) → Triton kernels; otherwise reference.
 
-    float64 always takes the reference. Both paths save the output and the merged denominator (one value
-    per pixel and head; the Triton path also the window row max and argmax) and recompute the scores in
-    the backward.
+    float64 always takes the reference. Both paths save the output, the merged denominator (one value per
+    pixel and head) and each window's row max and argmax, and recompute the scores in the backward.
     """
 
     @staticmethod
@@ -823,8 +829,8 @@ class SlidingProxyAttentionFunction(torch.autograd.Function):
         ctx.geometry = Geometry(*q.shape, window_size, overlap)
         ctx.triton = use_triton(q, _sliding_proxy_fwd.fn, "sliding_proxy_attention")
         if not ctx.triton:
-            out, den = _reference_forward(q, k, v, temperature, rel_bias, window_size, overlap)
-            ctx.save_for_backward(q, k, v, temperature, rel_bias, out, den)
+            out, *stats = _reference_forward(q, k, v, temperature, rel_bias, window_size, overlap)
+            ctx.save_for_backward(q, k, v, temperature, rel_bias, out, *stats)
             return out
         q, k, v, ctx.batch_stride = _prepare(q, k, v)
         temperature, rel_bias = temperature.contiguous(), rel_bias.contiguous()
