@@ -29,7 +29,7 @@ from kernels.sliding_proxy import (
 # 2^-9 and 2^-12), the output to the input dtype; TF32 rounds the dot operands to 10 mantissa bits.
 TOL = {
     "fwd": {torch.float32: 1e-5, "tf32": 2e-3, torch.bfloat16: 1.5e-2, torch.float16: 2e-3},
-    "grad": {torch.float32: 1e-4, "tf32": 1e-2, torch.bfloat16: 6e-2, torch.float16: 1e-2},
+    "grad": {torch.float32: 1e-4, "tf32": 1e-2, torch.bfloat16: 8e-2, torch.float16: 1e-2},
 }
 
 # The interpreter runs every Triton op in Python (~0.1-0.2 s per program), so default examples are few.
@@ -132,9 +132,10 @@ def assert_triton_matches_reference(inputs64, ws, overlap, seed, dtype=torch.flo
 
 
 window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(lambda ws: st.tuples(st.just(ws), st.integers(0, ws - 1)))
-# Interpreter cost grows as (w / stride)² per pixel: the fast draw keeps overlap ≤ w/2; deeper overlaps are
-# covered by test_triton_three_windows_per_side_deep_overlap and the slow variant.
-shallow_window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(
+# Interpreter cost grows with windows × w⁴: the fast draw keeps w ≤ 8 and overlap ≤ w/2; SPAN-light's
+# 12×12 window runs in test_triton_span_light_window, deeper overlaps in
+# test_triton_three_windows_per_side_deep_overlap, and everything in the slow variant.
+shallow_window = st.sampled_from([4, 5, 6, 8]).flatmap(
     lambda ws: st.tuples(st.just(ws), st.integers(0, ws // 2))
 )
 
@@ -185,7 +186,7 @@ def test_reference_path_gradients_match_reference():
 
 @FAST
 @given(
-    b=st.integers(1, 4), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 2),
+    b=st.integers(1, 4), heads=st.integers(1, 2), d=st.integers(1, 8), n_h=st.integers(1, 2),
     n_w=st.integers(1, 2), win=shallow_window, seed=st.integers(0, 2**31 - 1),
 )  # fmt: skip
 def test_triton_matches_float64_reference(b, heads, d, n_h, n_w, win, seed):
@@ -279,6 +280,14 @@ def test_work_model_counts_padding():
 
 def test_triton_single_window():
     assert_triton_matches_reference(make_inputs(1, 2, 5, 1, 1, 6, 2, seed=5), 6, 2, seed=5)
+
+
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_triton_span_light_window(seed):
+    """SPAN-light's 12×12 windows with overlap 3 and d = 10 (144 pixels: several key and query blocks
+    with a partial last one under the interpreter's 32×32 tiles), two windows side by side."""
+    assert_triton_matches_reference(make_inputs(1, 1, 10, 1, 2, 12, 3, seed), 12, 3, seed)
 
 
 def test_triton_three_windows_per_side_deep_overlap():
