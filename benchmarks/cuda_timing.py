@@ -1,8 +1,10 @@
-"""CUDA timing shared by the kernel benchmarks: CUDA-event median time and peak extra memory of a call."""
+"""Timing shared by the kernel benchmarks: CUDA-event median time and peak extra memory of a call, CPU
+medians of interleaved calls, and the achieved rate against the device roofline."""
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 
 import torch
@@ -26,9 +28,31 @@ def time_cuda(call: Callable[[], object], warmup: int, repeats: int) -> tuple[fl
     return statistics.median(times), (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
-# Dense peaks from NVIDIA's datasheets: (FP32 non-tensor TFLOP/s, HBM TB/s). The kernels accumulate in
-# fp32 without TF32 (input_precision="ieee" where it matters), so the fp32 CUDA-core peak is the roof.
-PEAKS = {"H100 PCIe": (51.2, 2.0), "H100": (66.9, 3.35), "H200": (66.9, 4.8), "A100": (19.5, 2.0)}
+def time_cpu_interleaved(
+    calls: dict[str, Callable[[], object]], warmup: int, repeats: int
+) -> dict[str, float]:
+    """Median milliseconds of each call, the calls taking turns in every round (so load changes on a
+    shared machine hit all of them alike)."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# Dense peaks from NVIDIA's datasheets, TFLOP/s: fp32 on CUDA cores, TF32 and bf16/fp16 on tensor cores;
+# and HBM TB/s.
+PEAKS = {
+    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "hbm": 2.0},
+    "H100": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "hbm": 3.35},
+    "H200": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "hbm": 4.8},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "hbm": 2.0},
+}
 
 
 def attention_work(macs_forward: int, tensors_forward: list, backward: bool) -> tuple[float, float]:
@@ -41,14 +65,15 @@ def attention_work(macs_forward: int, tensors_forward: list, backward: bool) -> 
     return flops, io * (3 if backward else 1)
 
 
-def roofline(ms: float, flops: float, nbytes: float) -> str:
-    """Achieved FLOP rate and bandwidth, and their fraction of the current device's peak when known."""
+def roofline(ms: float, flops: float, nbytes: float, unit: str = "fp32") -> str:
+    """Achieved FLOP rate and bandwidth, and their fraction of the current device's `unit` peak ("fp32"
+    CUDA cores, "tf32" or "bf16" tensor cores) and of HBM bandwidth, when the device is on file."""
     name = torch.cuda.get_device_name()
     tflops, tbs = flops / ms / 1e9, nbytes / ms / 1e9
     peak = next((p for key, p in PEAKS.items() if key in name), None)
     if peak is None:
         return f"{tflops:.1f} TFLOP/s, {tbs:.2f} TB/s (no peak on file for {name})"
     return (
-        f"{tflops:.1f} TFLOP/s ({tflops / peak[0]:.0%} of fp32 peak), "
-        f"{tbs:.2f} TB/s ({tbs / peak[1]:.0%} of HBM)"
+        f"{tflops:.1f} TFLOP/s ({tflops / peak[unit]:.0%} of {unit} peak), "
+        f"{tbs:.2f} TB/s ({tbs / peak['hbm']:.0%} of HBM)"
     )

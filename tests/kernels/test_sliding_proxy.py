@@ -22,17 +22,22 @@ from kernels.sliding_proxy import (
     sliding_proxy_attention_reference,
 )
 
-# Normwise tolerances max|x − ref| / max|ref| against the float64 reference, one place for all tests.
-# float32 forward: the contract. Gradients sum up to ceil(w/s)² windows × w² terms with cancellation
-# (δ_p subtracted, argmax correction), so they get a looser bound.
-TOL = {"fwd": {torch.float32: 1e-5}, "grad": {torch.float32: 1e-4}}
+# Normwise tolerances max|x − ref| / max|ref| against the float64 reference on the same (rounded) inputs,
+# one place for all tests. float32 forward: the contract. Gradients sum up to ceil(w/s)² windows × w² terms
+# with cancellation (δ_p subtracted, argmax correction), so they get a looser bound. bf16/fp16: the
+# probabilities (and dS) are rounded to the input dtype before the tensor-core products (unit roundoff
+# 2^-9 and 2^-12), the output to the input dtype; TF32 rounds the dot operands to 10 mantissa bits.
+TOL = {
+    "fwd": {torch.float32: 1e-5, "tf32": 2e-3, torch.bfloat16: 1.5e-2, torch.float16: 2e-3},
+    "grad": {torch.float32: 1e-4, "tf32": 1e-2, torch.bfloat16: 8e-2, torch.float16: 1e-2},
+}
 
 # The interpreter runs every Triton op in Python (~0.1-0.2 s per program), so default examples are few.
 FAST = settings(max_examples=4, deadline=None)
 SLOW = settings(max_examples=40, deadline=None)
 
 
-INTERPRETER_READY = not isinstance(sliding_proxy._sliding_proxy_fwd, triton.runtime.JITFunction)
+INTERPRETER_READY = not isinstance(sliding_proxy._sliding_proxy_fwd.fn, triton.runtime.JITFunction)
 NOT_READY = (
     "not run: the Triton interpreter needs TRITON_INTERPRET=1 set before triton is imported "
     "(run `nox -s kernels` or `TRITON_INTERPRET=1 pytest tests/kernels/test_sliding_proxy.py`)"
@@ -55,7 +60,7 @@ def triton_interpreter():
         yield
 
 
-SENTINEL = {torch.float32: -7777.0, torch.int32: -7777}
+SENTINEL = {torch.float32: -7777.0, torch.bfloat16: -7777.0, torch.float16: -7777.0, torch.int32: -7777}
 
 
 @contextmanager
@@ -107,28 +112,30 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     return ((x.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
 
 
-def assert_triton_matches_reference(inputs64, ws, overlap, seed):
-    """Triton (float32) vs the float64 reference: forward and all five gradients, every buffer the
-    kernels write guarded against out-of-bounds writes."""
+def assert_triton_matches_reference(inputs64, ws, overlap, seed, dtype=torch.float32):
+    """Triton in `dtype` vs the float64 reference on the same rounded inputs: forward and all five
+    gradients, every buffer the kernels write guarded against out-of-bounds writes."""
     g = torch.Generator().manual_seed(seed + 1)
-    q = inputs64[0]
-    grad_out = torch.randn(q.shape, generator=g, dtype=torch.float64)
+    inputs64 = [x.to(dtype).double() for x in inputs64]
+    grad_out = torch.randn(inputs64[0].shape, generator=g, dtype=torch.float64).to(dtype).double()
     ref = run(sliding_proxy_attention_reference, inputs64, ws, overlap, grad_out)
     with triton_interpreter(), guarded_buffers():
-        got = run(sliding_proxy_attention, [x.float().to(DEVICE) for x in inputs64], ws, overlap,
+        got = run(sliding_proxy_attention, [x.to(dtype).to(DEVICE) for x in inputs64], ws, overlap,
                   grad_out.to(DEVICE))  # fmt: skip
     names = ["out", "dq", "dk", "dv", "dtemperature", "drel_bias"]
+    key = "tf32" if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest" else dtype
     for name, x, r in zip(names, got, ref, strict=True):
         x = x.cpu()
-        assert x.shape == r.shape and x.dtype == torch.float32, name
-        tol = TOL["fwd" if name == "out" else "grad"][torch.float32]
+        assert x.shape == r.shape and x.dtype == dtype, name
+        tol = TOL["fwd" if name == "out" else "grad"][key]
         assert rel_err(x, r) <= tol, f"{name}: relative error {rel_err(x, r):.2e} > {tol:.0e}"
 
 
 window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(lambda ws: st.tuples(st.just(ws), st.integers(0, ws - 1)))
-# Interpreter cost grows as (w / stride)² per pixel: the fast draw keeps overlap ≤ w/2; deeper overlaps are
-# covered by test_triton_three_windows_per_side_deep_overlap and the slow variant.
-shallow_window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(
+# Interpreter cost grows with windows × w⁴: the fast draw keeps w ≤ 8 and overlap ≤ w/2; SPAN-light's
+# 12×12 window runs in test_triton_span_light_window, deeper overlaps in
+# test_triton_three_windows_per_side_deep_overlap, and everything in the slow variant.
+shallow_window = st.sampled_from([4, 5, 6, 8]).flatmap(
     lambda ws: st.tuples(st.just(ws), st.integers(0, ws // 2))
 )
 
@@ -158,8 +165,16 @@ def test_reference_gradcheck():
     assert torch.autograd.gradcheck(f, leaves, fast_mode=True)
 
 
+def test_function_reference_path_gradcheck():
+    """The reference path's explicit backward (float64 always takes it) against finite differences."""
+    inputs = [x.requires_grad_() for x in make_inputs(1, 2, 2, 2, 1, 3, 1, seed=17)]
+    assert torch.autograd.gradcheck(
+        lambda *x: SlidingProxyAttentionFunction.apply(*x, 3, 1), inputs, fast_mode=True
+    )
+
+
 def test_reference_path_gradients_match_reference():
-    """Without the interpreter, CPU float32 takes the reference inside the autograd.Function."""
+    """Without the interpreter, CPU tensors take the reference path with its explicit backward."""
     inputs = make_inputs(2, 2, 3, 2, 2, 4, 1, seed=3)
     grad_out = torch.randn(inputs[0].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "0"}):
@@ -171,7 +186,7 @@ def test_reference_path_gradients_match_reference():
 
 @FAST
 @given(
-    b=st.integers(1, 4), heads=st.integers(1, 3), d=st.integers(1, 8), n_h=st.integers(1, 2),
+    b=st.integers(1, 4), heads=st.integers(1, 2), d=st.integers(1, 8), n_h=st.integers(1, 2),
     n_w=st.integers(1, 2), win=shallow_window, seed=st.integers(0, 2**31 - 1),
 )  # fmt: skip
 def test_triton_matches_float64_reference(b, heads, d, n_h, n_w, win, seed):
@@ -195,8 +210,84 @@ def test_guard_detects_an_out_of_bounds_write():
         buf.as_strided((1,), (1,), buf.storage_offset() + buf.numel()).fill_(1.0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@settings(max_examples=2, deadline=None)
+@given(b=st.integers(1, 3), d=st.sampled_from([3, 10, 12]), seed=st.integers(0, 2**31 - 1))
+def test_triton_half_precision_on_tensor_cores(dtype, b, d, seed):
+    """bf16/fp16 inputs: tensor-core products with fp32 accumulation, within the dtype's bounds
+    (d = 12 takes the tensor-core score product, d = 3 and 10 the exact rank-1 one)."""
+    assert_triton_matches_reference(make_inputs(b, 2, d, 2, 1, 4, 1, seed), 4, 1, seed, dtype)
+
+
+def test_tf32_knob_selects_tf32_dots(monkeypatch):
+    """torch.set_float32_matmul_precision("high") turns fp32 dots into TF32; "highest" keeps IEEE fp32;
+    half-precision inputs are unaffected. (The interpreter computes both in fp32: the bound is checked on
+    CUDA.)"""
+    g = sliding_proxy.Geometry(1, 1, 12, 4, 4, 4, 1)
+    for setting, expected in (("highest", "ieee"), ("high", "tf32"), ("medium", "tf32")):
+        monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda s=setting: s)
+        assert g.constexprs(torch.float32, upcast=False)["PRECISION"] == expected
+    assert g.constexprs(torch.bfloat16, upcast=False)["PRECISION"] == "tf32"  # ignored for 16-bit dots
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="not run: no CUDA device in this session (TF32 needs one)")
+def test_triton_tf32_within_bounds():
+    torch.set_float32_matmul_precision("high")
+    try:
+        assert_triton_matches_reference(make_inputs(3, 2, 12, 3, 3, 12, 3, seed=31), 12, 3, seed=31)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+def test_triton_qkv_slices_of_one_tensor_and_determinism():
+    """q, k, v sliced from one qkv tensor (a batch stride, as SPAN-light passes them) run without a copy
+    and match the contiguous result; two backward passes give bitwise-equal gradients (no atomics)."""
+    b, heads, d, ws, overlap = 3, 2, 3, 4, 1
+    qkv = torch.randn(b, 3 * heads * d, 7, 4, generator=torch.Generator().manual_seed(8)).to(DEVICE)
+    t = torch.rand(heads, generator=torch.Generator().manual_seed(9)).to(DEVICE) + 0.5
+    rb = torch.randn(heads, ws * ws, ws * ws, generator=torch.Generator().manual_seed(10)).to(DEVICE)
+    q, k, v = qkv.view(b, 3, heads, d, 7, 4).unbind(1)
+    assert sliding_proxy._prepare(q, k, v)[0].data_ptr() == q.data_ptr()
+    grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(11)).to(DEVICE)
+    with triton_interpreter():
+        sliced = [run(sliding_proxy_attention, [q, k, v, t, rb], ws, overlap, grad_out) for _ in range(2)]
+        dense = run(
+            sliding_proxy_attention, [x.contiguous() for x in (q, k, v)] + [t, rb], ws, overlap, grad_out
+        )
+    for a, b_, c in zip(*sliced, dense, strict=True):
+        assert torch.equal(a, b_)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("tiles", sliding_proxy.TILES)
+def test_forward_work_within_one_and_a_half_of_useful_at_span_light_shapes(tiles):
+    """The launch configuration's executed FLOPs (grid × tile shapes, padding included) stay ≤ 1.5× the
+    useful FLOPs at SPAN-light's training and inference shapes, for every autotune candidate."""
+    for b, h, w in ((16, 66, 66), (1, 183, 327), (1, 363, 642)):
+        model = sliding_proxy.work(sliding_proxy.Geometry(b, 6, 10, h, w, 12, 3), tiles, 4, backward=False)
+        assert model.useful_flops == 2 * macs(b, 6, 10, h, w, 12, 3)
+        assert 1.0 <= model.flop_ratio <= 1.5, (tiles, model.flop_ratio)
+
+
+def test_work_model_counts_padding():
+    """A 5×5 window (25 pixels) in 16×16 tiles pads to 32 per side; d = 12 pads to 16 channels."""
+    model = sliding_proxy.work(
+        sliding_proxy.Geometry(1, 1, 12, 5, 5, 5, 0), sliding_proxy.Tiles(16, 16, 1, 1), 4, False
+    )
+    assert model.executed_flops == 2 * 32 * 32 * (16 + 16)
+    assert model.useful_flops == 2 * 2 * 25 * 25 * 12
+
+
 def test_triton_single_window():
     assert_triton_matches_reference(make_inputs(1, 2, 5, 1, 1, 6, 2, seed=5), 6, 2, seed=5)
+
+
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_triton_span_light_window(seed):
+    """SPAN-light's 12×12 windows with overlap 3 and d = 10 (144 pixels: several key and query blocks
+    with a partial last one under the interpreter's 32×32 tiles), two windows side by side."""
+    assert_triton_matches_reference(make_inputs(1, 1, 10, 1, 2, 12, 3, seed), 12, 3, seed)
 
 
 def test_triton_three_windows_per_side_deep_overlap():
