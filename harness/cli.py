@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -274,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     progress.set_quiet(args.quiet)
     try:
+        if os.environ.get("REPROSR_PAPERS"):
+            from harness.papers import add_papers_from_env  # here: it imports every model (slow start)
+
+            add_papers_from_env()
         args.fn(args)
     except (OSError, ValueError, KeyError, FloatingPointError) as exc:  # OSError: files, downloads
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -133,11 +133,24 @@ class Recipe:
         return self.sources[dotted]
 
 
+def _discover_in(folder: Path) -> dict[str, Path]:
+    return {p.stem: p.resolve() for p in sorted(folder.glob("*.toml"))}
+
+
 def _discover() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(RECIPE_DIR.glob("*.toml"))}
+    return _discover_in(RECIPE_DIR)
 
 
 RECIPES: dict[str, Path] = _discover()
+
+
+def add_dir(path: Path) -> None:
+    """Register the ``*.toml`` recipes in ``path`` too (a paper kept outside the package); a name that is
+    already registered from another file is an error."""
+    for name, file in _discover_in(Path(path)).items():
+        if RECIPES.get(name, file) != file:
+            raise RecipeError(f"{file}: recipe {name!r} is already registered from {RECIPES[name]}")
+        RECIPES[name] = file
 
 
 def _type_ok(value: Any, expected: Any) -> bool:
