@@ -1,4 +1,8 @@
-"""`reprosr` command line. Every command takes `--json` and then prints exactly one JSON object on stdout."""
+"""`reprosr` command line. Every command takes `--json` and then prints exactly one JSON object on stdout.
+
+Each command imports what it runs inside its function: the models, kernels and Triton take seconds to import,
+which `reprosr --help`, `data list` or `metrics` should not pay.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import progress
+from harness.schema import TEST_TIME
 
 
 def _emit(args: argparse.Namespace, payload: dict, text: Callable[[dict], str]) -> None:
@@ -240,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument(
         "--inference",
-        choices=("whole", "chop"),
+        choices=TEST_TIME,
         default=None,
         help="default: the paper's own test-time procedure",
     )

@@ -18,10 +18,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness import metrics
+import architectures
+from harness import data, metrics, released
+from harness import store as results_store
 from harness.data import Pair, write_image
+from harness.schema import TEST_TIME
 
-INFERENCE_MODES = ("whole", "chop")
+INFERENCE_MODES = TEST_TIME
 CONVENTION_TEXT = {
     "psnr_y": "Y of MATLAB rgb2ycbcr, shave=scale, SR rounded to uint8 (BasicSR/MATLAB)",
     "ssim_y": "Y of rgb2ycbcr, shave=scale, uint8, Gaussian 11x11 sigma 1.5, valid (MATLAB ssim_index)",
@@ -140,9 +143,6 @@ def evaluate_checkpoint(
     Returns the set means, the per-image rows and the knobs used; appends the rows to the results store
     (profile "checkpoint") unless ``store`` is false.
     """
-    import architectures
-    from harness import data, released
-    from harness import store as results_store
 
     spec = architectures.spec(model_name)
     variant = spec.default_variant if variant is None else variant

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.schema import TEST_TIME
+
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECONSTRUCTED = "reconstructed — not published in the available sources"
 
@@ -74,7 +76,7 @@ CHOICES: dict[str, tuple] = {
     "loss.reduction": ("mean",),
     "train.precision": ("fp32", "bf16"),
     "train.keep": ("last", "best"),
-    "eval.inference": ("whole", "chop"),
+    "eval.inference": tuple(TEST_TIME),
 }
 
 
