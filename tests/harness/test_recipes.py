@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import architectures
-
 from harness.recipes import RECIPES, RECONSTRUCTED, SCHEMA, RecipeError, load
 
 
