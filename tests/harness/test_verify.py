@@ -179,4 +179,5 @@ def test_the_json_of_a_verdict_keeps_its_keys_and_adds_the_reference_weights():
     old = {"tier", "model", "variant", "scale", "dataset", "metric", "measured", "reference", "source",
            "tolerance", "status", "reason", "delta"}  # fmt: skip
     assert old <= set(d) and {"form", "reference_kind", "reference_confidence", "label"} <= set(d)
-    assert (d["status"], d["reference"], d["source"], d["reference_kind"]) == ("pass", 370000.0, "src", "paper")
+    got = (d["status"], d["reference"], d["source"], d["reference_kind"])
+    assert got == ("pass", 370000.0, "src", "paper")
