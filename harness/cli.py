@@ -4,6 +4,9 @@ Bad input (arguments, files, checkpoints, datasets) ends with `error: <message>`
 status 2, and under `--json` also with `{"error": <message>}` on stdout; never with a traceback. JSON is
 strict: a non-finite number (the PSNR of identical images is +inf) is written as null and its key path
 is listed in `"non_finite"` with the value as text ("inf", "-inf" or "nan").
+
+Each command imports what it runs inside its function: the models, kernels and Triton take seconds to import,
+which `reprosr --help`, `data list` or `metrics` should not pay.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import progress
+from harness.schema import TEST_TIME
 
 
 class UsageError(Exception):
@@ -294,7 +298,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument(
         "--inference",
-        choices=("whole", "chop"),
+        choices=TEST_TIME,
         default=None,
         help="default: the paper's own test-time procedure",
     )
@@ -340,6 +344,10 @@ def _run(argv: list[str]) -> None:
     try:
         args = parser().parse_args(argv)
         progress.set_quiet(args.quiet)
+        if os.environ.get("REPROSR_PAPERS"):
+            from harness.papers import add_papers_from_env  # here: it imports every model (slow start)
+
+            add_papers_from_env()
         args.fn(args)
     except (
         UsageError,

@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness import metrics
+import architectures
+from harness import data, metrics, released
+from harness import store as results_store
 from harness.data import Pair, write_image
+from harness.schema import TEST_TIME
 
-INFERENCE_MODES = ("whole", "chop")
 CONVENTION_TEXT = {
     "psnr_y": "Y of MATLAB rgb2ycbcr, shave=scale, SR rounded to uint8 (BasicSR/MATLAB)",
     "ssim_y": "Y of rgb2ycbcr, shave=scale, uint8, Gaussian 11x11 sigma 1.5, valid (MATLAB ssim_index)",
@@ -44,8 +46,8 @@ class EvalResult:
 
 def super_resolve(model: nn.Module, lr: torch.Tensor, inference: str = "whole") -> torch.Tensor:
     """SR of one LR image (3, h, w) in [0, 1] → (3, s·h, s·w), on the model's device, unclipped."""
-    if inference not in INFERENCE_MODES:
-        raise ValueError(f"inference must be one of {INFERENCE_MODES}, not {inference!r}")
+    if inference not in TEST_TIME:
+        raise ValueError(f"inference must be one of {[str(m) for m in TEST_TIME]}, not {inference!r}")
     device = next(model.parameters()).device
     x = lr.unsqueeze(0).to(device)
     with torch.no_grad():
@@ -140,9 +142,6 @@ def evaluate_checkpoint(
     Returns the set means, the per-image rows and the knobs used; appends the rows to the results store
     (profile "checkpoint") unless ``store`` is false.
     """
-    import architectures
-    from harness import data, released
-    from harness import store as results_store
 
     spec = architectures.spec(model_name)
     variant = spec.default_variant if variant is None else variant

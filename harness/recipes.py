@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.schema import TEST_TIME
+
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECONSTRUCTED = "reconstructed — not published in the available sources"
 
@@ -74,7 +76,7 @@ CHOICES: dict[str, tuple] = {
     "loss.reduction": ("mean",),
     "train.precision": ("fp32", "bf16"),
     "train.keep": ("last", "best"),
-    "eval.inference": ("whole", "chop"),
+    "eval.inference": tuple(TEST_TIME),
 }
 
 
@@ -133,11 +135,24 @@ class Recipe:
         return self.sources[dotted]
 
 
+def _discover_in(folder: Path) -> dict[str, Path]:
+    return {p.stem: p.resolve() for p in sorted(folder.glob("*.toml"))}
+
+
 def _discover() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(RECIPE_DIR.glob("*.toml"))}
+    return _discover_in(RECIPE_DIR)
 
 
 RECIPES: dict[str, Path] = _discover()
+
+
+def add_dir(path: Path) -> None:
+    """Register the ``*.toml`` recipes in ``path`` too (a paper kept outside the package); a name that is
+    already registered from another file is an error."""
+    for name, file in _discover_in(Path(path)).items():
+        if RECIPES.get(name, file) != file:
+            raise RecipeError(f"{file}: recipe {name!r} is already registered from {RECIPES[name]}")
+        RECIPES[name] = file
 
 
 def _type_ok(value: Any, expected: Any) -> bool:

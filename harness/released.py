@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import data
+
 
 @dataclass(frozen=True)
 class ReleasedCheckpoint:
@@ -59,16 +61,12 @@ def released(name: str) -> ReleasedCheckpoint:
 def cached_path(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where :func:`fetch_released` keeps ``name``: in ``cache_dir``, else ``harness.data.cache_dir()``'s
     ``checkpoints/`` folder."""
-    from harness import data
-
     root = Path(cache_dir) if cache_dir is not None else data.cache_dir() / "checkpoints"
     return root / released(name).filename
 
 
 def fetch_released(name: str, cache_dir: str | Path | None = None) -> Path:
     """Download (or reuse) the released checkpoint ``name``, verified against its sha256; returns its path."""
-    from harness import data
-
     entry = released(name)
     return data.download(entry.url, cached_path(name, cache_dir), entry.sha256)
 

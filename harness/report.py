@@ -155,7 +155,7 @@ def leaderboards(
     scored = results.tier.isin(["checkpoint", "retrain"]) & results.metric.isin(["psnr_y", "ssim_y"])
     means = results[scored & (results.image == "") & (results.dataset != "")]
     means = newest_run_rows(means, keys)
-    quality = pub[pub.metric.isin(["psnr", "ssim"]) & (pub.dataset != "")]
+    quality = pub[pub.metric.isin(["psnr", "ssim"]) & (pub.dataset != "") & (pub.color == "y")]
     pub_value = {
         (r.model, r.variant, int(r.scale), r.dataset, r.metric): r.value for r in quality.itertuples()
     }

@@ -7,13 +7,17 @@ outputs of every evaluated set (``sr/<dataset>/<image>.png``) and ``run.json``, 
 
 from __future__ import annotations
 
+import csv
 import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import store
+import architectures
+from harness import data, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
+from harness.recipes import load
+from harness.train import train
 from harness.verdicts import Verdict, verdict_row
 from harness.verify import checkpoint_tier, retrain_verdicts, static_verdicts
 
@@ -64,8 +68,6 @@ def _evaluate_sets(recipe, model, sets: dict[str, list], out_dir: Path) -> dict[
 
 
 def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, list], list[str]]:
-    from harness import data
-
     sets, missing = {}, []
     for name in recipe["eval.benchmarks"]:
         try:
@@ -103,10 +105,6 @@ def _training_stage(
     notes: list[str],
 ) -> Stage:
     """Train (resuming ``out/train`` if present), evaluate the kept weights, judge the retrain tier."""
-    import architectures
-    from harness import data
-    from harness.train import train
-
     summary = train(recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root)
     weights = summary.best_checkpoint or summary.final_checkpoint
     model = architectures.load_checkpoint(
@@ -155,9 +153,6 @@ def reproduce(
     max_iters: int | None = None,
 ) -> Outcome:
     """Run recipe ``name``; ``profile`` "smoke" (CPU, embedded images) or "full" (the pinned recipe)."""
-    from harness import data
-    from harness.recipes import load
-
     recipe = load(name)
     run_id = uuid.uuid4().hex[:12]
     out = Path(out_dir) if out_dir else RUNS / f"{recipe.name}-{'checkpoint' if checkpoint else profile}"
@@ -250,8 +245,6 @@ def reproduce(
 
 def _curve_rows(curves: Path, base: dict) -> list[dict]:
     """The training curve (loss per logged iteration) as results rows, metric ``train_loss``."""
-    import csv
-
     if not curves.exists():
         return []
     with curves.open() as f:

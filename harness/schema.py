@@ -55,6 +55,11 @@ class Inference(StrEnum):
     TILE = "tile"
 
 
+# The test-time procedures the seed papers use: what recipes, ``reprosr eval --inference`` and
+# ``harness.evaluate`` accept (pad and tile are recorded conventions, not implemented procedures).
+TEST_TIME = (Inference.WHOLE, Inference.CHOP)
+
+
 class Precision(StrEnum):
     FP32 = "fp32"
     TF32 = "tf32"

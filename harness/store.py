@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from harness.files import clean_once
 from harness.paths import REPO
@@ -246,8 +247,6 @@ def _version(package: str) -> str:
 
 
 def _device() -> str:
-    import torch
-
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name()}"
     return f"cpu: {platform.processor() or platform.machine()}"

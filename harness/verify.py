@@ -92,28 +92,27 @@ def static_verdicts(recipe: Recipe) -> tuple[list[Verdict], list[dict]]:
 
 
 def _macs_verdicts(recipe: Recipe, spec, subject: Subject, measured: list[dict]) -> list[Verdict]:
-    """MACs (G) vs the paper's Multi-Adds/FLOPs (±0.5 %, under the paper's input size) and vs the official
-    code's own fvcore counts (equal to their printed digits); each input size is counted once."""
+    """MACs (G) vs the paper's Multi-Adds/FLOPs (±0.5 %, under the paper's rule and input size) and vs the
+    official code's own fvcore counts (equal to their printed digits); each count is made once."""
     rule = spec.counting
     key = (recipe.model, recipe.variant, recipe.scale)
     paper = distinct(published.references(*key, None, PUBLISHED_MACS[rule.ops]))
-    checks = [(rule.convention, ref, MACS_REL_TOL, True) for ref in paper]
+    checks = [(rule.convention, rule.ops, ref, MACS_REL_TOL, True) for ref in paper]
     for convention in CONVENTIONS:
         ref = published.official(*key, subject.form, "", f"macs_{convention}")
-        if ref is not None:
-            checks.append((convention, ref, rounds_to(ref.text), False))
+        if ref is not None:  # the official code's counts are fvcore's
+            checks.append((convention, "fvcore", ref, rounds_to(ref.text), False))
     verdicts = [] if paper else [judge(subject, f"macs_{rule.convention}", None, None, MACS_REL_TOL)]
-    macs_g: dict[str, float] = {}
-    for convention, ref, tolerance, relative in checks:
-        if convention not in macs_g:
+    macs_g: dict[tuple[str, str], float] = {}
+    for convention, ops, ref, tolerance, relative in checks:
+        if (convention, ops) not in macs_g:
             model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=subject.form)
-            c = complexity(model, recipe.scale, convention=convention)
-            macs_g[convention] = c.macs / 1e9
-            measured.append({"metric": "macs", "value": macs_g[convention], "form": subject.form, "unit": "G",
-                             "convention": f"{convention}, {c.ops} op rule"})  # fmt: skip
-        verdicts.append(
-            judge(subject, f"macs_{convention}", macs_g[convention], ref, tolerance, relative=relative)
-        )
+            c = complexity(model, recipe.scale, convention=convention, ops=ops)
+            macs_g[convention, ops] = c.macs / 1e9
+            measured.append({"metric": "macs", "value": c.macs / 1e9, "form": subject.form, "unit": "G",
+                             "convention": f"{convention}, {ops} op rule"})  # fmt: skip
+        macs = macs_g[convention, ops]
+        verdicts.append(judge(subject, f"macs_{convention}", macs, ref, tolerance, relative=relative))
     return verdicts
 
 

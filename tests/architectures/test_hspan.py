@@ -1,4 +1,4 @@
-"""HSPAN: official parameter counts and state_dict layout, shapes, determinism, HSPAN's forward_chop."""
+"""HSPAN: official parameter counts and state_dict layout, shapes, batch independence, forward_chop."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from torch import nn
 
 import architectures
 from architectures.hspan import HSPAN, HighSimilarityPassAttention
+from harness import published
 
 # Names and shapes of the official model's state_dict (src/model/hspan.py with demo.sh's arguments),
 # dumped from the official code; no weights.
 OFFICIAL_LAYOUT = json.loads((Path(__file__).parent / "data" / "hspan_official_state_dict.json").read_text())
-OFFICIAL_TRAINABLE = {2: 32_288_674, 3: 33_948_514, 4: 33_616_546}
 TINY = {"n_resgroups": 2, "n_resblocks": 1, "n_feats": 8, "topk": 4}
 
 
@@ -31,7 +31,8 @@ def test_parameter_counts_match_official(full_models: dict[int, HSPAN], scale: i
     full_model = full_models[scale]
     trainable = sum(p.numel() for p in full_model.parameters() if p.requires_grad)
     frozen = [n for n, p in full_model.named_parameters() if not p.requires_grad]
-    assert trainable == OFFICIAL_TRAINABLE[full_model.scale]
+    official = published.official("hspan", None, scale, "train", "", "params_trainable")
+    assert trainable == int(official.value)
     assert sorted(frozen) == ["add_mean.bias", "add_mean.weight", "sub_mean.bias", "sub_mean.weight"]
     assert sum(p.numel() for p in full_model.parameters() if not p.requires_grad) == 24
     assert full_model.topk == 128
@@ -76,12 +77,17 @@ def test_output_shape(scale: int) -> None:
     assert model.scale == scale
 
 
-def test_eval_is_deterministic() -> None:
+def test_eval_is_batch_independent_and_survives_a_state_dict_round_trip() -> None:
     torch.manual_seed(0)
-    model = architectures.build("hspan", 3, **TINY).eval()
-    x = torch.rand(1, 3, 10, 9)
+    model = architectures.build("hspan", 3, **TINY).double().eval()
+    twin = architectures.build("hspan", 3, **TINY).double().eval()
+    twin.load_state_dict(model.state_dict())
+    x = torch.rand(3, 3, 10, 9, dtype=torch.float64)
     with torch.no_grad():
-        assert torch.equal(model(x), model(x))
+        batched = model(x)
+        singles = torch.cat([model(x[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(batched, singles, rtol=0, atol=1e-12)
+        torch.testing.assert_close(twin(x), batched, rtol=0, atol=0)
 
 
 def test_unknown_override_is_rejected() -> None:

@@ -11,9 +11,7 @@ import torch.nn.functional as F
 
 import architectures
 from architectures.span_light import SPAB, SPANLight
-
-# Counts of the official class (zononhzy/SPAN, options/SPAN/*.yml), see shared/specs/fidelity-notes.md.
-PARAMS = {2: (502_920, 499_680), 3: (511_035, 507_795), 4: (522_396, 519_156)}
+from harness import published
 
 # state_dict key → shape of the official class at ×2/×3/×4 with the options/SPAN configuration, dumped in key
 # order from basicsr/archs/span_arch.py::SPAN (zononhzy/SPAN) instantiated outside this repository.
@@ -168,7 +166,10 @@ def test_parameter_counts_match_official(scale):
     model = architectures.build("span_light", scale)
     n_all = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert (n_all, n_trainable) == PARAMS[scale]
+    official = [
+        published.official("span_light", None, scale, "train", "", m) for m in ("params", "params_trainable")
+    ]
+    assert (n_all, n_trainable) == tuple(int(o.value) for o in official)
     buffers = dict(model.named_buffers())
     assert len(buffers) == 12
     assert all(n.endswith("relative_position_index") and b.shape == (144, 144) for n, b in buffers.items())

@@ -212,7 +212,7 @@ def test_smoke_rows_are_their_own_row_with_their_not_run_verdicts(fixture_root):
 def test_unreproduced_published_models_are_listed_as_not_run(fixture_root):
     all_boards = boards(fixture_root)
     table = published.load()
-    quality = table[table.metric.isin(["psnr", "ssim"]) & (table.dataset != "")]
+    quality = table[table.metric.isin(["psnr", "ssim"]) & (table.dataset != "") & (table.color == "y")]
     expected = {(r.model, r.variant, int(r.scale), r.dataset) for r in quality.itertuples()}
     listed = {(r["model"], r["variant"], s, d) for (s, d), rows in all_boards.items() for r in rows}
     assert expected <= listed
@@ -221,7 +221,8 @@ def test_unreproduced_published_models_are_listed_as_not_run(fixture_root):
             if not r["tier"]:
                 assert math.isnan(r["psnr"]) and r["psnr_verdict"]["status"] == "not run"
                 assert (
-                    r["pub_psnr"] == published.lookup(r["model"], r["variant"], scale, dataset, "psnr").value
+                    r["pub_psnr"]
+                    == published.lookup(r["model"], r["variant"], scale, dataset, "psnr_y").value
                 )
 
 
@@ -362,7 +363,7 @@ def test_model_page_has_provenance_recipe_sources_crops_and_curve(fixture_root, 
 def test_an_empty_store_still_lists_the_published_tables(tmp_path):
     index = report.build_site(tmp_path / "site", tmp_path / "empty-store", tmp_path / "no-runs")
     html = index.read_text()
-    quality = published.load().query("metric == 'psnr' and dataset != ''")
+    quality = published.load().query("metric == 'psnr' and dataset != '' and color == 'y'")
     assert html.count('<section class="board"') == len(quality.groupby(["scale", "dataset"]))
     assert "not available: the results store holds no verdicts yet" in html
     assert sorted(p.name for p in index.parent.iterdir()) == ["conventions.html", "index.html"]

@@ -127,6 +127,17 @@ def test_version_1_parts_are_read_as_version_2(tmp_path):
     assert set(frame["reference_kind"]) <= set(store.ALLOWED["reference_kind"])
     original = pd.read_parquet(v1[0])
     assert frame["reference_source"].tolist() == original["published_source"].tolist()
+    # v1's labels become metric, form and reference kind; millions become counts.
+    for label, row in zip(original["metric"], frame.itertuples(), strict=True):
+        if label == "params [train] vs official code":
+            assert (row.metric, row.form, row.reference_kind, row.reference_confidence) == (
+                "params", "train", "official code", "high"
+            )  # fmt: skip
+        elif label == "params (M) vs paper":
+            assert (row.metric, row.reference_kind) == ("params", "paper") and row.measured > 1e5
+        elif label == "psnr_y vs paper":
+            assert row.metric == "psnr_y" and row.reference_kind in ("paper", "")
+    assert {"params [train] vs official code", "params (M) vs paper"} <= set(original["metric"])
 
 
 def _writer(root: str, worker: int, barrier, n_appends: int) -> None:

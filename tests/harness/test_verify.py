@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -170,3 +171,13 @@ def test_every_recipe_smoke_runs_green(name, tmp_path, monkeypatch):
     outcome = reproduce(name, profile="smoke", data_root=tmp_path / "no-data", out_dir=tmp_path / "run")
     assert not [v for v in outcome.verdicts if v.status == "fail"]
     assert {v.status for v in outcome.verdicts if v.tier == "retrain"} == {"not run"}
+
+
+def test_the_json_of_a_verdict_keeps_its_keys_and_adds_the_reference_weights():
+    v = judge(WHERE, "params", 368427, ref(370000.0, Confidence.MEDIUM), 5000.0)
+    d = json.loads(json.dumps(v.as_dict()))
+    old = {"tier", "model", "variant", "scale", "dataset", "metric", "measured", "reference", "source",
+           "tolerance", "status", "reason", "delta"}  # fmt: skip
+    assert old <= set(d) and {"form", "reference_kind", "reference_confidence", "label"} <= set(d)
+    got = (d["status"], d["reference"], d["source"], d["reference_kind"])
+    assert got == ("pass", 370000.0, "src", "paper")
