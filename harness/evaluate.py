@@ -52,6 +52,8 @@ MANIFEST = "manifest.json"
 class TestTime:
     """How SR outputs are produced: procedure, tiles, ensemble, precision (recorded with every result)."""
 
+    __test__ = False  # not a pytest test class despite its name
+
     inference: Inference = Inference.WHOLE
     tile: int = 0
     tile_overlap: int = 0
