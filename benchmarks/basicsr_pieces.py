@@ -34,26 +34,33 @@ def _load(name: str, path: Path) -> types.ModuleType:
     return module
 
 
-def load(root: Path) -> types.SimpleNamespace:
-    """``imresize``, ``calculate_psnr``, ``calculate_ssim`` and ``version`` of the BasicSR tree at root."""
+def _packages(root: Path) -> Path:
     pkg = root / "basicsr"
     for name in ("basicsr", "basicsr.utils", "basicsr.metrics"):
-        module = types.ModuleType(name)
-        module.__path__ = [str(pkg / name.partition(".")[2].replace(".", "/"))]
-        sys.modules[name] = module
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(pkg / name.partition(".")[2].replace(".", "/"))]
+            sys.modules[name] = module
+    return pkg
+
+
+def version(root: Path) -> str:
+    version_file = root / "basicsr" / "version.py"
+    if not version_file.is_file():
+        return "unknown"
+    return getattr(_load("basicsr.version", version_file), "__version__", "unknown")
+
+
+def imresize(root: Path):
+    """BasicSR's ``basicsr.utils.matlab_functions.imresize`` (torch only)."""
+    return _load("basicsr.utils.matlab_functions", _packages(root) / "utils" / "matlab_functions.py").imresize
+
+
+def psnr_ssim(root: Path) -> types.ModuleType:
+    """BasicSR's ``basicsr.metrics.psnr_ssim`` (``calculate_psnr``, ``calculate_ssim``; needs OpenCV)."""
+    pkg = _packages(root)
     color = _load("basicsr.utils.color_util", pkg / "utils" / "color_util.py")
     sys.modules["basicsr.utils"].bgr2ycbcr = color.bgr2ycbcr
     _load("basicsr.utils.registry", pkg / "utils" / "registry.py")
     _load("basicsr.metrics.metric_util", pkg / "metrics" / "metric_util.py")
-    metrics = _load("basicsr.metrics.psnr_ssim", pkg / "metrics" / "psnr_ssim.py")
-    matlab = _load("basicsr.utils.matlab_functions", pkg / "utils" / "matlab_functions.py")
-    version_file = pkg / "version.py"
-    version = "unknown"
-    if version_file.is_file():
-        version = getattr(_load("basicsr.version", version_file), "__version__", "unknown")
-    return types.SimpleNamespace(
-        imresize=matlab.imresize,
-        calculate_psnr=metrics.calculate_psnr,
-        calculate_ssim=metrics.calculate_ssim,
-        version=version,
-    )
+    return _load("basicsr.metrics.psnr_ssim", pkg / "metrics" / "psnr_ssim.py")
