@@ -18,6 +18,14 @@ from pathlib import Path
 ENV = "REPROSR_BASICSR"
 
 
+def datasets_root() -> Path | None:
+    """Set5/Set14 for the benchmarks: ``$REPROSR_TEST_DATASETS``, else ``shared/datasets`` beside the
+    checkout; None when neither holds Set5."""
+    env = os.environ.get("REPROSR_TEST_DATASETS")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    return root if (root / "Set5" / "HR").is_dir() else None
+
+
 def source_root(given: Path | None) -> Path | None:
     """The BasicSR source folder from the argument or ``$REPROSR_BASICSR``; None when neither is set."""
     root = given or (Path(os.environ[ENV]) if os.environ.get(ENV) else None)

@@ -108,11 +108,19 @@ def matlab_table(root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", type=Path, required=True, help="root holding Set5/ and Set14/")
+    parser.add_argument(
+        "--datasets",
+        type=Path,
+        default=basicsr_pieces.datasets_root(),
+        help="root holding Set5/ and Set14/ (default $REPROSR_TEST_DATASETS, else ../shared/datasets)",
+    )
     parser.add_argument("--basicsr", type=Path, default=None, help="BasicSR source tree")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.datasets is None or not (args.datasets / "Set5" / "HR").is_dir():
+        print("not run: no Set5/Set14 found; pass --datasets ROOT or set REPROSR_TEST_DATASETS")
+        return
     torch.set_num_threads(args.threads)
     root = basicsr_pieces.source_root(args.basicsr)
     print(

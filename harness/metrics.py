@@ -24,6 +24,7 @@ _EDSR_PER_LEVEL = (65.738 / 256 / 255, 129.057 / 256 / 255, 25.064 / 256 / 255)
 _SSIM_WINDOW, _SSIM_SIGMA, _SSIM_K1, _SSIM_K2, _DATA_RANGE = 11, 1.5, 0.01, 0.03, 255.0
 _HALO = _SSIM_WINDOW - 1
 _FILTER_BLOCK = 8  # output rows per band of the Gaussian filter's matmul: the fastest of 8–64 on CPU
+_COLUMN_BLOCK = 12  # columns per block of the column filter (>= 10: a window spans at most two blocks)
 _STRIP_PIXELS = 1 << 15  # pixels per image row strip on the CPU: the fastest of 2^13–2^18 (cache-sized)
 
 
@@ -72,16 +73,32 @@ def _sse_edsr(s: _Strip, own: int) -> Tensor:
     return _luma(s.sr[:, :, :own] - s.hr[:, :, :own], _EDSR_PER_LEVEL).pow_(2).sum(dim=(1, 2))
 
 
-@functools.lru_cache(maxsize=8)
-def _gaussian_band(device: torch.device) -> Tensor:
-    """(block, block + 10) float64: row i holds MATLAB fspecial("gaussian", 11, 1.5)'s 1-D factor at
-    columns i..i+10, so band @ rows[k·block : k·block + block + 10] filters `block` consecutive rows."""
+def _gaussian_taps() -> Tensor:
+    """MATLAB fspecial("gaussian", 11, 1.5)'s separable 1-D factor, float64."""
     t = torch.arange(_SSIM_WINDOW, dtype=torch.float64) - _HALO / 2
     g = torch.exp(-(t**2) / (2 * _SSIM_SIGMA**2))
+    return g / g.sum()
+
+
+@functools.lru_cache(maxsize=8)
+def _row_band(device: torch.device) -> Tensor:
+    """(block, block + 10): row i holds the taps at columns i..i+10, so band @ rows[k·block : k·block + block
+    + 10] filters `block` consecutive rows."""
     band = torch.zeros(_FILTER_BLOCK, _FILTER_BLOCK + _HALO, dtype=torch.float64)
     for i in range(_FILTER_BLOCK):
-        band[i, i : i + _SSIM_WINDOW] = g / g.sum()
+        band[i, i : i + _SSIM_WINDOW] = _gaussian_taps()
     return band.to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _column_bands(device: torch.device) -> tuple[Tensor, Tensor]:
+    """(near, far), each (block, block): output column i of a block of _COLUMN_BLOCK columns is that block's
+    columns @ near[:, i] + the next block's columns @ far[:, i] (taps at input columns i..i+10)."""
+    b = _COLUMN_BLOCK
+    both = torch.zeros(2 * b, b, dtype=torch.float64)
+    for i in range(b):
+        both[i : i + _SSIM_WINDOW, i] = _gaussian_taps()
+    return both[:b].to(device), both[b:].to(device)
 
 
 def _padded(rows: int) -> int:
@@ -91,7 +108,8 @@ def _padded(rows: int) -> int:
 
 def _filter_rows(x: Tensor, rows: int) -> Tensor:
     """'valid' 11-tap Gaussian along the first axis of x[:rows] for x (_padded(rows), C) (the extra rows
-    are read and their outputs dropped) → (rows − 10, C).
+    are read, their outputs dropped) → (rows − 10, C), followed in its storage by at least C finite values
+    (what :func:`_filter_columns` needs).
 
     The bands of consecutive output rows read overlapping windows of x, the batch matrices of one strided
     view (no copy): the filter is one batched matmul at BLAS speed.
@@ -99,7 +117,25 @@ def _filter_rows(x: Tensor, rows: int) -> Tensor:
     cols = x.shape[1]
     blocks = (x.shape[0] - _HALO) // _FILTER_BLOCK
     windows = x.as_strided((blocks, _FILTER_BLOCK + _HALO, cols), (_FILTER_BLOCK * cols, cols, 1))
-    return (_gaussian_band(x.device) @ windows).view(-1, cols)[: rows - _HALO]
+    out = x.new_empty(blocks * _FILTER_BLOCK + 1, cols)
+    out[-1].zero_()
+    torch.matmul(_row_band(x.device), windows, out=out[:-1].view(blocks, _FILTER_BLOCK, cols))
+    return out[: rows - _HALO]
+
+
+def _filter_columns(x: Tensor) -> Tensor:
+    """The 11-tap Gaussian along the second axis of x (R, C), C a multiple of _COLUMN_BLOCK: output column
+    c = Σ_k g_k x[:, c + k] for every c (those whose window passes the right edge are garbage).
+
+    As (R·C / block, block) matrices, x's blocks of columns and the blocks one to their right are two
+    views of the same memory, so the filter is two plain matmuls with the (block, block) near and far
+    parts of the band; x must be followed by a block of finite values in its storage (_filter_rows).
+    """
+    rows, cols = x.shape
+    near, far = _column_bands(x.device)
+    blocks = x.as_strided((rows * cols // _COLUMN_BLOCK, _COLUMN_BLOCK), (_COLUMN_BLOCK, 1))
+    following = x.as_strided(blocks.shape, blocks.stride(), x.storage_offset() + _COLUMN_BLOCK)
+    return torch.addmm(blocks @ near, following, far).view(rows, cols)
 
 
 def _ssim_sum(s: _Strip, own: int) -> Tensor:
@@ -107,32 +143,29 @@ def _ssim_sum(s: _Strip, own: int) -> Tensor:
     the strip's first `own` output rows; the strip holds own + 10 rows.
 
     SSIM needs σx² + σy², never each alone: four filtered maps (x, y, x² + y², xy), laid side by side as
-    one (rows, B·4·W) matrix, filtered along the rows, transposed, and filtered along what was W (outputs
-    whose window straddles two maps are computed and dropped). The map comes out transposed, which its
-    sum does not see.
+    one (rows, B·4·W) matrix (columns padded to whole blocks), filtered along the rows, then along the
+    columns; outputs whose window straddles two maps are computed and dropped.
     """
     x, y = s.y
     b, rows, w = x.shape
-    n = 4 * b
-    wide = x.new_empty(_padded(rows), b, 4, w)
+    cols = 4 * b * w
+    width = -(-cols // _COLUMN_BLOCK) * _COLUMN_BLOCK
+    wide = x.new_empty(_padded(rows), width)
     wide[rows:].zero_()
-    maps = wide[:rows].permute(1, 2, 0, 3)  # (B, 4, rows, W) view
+    wide[:rows, cols:].zero_()
+    maps = wide[:rows, :cols].view(rows, b, 4, w).permute(1, 2, 0, 3)  # (B, 4, rows, W) view
     maps[:, 0].copy_(x)
     maps[:, 1].copy_(y)
     torch.mul(x, x, out=maps[:, 2]).addcmul_(y, y)
     torch.mul(x, y, out=maps[:, 3])
-    across = _filter_rows(wide.view(-1, n * w), rows)  # (rows − 10, 4·B·W)
-    tall = x.new_empty(_padded(n * w + _HALO), rows - _HALO)
-    tall[n * w :].zero_()
-    tall[: n * w] = across.T
-    out = _filter_rows(tall, n * w + _HALO).view(b, 4, w, rows - _HALO)[:, :, : w - _HALO, :own]
-    mu_x, mu_y, sq, xy = out.unbind(dim=1)  # each (B, W − 10, own)
+    out = _filter_columns(_filter_rows(wide, rows))[:own, :cols].view(own, b, 4, w)[..., : w - _HALO]
+    mu_x, mu_y, sq, xy = out.unbind(dim=2)  # each (own, B, W − 10)
     mu_xy = mu_x * mu_y
     mu_sq = torch.mul(mu_x, mu_x).addcmul_(mu_y, mu_y)
     c1, c2 = (_SSIM_K1 * _DATA_RANGE) ** 2, (_SSIM_K2 * _DATA_RANGE) ** 2
-    num = torch.mul(mu_xy, 2).add_(c1).mul_(xy.sub_(mu_xy).mul_(2).add_(c2))
-    den = mu_sq.add(c1).mul_(sq.sub_(mu_sq).add_(c2))
-    return num.div_(den).sum(dim=(1, 2))
+    num = torch.mul(mu_xy, 2).add_(c1).mul_((xy - mu_xy).mul_(2).add_(c2))
+    den = mu_sq.add(c1).mul_((sq - mu_sq).add_(c2))
+    return num.div_(den).sum(dim=(0, 2))
 
 
 # convention → (its sum over a strip, the data range of a PSNR or None for SSIM's mean)
