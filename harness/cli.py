@@ -77,17 +77,25 @@ def cmd_degrade(args: argparse.Namespace) -> None:
 def cmd_metrics(args: argparse.Namespace) -> None:
     from harness import metrics
     from harness.data import read_image
+    from harness.evaluate import ALL_CONVENTIONS, CONVENTION_TEXT
 
     sr, hr = read_image(args.sr), read_image(args.hr)
     if sr.shape != hr.shape:
         raise SystemExit(f"error: SR is {tuple(sr.shape)} but HR is {tuple(hr.shape)}")
     payload = {
-        "psnr_y": float(metrics.psnr_y(sr, hr, args.scale)),
-        "ssim_y": float(metrics.ssim_y(sr, hr, args.scale)),
+        **{k: float(v) for k, v in metrics.scores(sr, hr, args.scale, ALL_CONVENTIONS).items()},
         "scale": args.scale,
         "convention": "BasicSR/MATLAB: Y of rgb2ycbcr, shave=scale, uint8-rounded, SSIM gauss 11x11",
+        "conventions": {c: CONVENTION_TEXT[c] for c in ALL_CONVENTIONS},
     }
-    _emit(args, payload, lambda p: f"PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f}  (x{p['scale']})")
+    _emit(
+        args,
+        payload,
+        lambda p: (
+            f"PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f}  PSNR-RGB {p['psnr_rgb']:.4f} dB  "
+            f"(x{p['scale']})"
+        ),
+    )
 
 
 def cmd_complexity(args: argparse.Namespace) -> None:
@@ -242,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--scale", type=int, required=True)
     sp.add_argument("--out", type=Path, required=True)
 
-    sp = add("metrics", cmd_metrics, "PSNR/SSIM on the Y channel in the BasicSR/MATLAB convention")
+    sp = add("metrics", cmd_metrics, "PSNR/SSIM-Y (BasicSR/MATLAB), NTIRE RGB PSNR, EDSR PSNR of an SR image")
     sp.add_argument("sr", type=Path)
     sp.add_argument("hr", type=Path)
     sp.add_argument("--scale", type=int, required=True)
