@@ -6,7 +6,8 @@ Run: python benchmarks/bench_degrade.py --datasets DATASETS_ROOT [--basicsr BASI
 $REPROSR_BASICSR; imresize needs torch only). Cases: every Set5/Set14 HR image at ×2/×3/×4 and a
 DIV2K-sized 2040×1356 image (random pixels on the uint8 grid). Both sides take the HR as a (3, H, W)
 float32 tensor in [0, 1] (cropped to a multiple of the scale) and give the LR rounded to uint8 (ours:
-MATLAB's rounding, inside; BasicSR: `round(255·out)` after). Calls interleaved, median of R, as CPU time of
+MATLAB's rounding, inside; BasicSR: `round(255·out)` clamped to 0..255 after, as writing it as uint8
+does; its output overshoots [0, 1] near edges). Calls interleaved, median of R, as CPU time of
 this thread (`time.thread_time`, insensitive to other jobs' preemption) and as wall time. Prints markdown
 tables: speed-ups (BasicSR / ours), the largest difference of the two LRs, and (with the MATLAB LR of
 `<root>/<Set>/LR_bicubic/X<s>`) the agreement of ours with MATLAB.
@@ -43,7 +44,7 @@ def _compare(hr: torch.Tensor, scale: int, imresize, repeats: int) -> tuple[floa
     cropped = hr[:, :h, :w].contiguous()
 
     def ref():
-        return imresize(cropped, 1 / scale).mul(255).round()
+        return imresize(cropped, 1 / scale).mul(255).round().clamp(0, 255)
 
     def ours():
         return bicubic_downsample(hr, scale)[1].mul(255).round()
