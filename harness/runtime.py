@@ -170,6 +170,15 @@ def measure(
 ) -> tuple[Tensor, Timing]:
     """Run ``run`` under ``protocol``; the last timed run's output and the timing."""
     cuda = device.type == "cuda"
+    if cuda:
+        with torch.cuda.device(device):  # events and peak memory of that device, not the current one
+            return _measure(run, protocol, device, cuda)
+    return _measure(run, protocol, device, cuda)
+
+
+def _measure(
+    run: Callable[[], Tensor], protocol: RuntimeProtocol, device: torch.device, cuda: bool
+) -> tuple[Tensor, Timing]:
     for _ in range(protocol.warmup):
         run()
     if cuda:
