@@ -66,9 +66,14 @@ class TestTime:
         if self.inference is Inference.PAD:
             raise ValueError("inference 'pad' is done inside the models that need it: use 'whole'")
         if (self.inference is Inference.TILE) != (self.tile > 0):
-            raise ValueError(f"inference 'tile' needs tile > 0 and only it takes one (got {self})")
+            raise ValueError(
+                f"inference 'tile' needs a tile size > 0, and only it takes one (got {self.inference}, "
+                f"tile {self.tile})"
+            )
         if self.tile_overlap < 0 or (self.tile_overlap and not self.tile):
-            raise ValueError(f"tile overlap must be >= 0 and needs a tile size (got {self.tile_overlap})")
+            raise ValueError(
+                f"a tile overlap ({self.tile_overlap}) must be >= 0 and needs a tile size (--tile N)"
+            )
 
     def columns(self) -> dict:
         """The results-store columns of these knobs."""
