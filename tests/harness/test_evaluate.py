@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 import architectures
-from harness import runtime, store, tiles
+from harness import metrics, runtime, store, tiles
 from harness.cli import main
 from harness.data import Pair, read_image
 from harness.evaluate import TestTime, dataset_names, evaluate, super_resolve
@@ -381,3 +381,30 @@ def test_reproduce_names_each_stage_on_stderr(capsys, tmp_path, tiny_drsan):
     assert any("evaluating on embedded" in s for s in stages) and "verdicts" in stages[-1]
     rows = store.read("results")
     assert rows[rows.metric == "runtime_ms"].device.str.startswith("cpu: ").all()
+
+
+def test_python_api_evaluates_several_sets_and_saves_what_it_scored(tiny_drsan, tiny_root, tmp_path):
+    from harness.evaluate import evaluate_checkpoint
+
+    payload = evaluate_checkpoint(
+        "drsan",
+        4,
+        variant="32s",
+        form="train",
+        checkpoint=str(tiny_drsan),
+        dataset=["TinyA", "TinyNTIRE"],
+        data_root=tiny_root,
+        precision="fp16",
+        device="cpu",
+        save_sr_dir=tmp_path / "sr",
+        store=False,
+    )
+    assert [r["dataset"] for r in payload["results"]] == ["TinyA", "TinyNTIRE"]
+    assert {r["precision"] for r in payload["results"]} == {"fp16"}
+    manifest = json.loads((tmp_path / "sr" / "manifest.json").read_text())
+    assert set(manifest["images"]) == {"TinyA/astronaut.png", "TinyA/chelsea.png", "TinyNTIRE/rocket.png"}
+    for name, entry in manifest["images"].items():
+        sr = read_image(tmp_path / "sr" / name)
+        ntire = name.startswith("TinyNTIRE")
+        hr = read_image(tiny_root / ("TinyNTIRE_HR" if ntire else "TinyA/HR") / name.split("/")[1])
+        assert entry["psnr_y"] == metrics.psnr_y(sr, hr[:, : sr.shape[1], : sr.shape[2]], 4)
