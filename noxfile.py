@@ -43,8 +43,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def benchmarks(session: nox.Session) -> None:
-    """Performance benchmarks (kernels need CUDA; the degradation benchmark runs on CPU)."""
-    for script in ("bench_degrade.py", "bench_sliding_proxy.py", "bench_soft_threshold.py"):
+    """Performance benchmarks (kernels need CUDA; degradation and metrics, against BasicSR, on CPU)."""
+    scripts = ("bench_degrade.py", "bench_metrics.py", "bench_sliding_proxy.py", "bench_soft_threshold.py")
+    for script in scripts:
         session.run("python", f"benchmarks/{script}", *session.posargs)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import progress
-from harness.schema import TEST_TIME
+from harness.schema import TEST_TIME, Precision
 
 
 class UsageError(Exception):
@@ -129,6 +129,7 @@ def cmd_degrade(args: argparse.Namespace) -> None:
 def cmd_metrics(args: argparse.Namespace) -> None:
     from harness import metrics
     from harness.data import read_image
+    from harness.evaluate import ALL_CONVENTIONS, CONVENTION_TEXT
 
     sr, hr = read_image(args.sr), read_image(args.hr)
     if sr.shape != hr.shape:
@@ -137,20 +138,29 @@ def cmd_metrics(args: argparse.Namespace) -> None:
             "pass images of the same size (crop HR to a multiple of the scale)"
         )
     payload = {
-        "psnr_y": float(metrics.psnr_y(sr, hr, args.scale)),
-        "ssim_y": float(metrics.ssim_y(sr, hr, args.scale)),
+        **{k: float(v) for k, v in metrics.scores(sr, hr, args.scale, ALL_CONVENTIONS).items()},
         "scale": args.scale,
         "convention": "BasicSR/MATLAB: Y of rgb2ycbcr, shave=scale, uint8-rounded, SSIM gauss 11x11",
+        "conventions": {c: CONVENTION_TEXT[c] for c in ALL_CONVENTIONS},
     }
-    _emit(args, payload, lambda p: f"PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f}  (x{p['scale']})")
+    _emit(
+        args,
+        payload,
+        lambda p: (
+            f"PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f}  PSNR-RGB {p['psnr_rgb']:.4f} dB  "
+            f"(x{p['scale']})"
+        ),
+    )
 
 
 def cmd_complexity(args: argparse.Namespace) -> None:
     import architectures
     from harness.complexity import complexity
+    from harness.tiles import SELF_ENSEMBLE_FORWARDS
 
     model = architectures.build(args.model, args.scale, args.variant, form=args.form)
     c = complexity(model, args.scale, convention=args.convention)
+    forwards = SELF_ENSEMBLE_FORWARDS if args.self_ensemble else 1
     payload = {
         "model": args.model,
         "variant": args.variant or architectures.spec(args.model).default_variant,
@@ -159,8 +169,9 @@ def cmd_complexity(args: argparse.Namespace) -> None:
         "params": c.params,
         "params_trainable": c.params_trainable,
         "buffers": c.buffers,
-        "macs": c.macs / 1e9,
+        "macs": forwards * c.macs / 1e9,
         "macs_unit": "G",
+        "self_ensemble": args.self_ensemble,
         "convention": c.convention,
         "input_size": list(c.input_size),
         "uncounted_ops": list(c.uncounted),
@@ -171,8 +182,26 @@ def cmd_complexity(args: argparse.Namespace) -> None:
         lambda p: (
             f"{p['model']} {p['variant'] or ''} x{p['scale']} ({p['form']}): params {p['params']:,} "
             f"(trainable {p['params_trainable']:,}), MACs {p['macs']:.2f} G [{p['convention']}, LR "
-            f"{p['input_size'][-2]}×{p['input_size'][-1]}]"
+            f"{p['input_size'][-2]}×{p['input_size'][-1]}"
+            f"{', ×8 self-ensemble' if p['self_ensemble'] else ''}]"
         ),
+    )
+
+
+def _eval_text(p: dict) -> str:
+    rows = p["per_image"]
+    knobs = p["inference"] + (f" {p['tile']}/{p['tile_overlap']}" if p["tile"] else "")
+    knobs += ", self-ensemble ×8" if p["self_ensemble"] else ""
+    return "\n".join(
+        [
+            _table(
+                [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+                ["image", "psnr_y", "ssim_y", "psnr_rgb", "runtime_ms"],
+            ),
+            f"{p['dataset']} x{p['scale']} mean: PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f}  "
+            f"PSNR-RGB {p['psnr_rgb']:.4f} dB ({knobs} inference, {p['precision']}, {p['device']}, "
+            f"median {p['runtime_ms']:.1f} ms/image, {len(p['per_image'])} images)",
+        ]
     )
 
 
@@ -188,18 +217,20 @@ def cmd_eval(args: argparse.Namespace) -> None:
         dataset=args.dataset,
         data_root=args.data_root,
         inference=args.inference,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        self_ensemble=args.self_ensemble,
+        precision=args.precision,
+        device=args.device,
+        runtime_warmup=args.runtime_warmup,
+        runtime_repeats=args.runtime_repeats,
+        save_sr_dir=args.save_sr,
         store=not args.no_store,
     )
     _emit(
         args,
         payload,
-        lambda p: "\n".join(
-            [
-                _table(p["per_image"], ["image", "psnr_y", "ssim_y"]),
-                f"{p['dataset']} x{p['scale']} mean: PSNR-Y {p['psnr_y']:.4f} dB  SSIM-Y {p['ssim_y']:.4f} "
-                f"({p['inference']} inference, {len(p['per_image'])} images)",
-            ]
-        ),
+        lambda p: "\n\n".join(_eval_text(r) for r in p["results"]) if "results" in p else _eval_text(p),
     )
 
 
@@ -247,6 +278,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         data_root=args.data_root,
         out_dir=args.out,
         max_iters=args.max_iters,
+        device=args.device,
     )
     _emit(args, outcome.as_dict(), lambda p: outcome.summary() + "\n\n" + format_verdicts(outcome.verdicts))
 
@@ -276,10 +308,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--scale", type=positive_int, required=True)
     sp.add_argument("--out", type=Path, required=True)
 
-    sp = add("metrics", cmd_metrics, "PSNR/SSIM on the Y channel in the BasicSR/MATLAB convention")
+    sp = add("metrics", cmd_metrics, "PSNR/SSIM-Y (BasicSR/MATLAB), NTIRE RGB PSNR, EDSR PSNR of an SR image")
     sp.add_argument("sr", type=Path)
     sp.add_argument("hr", type=Path)
     sp.add_argument("--scale", type=positive_int, required=True)
+
+    def device_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:<index>"
+        )
 
     def model_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("model")
@@ -290,17 +327,58 @@ def parser() -> argparse.ArgumentParser:
     sp = add("complexity", cmd_complexity, "parameters and MACs of a model under a named convention")
     model_args(sp)
     sp.add_argument("--convention", default="hr720p", choices=("hr720p", "ntire256"))
+    sp.add_argument(
+        "--self-ensemble", action="store_true", help="MACs of the ×8 self-ensemble (8 forwards per image)"
+    )
 
-    sp = add("eval", cmd_eval, "evaluate a checkpoint on a benchmark set (paper's test-time procedure)")
+    sp = add("eval", cmd_eval, "evaluate a checkpoint on benchmark sets (paper's test-time procedure)")
     model_args(sp)
     sp.add_argument("--checkpoint", required=True, help="a .pth path, or a released checkpoint's name")
-    sp.add_argument("--dataset", required=True)
+    sp.add_argument(
+        "--dataset",
+        required=True,
+        help="a set (Set5), several (Set5,Set14), or 'paper' (the sets of the paper's tables); NTIRE "
+        "layout <root>/<name>_HR + <name>_LR/<image>x<s>.png also read (e.g. DIV2K_LSDIR_valid)",
+    )
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument(
         "--inference",
         choices=TEST_TIME,
         default=None,
-        help="default: the paper's own test-time procedure",
+        help="default: the paper's own test-time procedure (HSPAN: chop)",
+    )
+    sp.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tiled inference for any model: N×N LR tiles (BasicSR/HAT tile_process; overlap cropped)",
+    )
+    sp.add_argument(
+        "--tile-overlap", type=int, default=0, metavar="M", help="LR pixels of context around each tile"
+    )
+    sp.add_argument(
+        "--self-ensemble", action="store_true", help="EDSR/RCAN ×8 flip/rotate self-ensemble (8 forwards)"
+    )
+    sp.add_argument(
+        "--precision",
+        choices=[str(p) for p in Precision],
+        default="fp32",
+        help="fp32 (TF32 off), tf32 (CUDA), fp16/bf16 (model and input cast)",
+    )
+    device_arg(sp)
+    sp.add_argument(
+        "--runtime-warmup", type=int, default=None, help="untimed runs per image (default: CUDA 3, CPU 0)"
+    )
+    sp.add_argument(
+        "--runtime-repeats", type=int, default=None, help="timed runs per image (default: CUDA 10, CPU 1)"
+    )
+    sp.add_argument(
+        "--save-sr",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the scored SR images as DIR/<dataset>/<image>.png with DIR/manifest.json",
     )
     sp.add_argument("--no-store", action="store_true", help="do not append the result to the results store")
 
@@ -321,6 +399,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<profile>)")
     sp.add_argument("--max-iters", type=positive_int, default=None)
+    device_arg(sp)
 
     sp = add("report", cmd_report, "render the static leaderboard site")
     sp.add_argument("--out", default="reports")

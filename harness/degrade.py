@@ -66,9 +66,16 @@ def _resize_sparse(x: Tensor, out_h: int, out_w: int, scale: float) -> Tensor:
 
 
 _BLOCK = 4  # output pixels per matmul block on the integer-factor path: the fastest of 1, 2, 4, 8 on CPU
-# input bytes per call of the integer-factor path: smaller intermediates stay in cache and reuse freed memory
-# rather than fresh pages from the OS (2–3× faster on DIV2K-sized float64 images and on patch batches)
-_CHUNK_BYTES = 4 << 20
+# float64 input bytes per strip of the integer-factor path: every intermediate stays in cache and reuses the
+# same few blocks of memory, rather than fresh pages from the OS for image-sized buffers (which, on a busy
+# machine, cost more than the resize itself)
+_STRIP_BYTES = 1 << 20
+
+
+def _first_tap(in_len: int, scale: float) -> int:
+    """0-based input index (before symmetric folding) of the first nonzero tap of output pixel 0."""
+    indices, weights = _contributions(1, scale)
+    return int(indices[0, weights[0].nonzero()[0, 0]].item())
 
 
 @functools.lru_cache(maxsize=64)  # building it costs about a tenth of a 512² resize
@@ -95,34 +102,72 @@ def _band(in_len: int, scale: float) -> tuple[Tensor, Tensor, int, int]:
     return index, band, out_len, blocks
 
 
-def _downscale_rows(x: Tensor, scale: float) -> Tensor:
-    """Integer factor 1/scale along H of x (n, H, W) -> (n, ceil(scale·H), W)."""
-    n, h, w = x.shape
-    index, band, out_len, blocks = _band(h, scale)
-    (b, k), (per_image, step) = band.shape, index.shape
-    padded = x.index_select(1, index.flatten().to(x.device))
-    # the images' padded rows lie end to end, so all blocks are one batched matmul over overlapping
-    # windows; windows straddling two images are computed and never read
-    windows = padded.as_strided((n * per_image - (per_image - blocks), k, w), (step * w, w, 1))
-    return (band.to(x) @ windows).as_strided((n, out_len, w), (per_image * b * w, w, 1))
+def _folded(x: Tensor, start: int, length: int) -> Tensor:
+    """Rows start .. start + length − 1 of x (L, C) under MATLAB's symmetric padding, as float64: a plain
+    slice inside the image, an index only for the folded rows at its edges; always a contiguous copy."""
+    in_len = x.shape[0]
+    lo, hi = max(start, 0), min(start + length, in_len)
+    parts = []
+    if start < lo:
+        parts.append(x.index_select(0, _symmetric(torch.arange(start, lo), in_len).to(x.device)))
+    parts.append(x[lo:hi])
+    if start + length > hi:
+        parts.append(x.index_select(0, _symmetric(torch.arange(hi, start + length), in_len).to(x.device)))
+    out = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return out.to(torch.float64, copy=True, memory_format=torch.contiguous_format)
 
 
-def _downscale_cols(x: Tensor, scale: float) -> Tensor:
-    """Integer factor 1/scale along W of x (n, H, W) -> (n, H, ceil(scale·W)); as _downscale_rows, per row."""
+def _band_rows(x: Tensor, band: Tensor, step: int, blocks: int) -> Tensor:
+    """band (_BLOCK, K) applied to blocks of rows of x (R, C): block m reads rows m·step .. m·step + K − 1
+    (overlapping windows: batch matrices of one strided view, no copy) → (_BLOCK·blocks, C)."""
+    cols = x.shape[1]
+    windows = x.as_strided((blocks, band.shape[1], cols), (step * cols, cols, 1))
+    return (band @ windows).view(-1, cols)
+
+
+def _downscale_integer(x: Tensor, scale: float, quantise: bool) -> Tensor:
+    """Integer factor 1/scale on both axes of x (n, H, W) → (n, ceil(scale·H), ceil(scale·W)) in x's dtype,
+    computed in float64 strip by strip (rows, then columns, as MATLAB); ``quantise`` rounds the result as
+    MATLAB writes uint8: floor(clamp(255·v, 0, 255) + 0.5) / 255.
+
+    Per strip of output rows: the input rows its windows need (symmetric padding folded in) are copied to
+    float64, each block of _BLOCK output rows is the band times a window of them; the strip is transposed
+    with its columns' padding and filtered the same way along what were its columns.
+    """
     n, h, w = x.shape
-    index, band, out_len, blocks = _band(w, scale)
-    (b, k), (per_row, step) = band.shape, index.shape
-    # gather, not index_select: on the last axis it is several times faster for float64
-    padded = x.gather(2, index.flatten().to(x.device).expand(n, h, -1))
-    windows = padded.as_strided((n * h * per_row - (per_row - blocks), k), (step, 1))
-    return (windows @ band.to(x).T).as_strided((n, h, out_len), (h * per_row * b, per_row * b, 1))
+    row_index, row_band, out_h, row_blocks = _band(h, scale)
+    col_index, col_band, out_w, col_blocks = _band(w, scale)
+    row_step, col_step = row_index.shape[1], col_index.shape[1]
+    row_first, col_first = _first_tap(h, scale), _first_tap(w, scale)
+    row_band, col_band = row_band.to(x.device), col_band.to(x.device)
+    per_strip = max(1, _STRIP_BYTES // (8 * row_step * w))
+    out = x.new_empty(n, out_h, out_w)
+    for c in range(n):
+        for b0 in range(0, row_blocks, per_strip):
+            b1 = min(b0 + per_strip, row_blocks)
+            span = (b1 - b0 - 1) * row_step + row_band.shape[1]
+            rows = _band_rows(_folded(x[c], row_first + b0 * row_step, span), row_band, row_step, b1 - b0)
+            span = (col_blocks - 1) * col_step + col_band.shape[1]
+            strip = _band_rows(_folded(rows.T, col_first, span), col_band, col_step, col_blocks)
+            top, bottom = _BLOCK * b0, min(_BLOCK * b1, out_h)
+            strip = strip[:out_w, : bottom - top].T
+            if quantise:
+                strip = strip.mul(255).clamp_(0, 255).add_(0.5).floor_().div_(255)
+            out[c, top:bottom] = strip
+    return out
+
+
+def _integer_factor(scale: float) -> bool:
+    return scale < 1 and (1 / scale).is_integer()
 
 
 def imresize_matlab(img: Tensor, scale: float) -> Tensor:
     """MATLAB `imresize(img, scale, 'bicubic')` on a float image, unquantised.
 
     img: (..., H, W) floating point (float32 or float64; any device), usually in [0, 1].
-    Returns (..., ceil(scale·H), ceil(scale·W)) of the same dtype and device. When downscaling, the cubic
+    Returns (..., ceil(scale·H), ceil(scale·W)) of the same dtype and device; downscaling by an integer
+    factor computes in float64 whatever the input dtype, other scales in the input's. When downscaling, the
+    cubic
     kernel (a = -0.5) is widened by 1/scale (antialiasing); borders use symmetric padding. Rows are
     resized first, then columns (MATLAB's order for equal scales).
     """
@@ -133,9 +178,8 @@ def imresize_matlab(img: Tensor, scale: float) -> Tensor:
     lead, (h, w) = img.shape[:-2], img.shape[-2:]
     out_h, out_w = math.ceil(scale * h), math.ceil(scale * w)
     x = img.reshape(-1, h, w)
-    if scale < 1 and (1 / scale).is_integer() and x.numel() > 0:
-        per_chunk = max(1, _CHUNK_BYTES // (h * w * x.element_size()))
-        x = torch.cat([_downscale_cols(_downscale_rows(c, scale), scale) for c in x.split(per_chunk)])
+    if _integer_factor(scale) and x.numel() > 0:
+        x = _downscale_integer(x, scale, quantise=False)
     else:
         x = _resize_sparse(x, out_h, out_w, scale)
     return x.reshape(*lead, out_h, out_w)
@@ -153,6 +197,7 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     if h == 0 or w == 0:
         raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
     hr = hr[..., :h, :w]
-    lr = imresize_matlab(hr.double(), 1 / s)
-    lr = torch.floor(lr.mul(255).clamp(0, 255) + 0.5).div(255)  # MATLAB rounds half away from zero
-    return hr, lr.to(hr.dtype)
+    if s == 1:
+        return hr, hr.double().mul(255).clamp(0, 255).add(0.5).floor().div(255).to(hr.dtype)
+    lr = _downscale_integer(hr.reshape(-1, h, w), 1 / s, quantise=True)  # MATLAB: half away from zero
+    return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
-from harness import data, store
+from harness import data, progress, runtime, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
 from harness.recipes import load
 from harness.train import train
@@ -54,17 +54,19 @@ class Outcome:
 
 
 def _evaluate_sets(recipe, model, sets: dict[str, list], out_dir: Path) -> dict[str, EvalResult]:
-    return {
-        name: evaluate(
+    results = {}
+    for name, pairs in sets.items():
+        progress.stage(f"evaluating on {name} ({len(pairs)} images, {recipe['eval.inference']} inference)")
+        results[name] = evaluate(
             model,
             pairs,
             recipe.scale,
             inference=recipe["eval.inference"],
             conventions=ALL_CONVENTIONS,
             save_dir=out_dir / "sr" / name,
+            desc=f"{name} ×{recipe.scale}",
         )
-        for name, pairs in sets.items()
-    }
+    return results
 
 
 def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, list], list[str]]:
@@ -90,6 +92,7 @@ class Stage:
 
 
 def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
+    progress.stage(f"checkpoint tier: evaluating {checkpoint} on {', '.join(recipe['eval.benchmarks'])}")
     verdicts, results = checkpoint_tier(recipe, checkpoint, data_root, out / "sr")
     verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
     return Stage(verdicts, results, [], "checkpoint", "checkpoint", checkpoint)
@@ -105,7 +108,16 @@ def _training_stage(
     notes: list[str],
 ) -> Stage:
     """Train (resuming ``out/train`` if present), evaluate the kept weights, judge the retrain tier."""
-    summary = train(recipe, out_dir=out / "train", profile=profile, max_iters=max_iters, data_root=data_root)
+    device = runtime.current_device()
+    progress.stage(f"training ({profile} profile) on {runtime.device_label(device)}")
+    summary = train(
+        recipe,
+        out_dir=out / "train",
+        profile=profile,
+        max_iters=max_iters,
+        data_root=data_root,
+        device=device,
+    )
     weights = summary.best_checkpoint or summary.final_checkpoint
     model = architectures.load_checkpoint(
         architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights
@@ -151,9 +163,12 @@ def reproduce(
     data_root: Path | None = None,
     out_dir: Path | None = None,
     max_iters: int | None = None,
+    device: str = "auto",
 ) -> Outcome:
-    """Run recipe ``name``; ``profile`` "smoke" (CPU, embedded images) or "full" (the pinned recipe)."""
+    """Run recipe ``name``; ``profile`` "smoke" (CPU, embedded images) or "full" (the pinned recipe).
+    ``device`` ("auto": CUDA when present) is where training and every evaluation of the run happen."""
     recipe = load(name)
+    device = runtime.resolve_device(device)
     run_id = uuid.uuid4().hex[:12]
     out = Path(out_dir) if out_dir else RUNS / f"{recipe.name}-{'checkpoint' if checkpoint else profile}"
     out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +195,7 @@ def reproduce(
         "step": -1,
     }
 
+    progress.stage(f"{recipe.name}: static checks (parameter counts, MACs)")
     verdicts, static_rows = static_verdicts(recipe)
     rows = [
         {
@@ -198,11 +214,13 @@ def reproduce(
         for r in static_rows
     ]
 
-    stage = (
-        _checkpoint_stage(recipe, checkpoint, data_root, out)
-        if checkpoint
-        else _training_stage(recipe, profile, data_root, out, max_iters, base, notes)
-    )
+    with runtime.on_device(device):
+        stage = (
+            _checkpoint_stage(recipe, checkpoint, data_root, out)
+            if checkpoint
+            else _training_stage(recipe, profile, data_root, out, max_iters, base, notes)
+        )
+    progress.stage("verdicts and results store")
     verdicts += stage.verdicts
     rows += stage.rows
     for dataset, result in stage.results.items():
