@@ -54,6 +54,24 @@ def report(session: nox.Session) -> None:
     session.run("reprosr", "report", "--out", "reports", *session.posargs)
 
 
+@nox.session(default=False)
+def checkpoints(session: nox.Session) -> None:
+    """Checkpoint tier of every recipe with an official release in the zoo (`reprosr checkpoints`): fetch,
+    verify, evaluate on the paper's benchmark sets, verdicts. An entry that cannot be reached (offline, a
+    manual download) gives "not run" verdicts with the reason; a recipe without a release says so."""
+    from harness import released
+
+    for name in RECIPES:
+        recipe = load(name)
+        entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+        if entry is None:
+            session.log(
+                f"{name}: not run: no official checkpoint is published for it (see `reprosr checkpoints`)"
+            )
+            continue
+        session.run("reprosr", "reproduce", name, "--checkpoint", "official", "--quiet", *session.posargs)
+
+
 def _reproduce(recipe: str):
     def session_fn(session: nox.Session) -> None:
         session.run("reprosr", "reproduce", recipe, *session.posargs)

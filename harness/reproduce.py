@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import store
+from harness import published, released, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
-from harness.verify import Verdict, checkpoint_tier, retrain_verdicts, static_verdicts
+from harness.verify import CHECKPOINT_TOL, Verdict, checkpoint_tier, judge, retrain_verdicts, static_verdicts
 
 RUNS = Path("runs")
+OFFICIAL = "official"  # --checkpoint official: the zoo's release of the recipe's model, variant and scale
 
 
 @dataclass
@@ -87,9 +88,67 @@ class Stage:
 
 
 def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
-    verdicts, results = checkpoint_tier(recipe, checkpoint, data_root, out / "sr")
+    """Evaluate ``checkpoint`` (a path, a zoo name, or "official") on every benchmark set of the recipe.
+
+    A zoo checkpoint is fetched and verified first; when that is impossible (offline, a manual download,
+    a file that fails its pins) every cell of the tier is "not run" with the reason and what to do."""
+    name, reason = official_checkpoint(recipe, checkpoint)
+    if not reason and name in released.RELEASED:
+        try:
+            released.fetch_released(name)
+        except (OSError, ValueError) as exc:
+            reason = (
+                f"{name} could not be fetched here: {exc} — on a machine with internet run "
+                f"`reprosr reproduce {recipe.name} --checkpoint {checkpoint}`"
+            )
+    if reason:
+        verdicts = unreachable_verdicts(recipe, reason)
+        results: dict[str, EvalResult] = {}
+    else:
+        verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
     verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
-    return Stage(verdicts, results, [], "checkpoint", "checkpoint", checkpoint)
+    return Stage(verdicts, results, [], "checkpoint", "checkpoint", name)
+
+
+def official_checkpoint(recipe, checkpoint: str) -> tuple[str, str]:
+    """(zoo name or path, "") for a checkpoint argument; ("", reason) when "official" has no release."""
+    if checkpoint != OFFICIAL:
+        return (released.released(checkpoint).name if checkpoint in released.RELEASED else checkpoint), ""
+    entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+    if entry is None:
+        return "", (
+            f"no official checkpoint of {recipe.model} {recipe.variant or ''} ×{recipe.scale} is published "
+            "(`reprosr checkpoints` lists the zoo); pass --checkpoint PATH"
+        )
+    return entry.name, ""
+
+
+def unreachable_verdicts(recipe, reason: str) -> list[Verdict]:
+    """A "not run" verdict for every PSNR/SSIM cell of the recipe's benchmark sets, with ``reason``."""
+    where = {
+        "tier": "checkpoint",
+        "model": recipe.model,
+        "variant": recipe.variant or "",
+        "scale": recipe.scale,
+    }
+    verdicts = []
+    for dataset in recipe["eval.benchmarks"]:
+        for metric in ("psnr_y", "ssim_y"):
+            pub = published.lookup(
+                recipe.model, recipe.variant, recipe.scale, dataset, metric.removesuffix("_y")
+            )
+            verdicts.append(
+                judge(
+                    {**where, "dataset": dataset},
+                    f"{metric} vs paper",
+                    None,
+                    None if pub is None else pub.value,
+                    "" if pub is None else pub.source,
+                    CHECKPOINT_TOL[metric],
+                    not_run=reason,
+                )
+            )
+    return verdicts
 
 
 def _training_stage(
