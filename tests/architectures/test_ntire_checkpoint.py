@@ -19,8 +19,10 @@ import torch
 
 import architectures
 from harness import data, metrics, released
+from tests.conftest import shared_checkpoint
 
 NAME = "span_esr_ch28_x4_ntire2024"
+SHARED_FILE = "ntire2024_team38_span_ch28_x4.pth"
 OFFICIAL = {  # set → (mean PSNR-Y dB, mean SSIM-Y), from the official code as described above
     "Set5": (31.731633, 0.889752),
     "Set14": (28.401061, 0.776880),
@@ -33,11 +35,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def checkpoint() -> Path:
     env = os.environ.get("REPROSR_NTIRE_CKPT")
-    path = Path(env) if env else released.cached_path(NAME)
+    path = Path(env) if env else shared_checkpoint(SHARED_FILE) or released.cached_path(NAME)
     if not path.is_file():
         pytest.skip(
-            "not run: NTIRE 2024 SPAN checkpoint not available (set REPROSR_NTIRE_CKPT or run `reprosr eval "
-            f"span_esr --scale 4 --variant ch28 --form deploy --checkpoint {NAME} --dataset Set5`)"
+            f"not run: NTIRE 2024 SPAN checkpoint not available (set REPROSR_TEST_CHECKPOINTS to a folder "
+            f"holding {SHARED_FILE}, REPROSR_NTIRE_CKPT to the file, or run `reprosr eval span_esr --scale 4 "
+            f"--variant ch28 --form deploy --checkpoint {NAME} --dataset Set5`)"
         )
     assert hashlib.sha256(path.read_bytes()).hexdigest() == released.RELEASED[NAME].sha256, (
         f"{path} is not the released {NAME} file (sha256 differs)"

@@ -5,6 +5,14 @@
 variable names, an ``AdamOptimizer`` (slots and beta powers) and an int32 global step — and the official
 graph's output for a fixed input (``output.npy``). ``data/make_tf_fixtures.py`` regenerates them (needs
 TensorFlow and the official code). The port must give the official code's output to 1e-4.
+
+Full-size check, done once in a scratch folder (TensorFlow 2.21 + tf_keras, official model.py/ops.py of
+saturnian77/DRSAN @8841874 imported with ``tensorflow`` → ``tf.compat.v1``): for each of the 13 released
+configurations (32s/32m/48s/48m ×2/×3/×4, 32l ×2) the official graph with TF's default initialisers (PReLU
+slopes and biases randomised) was saved by ``tf.compat.v1.train.Saver`` and run on a 24×20 input; the port,
+loading that checkpoint through this reader, gave max |Δ| between 2.7e-7 (48m ×3) and 5.1e-7 (48s ×4).
+The released .data files themselves are not in the readable mirror (their git blobs are absent), so the
+equivalence on the official weights waits for a machine with internet (see test_official_release_*).
 """
 
 from __future__ import annotations
