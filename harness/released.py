@@ -521,6 +521,30 @@ def _manual(entry: ReleasedCheckpoint, path: Path) -> Path:
     return path
 
 
+def identify(path: str | Path) -> ReleasedCheckpoint | None:
+    """The zoo entry whose weights are the file (or TF checkpoint folder) at ``path``, recognised by its
+    sha256 or git blob id whatever the file is called or where it came from; None if it is no release."""
+    from architectures import tf_checkpoint
+
+    path = Path(path)
+    if tf_checkpoint.is_tf_checkpoint(path):
+        try:
+            bundle = tf_checkpoint.read_index(tf_checkpoint.find_prefix(path))
+        except (OSError, ValueError):
+            return None
+        path = bundle.shard_path(0)
+    if not path.is_file():
+        return None
+    content = path.read_bytes()
+    sha256, blob = hashlib.sha256(content).hexdigest(), git_blob_id(content)
+    for entry in RELEASED.values():
+        for f in entry.files:
+            weights = f.required and f.name != "checkpoint" and not f.name.endswith(".index")
+            if weights and (f.sha256 == sha256 or (f.git_blob is not None and f.git_blob == blob)):
+                return entry
+    return None
+
+
 def resolve(checkpoint: str | Path) -> Path:
     """A checkpoint argument as a path: a released checkpoint's name (or alias) is fetched (or reused),
     anything else is taken as a path."""

@@ -107,7 +107,9 @@ def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path
     else:
         verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
     verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
-    return Stage(verdicts, results, [], "checkpoint", "checkpoint", name)
+    known = released.identify(name) if name and name not in released.RELEASED else None
+    label = f"{known.name} = {name}" if known else name  # a release under another name is reported as such
+    return Stage(verdicts, results, [], "checkpoint", "checkpoint", label)
 
 
 def official_checkpoint(recipe, checkpoint: str) -> tuple[str, str]:

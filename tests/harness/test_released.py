@@ -92,6 +92,29 @@ def test_shared_ntire_files_match_their_pins(shared, name):
     assert released.git_blob_id(path.read_bytes()) == pinned.git_blob
 
 
+def test_identify_recognises_a_release_by_its_bytes(monkeypatch, tmp_path):
+    for shared, name in (
+        ("ntire2024_team38_span_ch28_x4.pth", "span_esr_ch28_x4_ntire2024"),
+        ("ntire2024_team39_spantiny_ch26_x4.pth", "span_esr_ch26_x4_ntire2024"),
+    ):
+        if (path := shared_checkpoint(shared)) is not None:
+            renamed = tmp_path / "anything.pth"
+            shutil.copyfile(path, renamed)
+            assert released.identify(renamed).name == name
+    with tarfile.open(TF_FIXTURES) as tar:
+        tar.extractall(tmp_path / "tf", filter="data")
+    folder = tmp_path / "tf" / "drsan32s_x2"
+    assert released.identify(folder) is None and released.identify(tmp_path / "missing.pth") is None
+    data = folder / "drsan32s_x2.data-00000-of-00001"
+    entry = released.RELEASED["drsan_32s_x2_official"]
+    files = tuple(
+        replace(f, git_blob=released.git_blob_id(data.read_bytes())) if ".data-" in f.name else f
+        for f in entry.files
+    )
+    monkeypatch.setitem(released.RELEASED, entry.name, replace(entry, files=files))
+    assert released.identify(folder).name == "drsan_32s_x2_official"
+
+
 def _serve(monkeypatch, files: dict[str, Path]):
     """Replace the network: data.download copies the local file registered for the URL's basename."""
     calls = []
