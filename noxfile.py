@@ -3,6 +3,8 @@ installs everything), so a session starts in seconds and uses the torch build al
 
 from __future__ import annotations
 
+import json
+
 import nox
 
 from harness.recipes import RECIPES, load
@@ -69,7 +71,19 @@ def checkpoints(session: nox.Session) -> None:
                 f"{name}: not run: no official checkpoint is published for it (see `reprosr checkpoints`)"
             )
             continue
-        session.run("reprosr", "reproduce", name, "--checkpoint", "official", "--quiet", *session.posargs)
+        out = session.run(
+            "reprosr", "reproduce", name, "--checkpoint", "official", "--quiet", "--json", *session.posargs,
+            silent=True,
+        )  # fmt: skip
+        payload = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+        cells = [v for v in payload["verdicts"] if v["tier"] == "checkpoint"]
+        judged = [v for v in cells if v["status"] != "not run"]
+        reasons = dict.fromkeys(v["reason"] for v in cells if v["status"] == "not run")
+        session.log(
+            f"{name} ({entry.name}): {len(judged)} cells judged "
+            f"({sum(v['status'] == 'pass' for v in judged)} pass), {len(cells) - len(judged)} not run"
+            + "".join(f"\n    not run: {r}" for r in reasons)
+        )
 
 
 def _reproduce(recipe: str):
