@@ -451,8 +451,11 @@ def cached_path(name: str, cache_dir: str | Path | None = None) -> Path:
 def _download(pinned: PinnedFile, dest: Path) -> Path:
     """Fetch ``pinned`` to ``dest`` from its first reachable URL and verify it; raises OSError if none is."""
     if dest.exists():
-        pinned.check(dest)
-        return dest
+        try:
+            pinned.check(dest)
+            return dest
+        except ValueError:
+            dest.unlink()  # a damaged or stale copy is fetched again
     errors = []
     for url in pinned.urls:
         try:

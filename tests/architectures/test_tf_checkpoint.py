@@ -85,6 +85,30 @@ def test_port_matches_the_official_tf_code(fixtures, name):
     assert np.abs(out - expected).max() <= 1e-4
 
 
+def test_two_shards_and_every_numeric_dtype(fixtures):
+    """Saved by TF with ``Saver(sharded=True)`` from two devices: float32/64 and int32/64 in two shards."""
+    bundle = tf_checkpoint.read_index(tf_checkpoint.find_prefix(fixtures / "sharded"))
+    assert bundle.num_shards == 2 and {e.shard for e in bundle.entries.values()} == {0, 1}
+    arrays = bundle.read()
+    np.testing.assert_array_equal(arrays["net/a"], np.arange(12, dtype=np.float32).reshape(3, 4) / 7)
+    np.testing.assert_array_equal(arrays["net/b"], np.linspace(-1, 1, 5))
+    assert arrays["net/a"].dtype == np.float32 and arrays["net/b"].dtype == np.float64
+    assert (arrays["counter"].dtype, int(arrays["counter"])) == (np.int32, -3)
+    assert (arrays["global_step"].dtype, int(arrays["global_step"])) == (np.int64, 7)
+    kept = tf_checkpoint.read_variables(fixtures / "sharded")
+    assert set(kept) == {"net/a", "net/b"}  # integer scalars are step counters
+
+
+def test_missing_second_shard_is_named(fixtures, tmp_path):
+    folder = tmp_path / "sharded"
+    shutil.copytree(fixtures / "sharded", folder)
+    (folder / "model.data-00001-of-00002").unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"model\.data-00001-of-00002 \(tensor '.*' is in shard 1 of 2\)"
+    ):
+        tf_checkpoint.read_variables(folder)
+
+
 def test_every_path_form_is_accepted(fixtures):
     folder = fixtures / "drsan32_k1_x2"
     # The `checkpoint` file records TF's absolute path at save time (a folder gone since): the file beside it

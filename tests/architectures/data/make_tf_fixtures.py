@@ -15,7 +15,8 @@ non-zero. An ``AdamOptimizer`` (named "AdamOptimizer", as in the released checkp
 few variables and an int32 global step is saved, so the checkpoint carries optimizer slots, beta powers and
 a step, as the releases do.
 ``tf.compat.v1.train.Saver`` writes the checkpoint (V2 tensor bundle + ``checkpoint`` file); the official
-graph's output for a fixed input is saved beside it (``input.npy``, ``output.npy``, NHWC).
+graph's output for a fixed input is saved beside it (``input.npy``, ``output.npy``, NHWC). A last fixture,
+``sharded/``, holds two shards and the other dtypes (see :func:`write_sharded`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,28 @@ def write_fixture(tf, model, name: str, cls: str, length: int, scale: str, out: 
     return {"class": cls, "len": length, "scale": scale, "seed": seed, "global_step": 2}
 
 
+def write_sharded(tf, out: Path) -> dict:
+    """Variables on two devices saved with ``Saver(sharded=True)``: two .data shards, and float32, float64,
+    int32 and int64 (``get_or_create_global_step``) tensors with known values."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        with tf.device("/cpu:0"):
+            v1.get_variable("net/a", initializer=np.arange(12, dtype=np.float32).reshape(3, 4) / 7)
+            step = v1.train.get_or_create_global_step()
+        with tf.device("/cpu:1"):
+            v1.get_variable("net/b", initializer=np.linspace(-1, 1, 5))
+            v1.get_variable("counter", initializer=np.int32(-3))
+        saver = v1.train.Saver(sharded=True)
+        with v1.Session(graph=graph, config=v1.ConfigProto(device_count={"CPU": 2})) as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(step.assign(7))
+            (out / "sharded").mkdir()
+            saver.save(sess, str(out / "sharded" / "model"))
+    return {"net/a": "arange(12).reshape(3, 4) / 7 (float32)", "net/b": "linspace(-1, 1, 5) (float64)",
+            "counter": "-3 (int32)", "global_step": "7 (int64)"}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,6 +124,7 @@ def main() -> None:
             name: write_fixture(tf, model, name, *spec, root, seed)
             for seed, (name, spec) in enumerate(FIXTURES.items())
         }
+        meta["sharded"] = write_sharded(tf, root)
         meta["tensorflow"] = tf.__version__
         (root / "fixtures.json").write_text(json.dumps(meta, indent=2))
         with tarfile.open(args.out, "w:xz", preset=9) as tar:
