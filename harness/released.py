@@ -15,12 +15,22 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import torch
 
+import architectures
+from architectures import tf_checkpoint
 from harness import data, published
 from harness.progress import stage
+
+
+class Format(StrEnum):
+    """How a release stores its weights."""
+
+    PYTORCH = "pytorch"  # one torch.save file (a state_dict, possibly wrapped)
+    TENSORFLOW = "tensorflow"  # a TF1 checkpoint folder (checkpoint, .index, .data-*, .meta)
 
 
 class ManualDownloadRequired(FileNotFoundError):
@@ -76,7 +86,7 @@ class ReleasedCheckpoint:
     variant: str | None
     scale: int
     form: str
-    layout: str  # "pytorch" (one torch.save file) or "tensorflow" (a TF1 checkpoint folder)
+    layout: Format
     files: tuple[PinnedFile, ...]
     source: str
     licence: str | None
@@ -119,7 +129,7 @@ class ReleasedCheckpoint:
             "variant": self.variant or "",
             "scale": self.scale,
             "form": self.form,
-            "layout": self.layout,
+            "layout": str(self.layout),
             "files": [f.as_dict() for f in self.files],
             "source": self.source,
             "licence": self.licence,
@@ -248,7 +258,7 @@ def _drsan(variant: str, scale: int) -> ReleasedCheckpoint:
         variant=variant,
         scale=scale,
         form="train",
-        layout="tensorflow",
+        layout=Format.TENSORFLOW,
         files=files,
         source=f"github.com/{DRSAN_REPO} @{DRSAN_COMMIT[:7]} {folder}/ (official TF 1.8 checkpoint; "
         "Adam slots and the global step are dropped on loading)",
@@ -275,7 +285,7 @@ def _span_light(scale: int) -> ReleasedCheckpoint:
         variant=None,
         scale=scale,
         form="train",
-        layout="pytorch",
+        layout=Format.PYTORCH,
         files=(
             PinnedFile(
                 f"sr{scale}.pth",
@@ -310,7 +320,7 @@ def _span_esr_ch48(scale: int) -> ReleasedCheckpoint:
         variant="ch48",
         scale=scale,
         form="train",
-        layout="pytorch",
+        layout=Format.PYTORCH,
         files=(
             PinnedFile(
                 f"{scale}x-spanx{scale}-ch48.pth",
@@ -354,7 +364,7 @@ RELEASED: dict[str, ReleasedCheckpoint] = {
             variant="ch28",
             scale=4,
             form="deploy",
-            layout="pytorch",
+            layout=Format.PYTORCH,
             files=(
                 PinnedFile(
                     "team38_span_ch28_slim.pth",
@@ -381,7 +391,7 @@ RELEASED: dict[str, ReleasedCheckpoint] = {
             variant="ch26",
             scale=4,
             form="deploy",
-            layout="pytorch",
+            layout=Format.PYTORCH,
             files=(
                 PinnedFile(
                     "team39_spantiny_ch26_slim.pth",
@@ -402,7 +412,7 @@ RELEASED: dict[str, ReleasedCheckpoint] = {
             variant=None,
             scale=4,
             form="train",
-            layout="pytorch",
+            layout=Format.PYTORCH,
             files=(PinnedFile("HSPAN_x4.pt", ()),),
             source="github.com/laoyangui/HSPAN @b9e882a README (pre-trained HSPAN ×4, EDSR-PyTorch "
             "state_dict)",
@@ -445,7 +455,7 @@ def cached_path(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where :func:`fetch_released` leaves ``name`` ready to load: the downloaded file (PyTorch) or the
     converted ``<name>.pth`` (TensorFlow), in ``cache_dir``, else ``<data cache>/checkpoints/<name>/``."""
     entry, folder = released(name), _folder(name, cache_dir)
-    return folder / (f"{entry.name}.pth" if entry.layout == "tensorflow" else entry.filename)
+    return folder / (f"{entry.name}.pth" if entry.layout is Format.TENSORFLOW else entry.filename)
 
 
 def _download(pinned: PinnedFile, dest: Path) -> Path:
@@ -480,7 +490,7 @@ def fetch_released(name: str, cache_dir: str | Path | None = None) -> Path:
     target = cached_path(name, cache_dir)
     if not entry.files[0].urls:
         return _manual(entry, target)
-    if entry.layout == "pytorch":
+    if entry.layout is Format.PYTORCH:
         return _download(entry.files[0], target)
     if target.exists():
         return target
@@ -493,8 +503,6 @@ def fetch_released(name: str, cache_dir: str | Path | None = None) -> Path:
 
 
 def _convert_tf(entry: ReleasedCheckpoint, folder: Path, target: Path) -> None:
-    import architectures
-
     model = architectures.build(entry.model, entry.scale, entry.variant, form=entry.form)
     architectures.load_checkpoint(model, folder)  # crc-checked, strict
     tmp = target.with_name(target.name + ".tmp")
@@ -515,8 +523,6 @@ def _manual(entry: ReleasedCheckpoint, path: Path) -> Path:
                 f"original file back, or delete {record} to accept this one"
             )
         return path
-    import architectures
-
     architectures.load_checkpoint(
         architectures.build(entry.model, entry.scale, entry.variant, form=entry.form), path
     )
@@ -527,8 +533,6 @@ def _manual(entry: ReleasedCheckpoint, path: Path) -> Path:
 def identify(path: str | Path) -> ReleasedCheckpoint | None:
     """The zoo entry whose weights are the file (or TF checkpoint folder) at ``path``, recognised by its
     sha256 or git blob id whatever the file is called or where it came from; None if it is no release."""
-    from architectures import tf_checkpoint
-
     path = Path(path)
     if tf_checkpoint.is_tf_checkpoint(path):
         try:
