@@ -96,6 +96,8 @@ def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path
     if not reason and name in released.RELEASED:
         try:
             released.fetch_released(name)
+        except released.ManualDownloadRequired as exc:
+            reason = f"{name} needs a manual download: {exc}"
         except (OSError, ValueError) as exc:
             reason = (
                 f"{name} could not be fetched here: {exc} — on a machine with internet run "
