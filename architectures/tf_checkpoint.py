@@ -253,6 +253,13 @@ def read_index(prefix: str | Path) -> TFCheckpoint:
     index = prefix.with_name(prefix.name + ".index")
     if not index.is_file():
         raise FileNotFoundError(f"TF checkpoint index not found: {index}")
+    try:
+        return _parse_index(prefix, index)
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise TFCheckpointError(f"{index} is corrupt ({exc}): re-download it") from exc
+
+
+def _parse_index(prefix: Path, index: Path) -> TFCheckpoint:
     num_shards, entries = None, {}
     for key, value in _table_entries(index):
         if key == b"":

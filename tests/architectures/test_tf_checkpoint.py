@@ -229,6 +229,24 @@ def test_corrupt_index_is_reported(fixtures, tmp_path, damage):
         load_checkpoint(_model("drsan32_k1_x2"), folder)
 
 
+def test_any_damaged_index_byte_is_caught_or_harmless(fixtures, tmp_path):
+    """Flip each byte of a TF-written index in turn: the reader either raises TFCheckpointError or (bytes it
+    never reads, e.g. footer padding) returns the original entries — never another exception or wrong data."""
+    source = fixtures / "drsan32_k1_x2" / "drsan32_k1_x2.index"
+    original = tf_checkpoint.read_index(source.with_suffix("")).entries
+    raw = source.read_bytes()
+    prefix = tmp_path / "m"
+    for i in range(len(raw)):
+        damaged = bytearray(raw)
+        damaged[i] ^= 0x5A
+        (tmp_path / "m.index").write_bytes(bytes(damaged))
+        try:
+            entries = tf_checkpoint.read_index(prefix).entries
+        except tf_checkpoint.TFCheckpointError:
+            continue
+        assert entries == original, i
+
+
 def test_checkpoint_file_naming_a_missing_prefix(fixtures, tmp_path):
     folder = _copy(fixtures, tmp_path)
     (folder / "checkpoint").write_text('model_checkpoint_path: "other"\n')
