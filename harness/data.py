@@ -355,15 +355,22 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
     if not entry.archives and entry.per_file is None:
         raise ValueError(f"{name} cannot be downloaded automatically: {entry.note}")
     target_dir = root / name
+    per_file_error = None
     if entry.per_file is not None:
         try:
             return _fetch_per_file(entry, root)
-        except OSError:
+        except OSError as exc:
             if not entry.archives:
                 raise
+            per_file_error = exc
     for url in dict.fromkeys(a.url for a in entry.archives):
         members = [a for a in entry.archives if a.url == url]
-        archive = download(url, root / "downloads" / url.rsplit("/", 1)[1], members[0].sha256)
+        try:
+            archive = download(url, root / "downloads" / url.rsplit("/", 1)[1], members[0].sha256)
+        except OSError as exc:
+            if per_file_error is None:
+                raise
+            raise OSError(f"{per_file_error}; the fallback archive failed too: {exc}") from exc
         with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
             extract(archive, tmp)
             for member in members:
