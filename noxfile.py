@@ -3,6 +3,8 @@ installs everything), so a session starts in seconds and uses the torch build al
 
 from __future__ import annotations
 
+import json
+
 import nox
 
 from harness.recipes import RECIPES, load
@@ -53,6 +55,36 @@ def benchmarks(session: nox.Session) -> None:
 def report(session: nox.Session) -> None:
     """Render the static leaderboard site into reports/ from the results store and published tables."""
     session.run("reprosr", "report", "--out", "reports", *session.posargs)
+
+
+@nox.session(default=False)
+def checkpoints(session: nox.Session) -> None:
+    """Checkpoint tier of every recipe with an official release in the zoo (`reprosr checkpoints`): fetch,
+    verify, evaluate on the paper's benchmark sets, verdicts. An entry that cannot be reached (offline, a
+    manual download) gives "not run" verdicts with the reason; a recipe without a release says so."""
+    from harness import released
+
+    for name in RECIPES:
+        recipe = load(name)
+        entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+        if entry is None:
+            session.log(
+                f"{name}: not run: no official checkpoint is published for it (see `reprosr checkpoints`)"
+            )
+            continue
+        out = session.run(
+            "reprosr", "reproduce", name, "--checkpoint", "official", "--quiet", "--json", *session.posargs,
+            silent=True,
+        )  # fmt: skip
+        payload = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+        cells = [v for v in payload["verdicts"] if v["tier"] == "checkpoint"]
+        judged = [v for v in cells if v["status"] != "not run"]
+        reasons = dict.fromkeys(v["reason"] for v in cells if v["status"] == "not run")
+        session.log(
+            f"{name} ({entry.name}): {len(judged)} cells judged "
+            f"({sum(v['status'] == 'pass' for v in judged)} pass), {len(cells) - len(judged)} not run"
+            + "".join(f"\n    not run: {r}" for r in reasons)
+        )
 
 
 def _reproduce(recipe: str):

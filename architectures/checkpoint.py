@@ -1,6 +1,8 @@
 """Load official checkpoints into the registry's models, strictly, with errors that say what to pass.
 
-Recognised layouts: BasicSR (``{"params_ema": sd, "params": sd}``, EMA weights preferred), a plain
+Recognised layouts: TensorFlow 1 checkpoints (a released folder, a prefix, or its ``.index``/``.data-*``
+file; read by :mod:`architectures.tf_checkpoint`) for models with ``from_tf_variables(arrays) -> sd``
+(DRSAN); BasicSR (``{"params_ema": sd, "params": sd}``, EMA weights preferred), a plain
 state_dict (EDSR-PyTorch, the NTIRE 2024 release), ``{"state_dict": sd}`` / ``{"model": sd}`` wrappers, and
 ``module.`` prefixes from DataParallel. A model may define ``adapt_state_dict(sd) -> sd`` to map an
 official layout onto its own (extra keys, re-parameterised forms) and ``variant_for_width(n) -> str`` to
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from architectures import tf_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,8 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: str | Path | Mapping) 
     """
     if isinstance(path_or_state_dict, Mapping):
         raw, origin = path_or_state_dict, "state_dict argument"
+    elif tf_checkpoint.is_tf_checkpoint(path_or_state_dict):
+        raw, origin = read_tf_checkpoint(model, Path(path_or_state_dict)), str(path_or_state_dict)
     else:
         raw, origin = read_checkpoint(Path(path_or_state_dict)), str(path_or_state_dict)
     state_dict, entry = unwrap(raw, origin)
@@ -46,6 +52,20 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: str | Path | Mapping) 
     model.load_state_dict(state_dict, strict=True)
     logger.info("loaded %s (%s) into %s", origin, entry, type(model).__name__)
     return model
+
+
+def read_tf_checkpoint(model: nn.Module, path: Path) -> dict[str, Tensor]:
+    """The TF checkpoint at ``path`` as ``model``'s state_dict (its ``from_tf_variables`` mapping)."""
+    if not hasattr(model, "from_tf_variables"):
+        raise CheckpointError(
+            f"{path} is a TensorFlow checkpoint, but {type(model).__name__} has no mapping from TF variables "
+            "(of the ported models only DRSAN was released in TensorFlow)"
+        )
+    try:
+        arrays = tf_checkpoint.read_variables(path)
+    except tf_checkpoint.TFCheckpointError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return model.from_tf_variables(arrays)
 
 
 def read_checkpoint(path: Path) -> object:

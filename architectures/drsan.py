@@ -8,12 +8,14 @@ checkpoints' weights map onto this module with :func:`state_dict_from_tf` (names
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from architectures.checkpoint import CheckpointError
 from architectures.registry import Counting, register
 
 # variant → (width C, number of DRAGs K, units per DRAG N), as built by the official build.py.
@@ -129,6 +131,37 @@ class DRSAN(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    @property
+    def config(self) -> tuple[int, int, int]:
+        """(width C, number of DRAGs K, units per DRAG N)."""
+        return self.head.out_channels, len(self.drags), self.drags[0].n_units if len(self.drags) else 0
+
+    def from_tf_variables(self, arrays: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
+        """State dict from a TF checkpoint's model variables (training state already dropped), strictly: a
+        checkpoint of another variant or scale, or with variables this model does not have, is refused
+        with the ``--variant``/``--scale`` to pass."""
+        found = tf_checkpoint_config(arrays)
+        own = (*self.config, self.scale)
+        if found is not None and found != own:
+            theirs, ours = describe(*found), describe(*own)
+            remedy = (
+                f"pass --variant {variant_name(*found[:3])} --scale {found[3]}"
+                if variant_name(*found[:3])
+                else f"build it with channels={found[0]}, n_drags={found[1]}, n_units={found[2]}, "
+                f"scale={found[3]}"
+            )
+            raise CheckpointError(f"checkpoint is DRSAN {theirs} but the model is {ours}: {remedy}")
+        unexpected = sorted(set(arrays) - set(tf_variable_map(self)))
+        if unexpected:
+            raise CheckpointError(
+                f"TF checkpoint has {len(unexpected)} variables this DRSAN does not, e.g. {unexpected[:3]}: "
+                "is it a DRSAN checkpoint of the official code?"
+            )
+        try:
+            return state_dict_from_tf(arrays, self)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(str(exc).strip('"')) from exc
+
     def forward(self, x: Tensor) -> Tensor:
         h0 = self.head(x)
         return self.tail(self.upsampler(self.body_conv(self.drags(h0)) + h0))
@@ -140,7 +173,7 @@ class DRSAN(nn.Module):
     scales={"32s": (2, 3, 4), "32m": (2, 3, 4), "48s": (2, 3, 4), "48m": (2, 3, 4), "32l": (2,)},
     default_variant="32s",
     counting=Counting(ops="multi_adds", convention="hr720p"),
-    notes="TF1 original; weights not released (.data files absent), verified on params/Multi-Adds/training",
+    notes="TF1 original; official TF checkpoints load directly (architectures.tf_checkpoint)",
 )
 def build_drsan(scale: int, variant: str = "32s", form: str = "train", **overrides: int) -> DRSAN:
     """Build a DRSAN variant; overrides ``channels`` (C), ``n_drags`` (K), ``n_units`` (N) for tiny models."""
@@ -150,6 +183,44 @@ def build_drsan(scale: int, variant: str = "32s", form: str = "train", **overrid
     if unknown:
         raise TypeError(f"drsan accepts overrides {sorted(params)}, not {sorted(unknown)}")
     return DRSAN(scale, **(params | overrides))
+
+
+def variant_name(channels: int, n_drags: int, n_units: int) -> str | None:
+    """The released variant (``"32s"`` …) with this configuration, if any."""
+    return next((k for k, v in VARIANTS.items() if v == (channels, n_drags, n_units)), None)
+
+
+def describe(channels: int, n_drags: int, n_units: int, scale: int) -> str:
+    name = variant_name(channels, n_drags, n_units) or f"C={channels} K={n_drags} N={n_units}"
+    return f"{name} ×{scale}"
+
+
+_TF_CONV = re.compile(r"^DRAN/conv2d(_\d+)?/kernel$")
+_TF_DRM_PRELU = re.compile(r"^DRAN/conv_block\d+prelualpha$")
+
+
+def tf_checkpoint_config(arrays: Mapping[str, np.ndarray]) -> tuple[int, int, int, int] | None:
+    """(C, K, N, scale) of the official TF graph the variables come from; None if they are not DRSAN's.
+
+    C is the head conv's width, K the number of DRM PReLUs, N solves N(N+1)/2 = the first DRM's output
+    width; the convs left after head, DRAGs (2N+3 each), body and tail are the upsampler's: two mean ×4,
+    one mean ×2 or ×3 by its output width 4C or 9C.
+    """
+    n_convs = sum(1 for k in arrays if _TF_CONV.match(k))
+    if "DRAN/conv2d/kernel" not in arrays or "DRAN/conv2d_2/kernel" not in arrays:
+        return None
+    channels = int(arrays["DRAN/conv2d/kernel"].shape[3])
+    n_drags = sum(1 for k in arrays if _TF_DRM_PRELU.match(k))
+    n_weights = int(arrays["DRAN/conv2d_2/kernel"].shape[3])
+    n_units = (int(np.sqrt(8 * n_weights + 1)) - 1) // 2
+    n_up = n_convs - (3 + n_drags * (2 * n_units + 3))
+    if n_up == 2:
+        return channels, n_drags, n_units, 4
+    last_up = arrays.get(f"DRAN/conv2d_{n_convs - 2}/kernel")
+    if n_up != 1 or last_up is None:
+        return None
+    ratio = int(last_up.shape[3]) // channels
+    return (channels, n_drags, n_units, {4: 2, 9: 3}[ratio]) if ratio in (4, 9) else None
 
 
 def tf_variable_map(model: DRSAN) -> dict[str, str]:

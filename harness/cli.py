@@ -203,6 +203,31 @@ def _eval_text(p: dict) -> str:
             f"median {p['runtime_ms']:.1f} ms/image, {len(p['per_image'])} images)",
         ]
     )
+def cmd_checkpoints(args: argparse.Namespace) -> None:
+    from harness import released
+
+    def text(payload: dict) -> str:
+        rows = [
+            {
+                "name": c["name"],
+                "model": f"{c['model']} {c['variant']} x{c['scale']}".replace("  ", " "),
+                "form": f"{c['form']} ({c['layout']})",
+                "pins": ", ".join(
+                    sorted(
+                        {
+                            "sha256" if f["sha256"] else "git blob" if f["git_blob"] else "none"
+                            for f in c["files"]
+                        }
+                    )
+                ),
+                "state": "cached" if c["cached"] else "manual download" if c["manual"] else "not downloaded",
+                "verifies": f"{sum(1 for r in c['verifies'] if r['dataset'])} published cells",
+            }
+            for c in payload["checkpoints"]
+        ]
+        return _table(rows, ["name", "model", "form", "pins", "state", "verifies"])
+
+    _emit(args, {"checkpoints": released.zoo()}, text)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -331,9 +356,15 @@ def parser() -> argparse.ArgumentParser:
         "--self-ensemble", action="store_true", help="MACs of the ×8 self-ensemble (8 forwards per image)"
     )
 
+    add("checkpoints", cmd_checkpoints, "the pinned zoo of official checkpoints: sources, pins, licences")
+
     sp = add("eval", cmd_eval, "evaluate a checkpoint on benchmark sets (paper's test-time procedure)")
     model_args(sp)
-    sp.add_argument("--checkpoint", required=True, help="a .pth path, or a released checkpoint's name")
+    sp.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .pth path, a TF checkpoint (folder, prefix or .index), or a released checkpoint's name",
+    )
     sp.add_argument(
         "--dataset",
         required=True,
@@ -395,7 +426,11 @@ def parser() -> argparse.ArgumentParser:
     sp = add("reproduce", cmd_reproduce, "run a recipe end to end and print its verdict table")
     sp.add_argument("recipe")
     sp.add_argument("--profile", choices=("smoke", "full"), default="smoke")
-    sp.add_argument("--checkpoint", default=None, help="evaluate this checkpoint instead of training")
+    sp.add_argument(
+        "--checkpoint",
+        default=None,
+        help='evaluate this checkpoint instead of training: a path, a zoo name, or "official"',
+    )
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<profile>)")
     sp.add_argument("--max-iters", type=positive_int, default=None)

@@ -1,8 +1,9 @@
 """Images and datasets: reading and writing images, the dataset registry, download and verification.
 
 On-disk layout under a data root: `<root>/<Name>/HR/*.png` and `<root>/<Name>/LR_bicubic/X<s>/*.png`,
-LR files named like their HR image. The default root is `$REPROSR_DATA`, else `$XDG_CACHE_HOME/reprosr`,
-else `~/.cache/reprosr`.
+LR files named like their HR image; a dataset with its own :class:`Layout` (NTIRE's DIV2K_LSDIR_valid:
+`<root>/DIV2K_LSDIR_valid_HR/*.png`, `<root>/DIV2K_LSDIR_valid_LR/<name>x4.png`) is read where it lies.
+The default root is `$REPROSR_DATA`, else `$XDG_CACHE_HOME/reprosr`, else `~/.cache/reprosr`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,36 @@ class Archive:
 
 
 @dataclass(frozen=True)
+class PerFileSource:
+    """Files fetched one by one, each checked against the dataset's sha256 manifest before it is kept.
+
+    ``hr`` and ``lr`` are URL templates with ``{name}`` (dataset), ``{file}`` and, for LR, ``{scale}``.
+    """
+
+    hr: str
+    lr: str
+
+    def url(self, name: str, rel: str) -> str:
+        parts = PurePosixPath(rel).parts  # HR/<file> or LR_bicubic/X<s>/<file>
+        if parts[0] == "HR":
+            return self.hr.format(name=name, file=parts[1])
+        return self.lr.format(name=name, scale=parts[1].removeprefix("X"), file=parts[2])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a dataset's images lie, relative to the data root: the HR folder, and each LR file by HR stem
+    and scale. ``generate_lr``: absent LR is made here (MATLAB-exact bicubic); else it must be given."""
+
+    hr: str = "{name}/HR"
+    lr: str = "{name}/LR_bicubic/X{scale}/{stem}.png"
+    generate_lr: bool = True
+
+
+STANDARD_LAYOUT = Layout()
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: its archives, the expected HR count, the scales with official LR, its manifest."""
 
@@ -141,12 +172,23 @@ class DatasetSpec:
     lr_scales: tuple[int, ...]
     manifest: str | None
     note: str = ""
+    per_file: PerFileSource | None = None  # tried before the archives
+    layout: Layout = STANDARD_LAYOUT
 
 
 _DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K"
 # EDSR-PyTorch's benchmark archive: benchmark/<Set>/HR and benchmark/<Set>/LR_bicubic/X<s>/<name>x<s>.png
 _BENCHMARK_TAR = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
 _SCALES = (2, 3, 4)
+# DRSAN's benchmark images (github saturnian77/DRSAN psnrtest/: HR and MATLAB-bicubic LR ×2/×3/×4 of Set5,
+# Set14, B100, Urban100). All 876 files are byte-identical to the sha256 manifests (checked against the
+# repository's tree at this commit), which therefore pin them.
+_DRSAN_PSNRTEST = (
+    "https://raw.githubusercontent.com/saturnian77/DRSAN/88418748075a05954f561a512db8921e251fd935/psnrtest"
+)
+_PSNRTEST = PerFileSource(
+    f"{_DRSAN_PSNRTEST}/HR/{{name}}/{{file}}", f"{_DRSAN_PSNRTEST}/x{{scale}}/{{name}}/{{file}}"
+)
 
 
 def _div2k(split: str, count: int) -> DatasetSpec:
@@ -174,7 +216,7 @@ def _benchmark(name: str, count: int) -> DatasetSpec:
     lr = tuple(
         Archive(_BENCHMARK_TAR, f"benchmark/{name}/LR_bicubic/X{s}", f"LR_bicubic/X{s}") for s in _SCALES
     )
-    return DatasetSpec(name, (hr, *lr), count, _SCALES, f"{name}.sha256")
+    return DatasetSpec(name, (hr, *lr), count, _SCALES, f"{name}.sha256", per_file=_PSNRTEST)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -194,6 +236,20 @@ DATASETS: dict[str, DatasetSpec] = {
             None,
             "Manga109 is licensed for academic use on request (http://www.manga109.org/en/): obtain "
             "it there, put the HR PNGs in <root>/Manga109/HR; LR is then generated (MATLAB bicubic)",
+        ),
+        DatasetSpec(
+            "DIV2K_LSDIR_valid",
+            (),
+            200,
+            (4,),
+            None,
+            "NTIRE 2024/2026 Efficient SR validation set (100 LSDIR 000001–000100 + DIV2K 0801–0900), "
+            "distributed by the organisers on Google Drive only (github.com/Amazingren/NTIRE2024_ESR README "
+            "'The Validation datasets'): download DIV2K_LSDIR_valid_HR and DIV2K_LSDIR_valid_LR and pass "
+            "their parent folder as --data-root (LR <name>x4.png, used as given, never generated)",
+            layout=Layout(
+                "DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR/{stem}x{scale}.png", generate_lr=False
+            ),
         ),
     )
 }
@@ -489,14 +545,27 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
     Returns the dataset folder; raises ValueError when verification finds a problem.
     """
     entry, root = spec(name), _root(root)
-    if not entry.archives:
+    if not entry.archives and entry.per_file is None:
         raise ValueError(f"{name} cannot be downloaded automatically: {entry.note}")
     target_dir = root / name
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(root)
+    per_file_error = None
+    if entry.per_file is not None:
+        try:
+            return _fetch_per_file(entry, root)
+        except OSError as exc:
+            if not entry.archives:
+                raise
+            per_file_error = exc
     for url in dict.fromkeys(a.url for a in entry.archives):
         members = [a for a in entry.archives if a.url == url]
-        archive = download(url, root / "downloads" / url.rsplit("/", 1)[1], members[0].sha256)
+        try:
+            archive = download(url, root / "downloads" / url.rsplit("/", 1)[1], members[0].sha256)
+        except OSError as exc:
+            if per_file_error is None:
+                raise
+            raise OSError(f"{per_file_error}; the fallback archive failed too: {exc}") from exc
         with tempfile.TemporaryDirectory(dir=root, prefix=f".extract-{os.getpid()}-") as tmp:
             extract(archive, tmp)
             for member in members:
@@ -513,6 +582,16 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
     if report.status == "mismatch":
         raise ValueError(str(report))
     return target_dir
+
+
+def _fetch_per_file(entry: DatasetSpec, root: Path) -> Path:
+    """Download every file of the dataset's manifest from its per-file source, each sha256-checked."""
+    for rel, digest in _read_manifest(entry.manifest).items():
+        download(entry.per_file.url(entry.name, rel), root / entry.name / rel, digest)
+    report = verify(entry.name, root)
+    if report.status == "mismatch":
+        raise ValueError(str(report))
+    return root / entry.name
 
 
 @dataclass
@@ -561,9 +640,11 @@ def verify(name: str, root: str | os.PathLike | None = None) -> VerifyReport:
     """
     entry, folder = spec(name), _root(root) / name
     report = VerifyReport(name, folder, "missing")
-    hr = sorted((folder / "HR").glob("*.png"))
+    hr_folder = _root(root) / entry.layout.hr.format(name=name)
+    hr = sorted(hr_folder.glob("*.png"))
     if not hr:
-        report.problems.append(f"no HR images in {folder / 'HR'}: run `reprosr data fetch {name}`")
+        how = f"run `reprosr data fetch {name}`" if entry.archives or entry.per_file else entry.note
+        report.problems.append(f"no HR images in {hr_folder}: {how}")
         return report
     if len(hr) != entry.hr_count:
         report.problems.append(f"HR: {len(hr)} images, expected {entry.hr_count}")
@@ -592,12 +673,12 @@ def list_datasets(root: str | os.PathLike | None = None) -> list[dict]:
     """One row per registered dataset: name, status (present with HR count / absent / manual), path."""
     rows = []
     for entry in DATASETS.values():
-        folder = _root(root) / entry.name
-        count = len(list((folder / "HR").glob("*.png")))
-        status = (
-            f"present ({count} HR)" if count else ("absent" if entry.archives else "absent (manual download)")
-        )
-        rows.append({"name": entry.name, "status": status, "path": str(folder)})
+        folder = _root(root) / entry.layout.hr.format(name=entry.name)
+        count = len(list(folder.glob("*.png")))
+        fetchable = entry.archives or entry.per_file
+        status = f"present ({count} HR)" if count else ("absent" if fetchable else "absent (manual download)")
+        path = folder.parent if entry.layout == STANDARD_LAYOUT else folder
+        rows.append({"name": entry.name, "status": status, "path": str(path)})
     return rows
 
 
@@ -613,13 +694,20 @@ class Pair:
     lr: Tensor
 
 
+def _layout(name: str) -> Layout:
+    return DATASETS[name].layout if name in DATASETS else STANDARD_LAYOUT
+
+
 def _hr_files(name: str, root: str | os.PathLike | None) -> list[Path]:
-    folder = _root(root) / name / "HR"
+    hr = _layout(name).hr.format(name=name)
+    folder = _root(root) / hr
     files = sorted(folder.glob("*.png"))
     if not files:
+        how = (
+            f"run `reprosr data fetch {name}` or " if name not in DATASETS or DATASETS[name].archives else ""
+        )
         raise FileNotFoundError(
-            f"dataset {name} not found: no HR images in {folder}; run "
-            f"`reprosr data fetch {name}` or pass --data-root DIR holding {name}/HR"
+            f"dataset {name} not found: no HR images in {folder}; {how}pass --data-root DIR holding {hr}"
         )
     return files
 
@@ -627,8 +715,15 @@ def _hr_files(name: str, root: str | os.PathLike | None) -> list[Path]:
 _IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
+def _lr_file(name: str, scale: int, hr_file: Path, root: str | os.PathLike | None) -> Path:
+    return _root(root) / _layout(name).lr.format(name=name, scale=scale, stem=hr_file.stem)
+
+
 def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike | None) -> Path:
-    """`<root>/<name>/LR_bicubic/X<scale>`, generated (MATLAB-exact bicubic, marked) when it holds no image.
+    """`<root>/<name>/LR_bicubic/X<scale>`, generated (MATLAB-exact bicubic, marked) when it holds no LR.
+
+    A dataset whose layout gives its LR (``generate_lr`` false) must have every file: the folder of the
+    first is returned.
 
     Generation is safe under concurrency: one process generates under an exclusive lock
     (`LR_bicubic/.X<scale>.lock`) while the others wait, each file is written atomically, and the marker is
@@ -636,6 +731,14 @@ def _lr_dir(name: str, scale: int, hr_files: list[Path], root: str | os.PathLike
     images not named like the HR images (e.g. `babyx2.png`), or lacking some, is an error: it is never
     mixed with generated files.
     """
+    if not _layout(name).generate_lr:
+        missing = [f for f in hr_files if not _lr_file(name, scale, f, root).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{_lr_file(name, scale, missing[0], root)} (×{scale} LR of {missing[0].name}) is missing, "
+                f"{len(missing)} of {len(hr_files)} in all: {name}'s LR is used as given, never generated"
+            )
+        return _lr_file(name, scale, hr_files[0], root).parent
     lr_dir = _root(root) / name / "LR_bicubic" / f"X{scale}"
     if all((lr_dir / f.name).exists() for f in hr_files):
         return lr_dir
@@ -677,11 +780,13 @@ def iter_benchmark_pairs(name: str, scale: int, root: str | os.PathLike | None =
     for f in hr_files:
         hr = read_image(f)
         h, w = hr.shape[-2] - hr.shape[-2] % scale, hr.shape[-1] - hr.shape[-1] % scale
-        lr = read_image(lr_dir / f.name)
+        lr_file = _lr_file(name, scale, f, root)
+        lr = read_image(lr_file)
         if tuple(lr.shape[-2:]) != (h // scale, w // scale):
+            remedy = f"Delete {lr_dir} to regenerate" if _layout(name).generate_lr else "Replace it"
             raise ValueError(
-                f"{lr_dir / f.name} is {tuple(lr.shape[-2:])} but HR {f.name} at ×{scale} needs "
-                f"{(h // scale, w // scale)}: is it the ×{scale} LR? Delete {lr_dir} to regenerate"
+                f"{lr_file} is {tuple(lr.shape[-2:])} but HR {f.name} at ×{scale} needs "
+                f"{(h // scale, w // scale)}: is it the ×{scale} LR? {remedy}"
             )
         yield Pair(f.stem, hr[:, :h, :w], lr)
 
@@ -703,8 +808,13 @@ def embedded_pairs(scale: int) -> list[Pair]:
 
 def dataset_checksum(name: str, root: str | os.PathLike | None = None) -> str:
     """sha256 over the sorted `<sha256>  <relative path>` lines of the dataset's HR and LR PNG files."""
-    folder = _root(root) / name
-    _hr_files(name, root)
-    files = sorted(p for sub in ("HR", "LR_bicubic") for p in (folder / sub).rglob("*.png"))
+    hr_files = _hr_files(name, root)
+    if _layout(name) == STANDARD_LAYOUT:
+        folder = _root(root) / name
+        files = sorted(p for sub in ("HR", "LR_bicubic") for p in (folder / sub).rglob("*.png"))
+    else:
+        folder = _root(root)
+        lr = [_lr_file(name, s, f, root) for s in DATASETS[name].lr_scales for f in hr_files]
+        files = sorted([*hr_files, *(p for p in lr if p.is_file())])
     lines = "".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files)
     return hashlib.sha256(lines.encode()).hexdigest()

@@ -14,14 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
-from harness import data, progress, runtime, store
+from harness import data, progress, published, released, runtime, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
 from harness.recipes import load
+from harness.schema import Tier
 from harness.train import train
-from harness.verdicts import Verdict, verdict_row
-from harness.verify import checkpoint_tier, retrain_verdicts, static_verdicts
+from harness.verdicts import Subject, Verdict, judge, verdict_row
+from harness.verify import CHECKPOINT_TOL, QUALITY, checkpoint_tier, retrain_verdicts, static_verdicts
 
 RUNS = Path("runs")
+OFFICIAL = "official"  # --checkpoint official: the zoo's release of the recipe's model, variant and scale
 
 
 @dataclass
@@ -92,10 +94,56 @@ class Stage:
 
 
 def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
-    progress.stage(f"checkpoint tier: evaluating {checkpoint} on {', '.join(recipe['eval.benchmarks'])}")
-    verdicts, results = checkpoint_tier(recipe, checkpoint, data_root, out / "sr")
+    """Evaluate ``checkpoint`` (a path, a zoo name, or "official") on every benchmark set of the recipe.
+
+    A zoo checkpoint is fetched and verified first; when that is impossible (offline, a manual download,
+    a file that fails its pins) every cell of the tier is "not run" with the reason and what to do."""
+    name, reason = official_checkpoint(recipe, checkpoint)
+    if not reason and name in released.RELEASED:
+        try:
+            released.fetch_released(name)
+        except released.ManualDownloadRequired as exc:
+            reason = f"{name} needs a manual download: {exc}"
+        except (OSError, ValueError) as exc:
+            reason = (
+                f"{name} could not be fetched here: {exc} — on a machine with internet run "
+                f"`reprosr reproduce {recipe.name} --checkpoint {checkpoint}`"
+            )
+    if reason:
+        verdicts = unreachable_verdicts(recipe, reason)
+        results: dict[str, EvalResult] = {}
+    else:
+        verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
     verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
-    return Stage(verdicts, results, [], "checkpoint", "checkpoint", checkpoint)
+    known = released.identify(name) if name and name not in released.RELEASED else None
+    label = f"{known.name} = {name}" if known else name  # a release under another name is reported as such
+    return Stage(verdicts, results, [], "checkpoint", "checkpoint", label)
+
+
+def official_checkpoint(recipe, checkpoint: str) -> tuple[str, str]:
+    """(zoo name or path, "") for a checkpoint argument; ("", reason) when "official" has no release."""
+    if checkpoint != OFFICIAL:
+        return (released.released(checkpoint).name if checkpoint in released.RELEASED else checkpoint), ""
+    entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+    if entry is None:
+        return "", (
+            f"no official checkpoint of {recipe.model} {recipe.variant or ''} ×{recipe.scale} is published "
+            "(`reprosr checkpoints` lists the zoo); pass --checkpoint PATH"
+        )
+    return entry.name, ""
+
+
+def unreachable_verdicts(recipe, reason: str) -> list[Verdict]:
+    """A "not run" verdict for every PSNR/SSIM cell of the recipe's benchmark sets, with ``reason``."""
+    verdicts = []
+    for dataset in recipe["eval.benchmarks"]:
+        subject = Subject(
+            Tier.CHECKPOINT, recipe.model, recipe.variant or "", recipe.scale, recipe.form, dataset
+        )
+        for metric in QUALITY:
+            reference = published.lookup(recipe.model, recipe.variant, recipe.scale, dataset, metric)
+            verdicts.append(judge(subject, metric, None, reference, CHECKPOINT_TOL[metric], not_run=reason))
+    return verdicts
 
 
 def _training_stage(

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real benchmark images that CI provides beside the checkout."""
+"""Shared fixtures: the real benchmark images and released checkpoints CI provides beside the checkout."""
 
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ def shared_datasets_root() -> Path | None:
     env = os.environ.get("REPROSR_TEST_DATASETS")
     candidates = [Path(env)] if env else [REPO.parent / "shared" / "datasets"]
     return next((p for p in candidates if (p / "Set5" / "HR").is_dir()), None)
+
+
+def shared_checkpoint(filename: str) -> Path | None:
+    """`$REPROSR_TEST_CHECKPOINTS/<filename>`, else `../shared/checkpoints/<filename>` beside the checkout,
+    if that file exists (the NTIRE 2024 releases, copied unchanged: see its README)."""
+    env = os.environ.get("REPROSR_TEST_CHECKPOINTS")
+    folder = Path(env) if env else REPO.parent / "shared" / "checkpoints"
+    path = folder / filename
+    return path if path.is_file() else None
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -93,6 +94,7 @@ def test_registry_entries():
         "B100",
         "Urban100",
         "Manga109",
+        "DIV2K_LSDIR_valid",
     }
     assert data.spec("DIV2K_train").hr_count == 800 and data.spec("DIV2K_valid").hr_count == 100
     assert all(
@@ -104,6 +106,12 @@ def test_registry_entries():
         rel = [line.split()[1] for line in manifest.read_text().splitlines()]
         assert sum(r.startswith("HR/") for r in rel) == data.spec(name).hr_count
         assert len(rel) == 4 * data.spec(name).hr_count  # HR + LR ×2, ×3, ×4
+        # DRSAN's psnrtest/ files, pinned by the same manifests (all 876 checked byte-identical upstream)
+        source = data.spec(name).per_file
+        assert source.url(name, "HR/baby.png").endswith(f"/psnrtest/HR/{name}/baby.png")
+        assert source.url(name, "LR_bicubic/X3/baby.png").endswith(f"/psnrtest/x3/{name}/baby.png")
+    assert [f"{i:04d}.png" for i in (801, 900)] == ["0801.png", "0900.png"]  # DIV2K_valid: HR 0801–0900
+    assert data.spec("DIV2K_valid").archives[0].member_dir == "DIV2K_valid_HR"
     with pytest.raises(KeyError, match="known"):
         data.spec("Set6")
 
@@ -277,6 +285,67 @@ def test_fetch_places_files_and_verifies(tmp_path, monkeypatch, server):
     assert report.status == "mismatch" and not report.ok
     assert any(p.startswith("LR_bicubic/X3/a.png: sha256") for p in report.problems)
     assert "HR/b.png: missing" in report.problems
+
+
+def test_fetch_per_file_source_first_then_archive(tmp_path, monkeypatch, server):
+    name, files = _fake_benchmark(tmp_path, monkeypatch, server)
+    for rel, body in files.items():
+        server.files[f"/psnrtest/{rel}"] = body
+    base = _url(server, "/psnrtest")
+    spec = data.spec(name)
+    source = data.PerFileSource(f"{base}/HR/{{file}}", f"{base}/LR_bicubic/X{{scale}}/{{file}}")
+    monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, per_file=source))
+    folder = data.fetch(name, tmp_path / "root")
+    assert data.verify(name, tmp_path / "root").ok and server.ranges.count(None) == len(files)
+    # an unreachable per-file source falls back to the archive
+    broken = data.PerFileSource("http://127.0.0.1:9/{name}/{file}", "http://127.0.0.1:9/{file}")
+    monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(spec, per_file=broken))
+    assert data.fetch(name, tmp_path / "other") == tmp_path / "other" / name
+    assert data.verify(name, tmp_path / "other").ok
+    assert folder.is_dir()
+
+
+def test_per_file_source_rejects_a_file_failing_its_manifest(tmp_path, monkeypatch, server):
+    name, files = _fake_benchmark(tmp_path, monkeypatch, server)
+    for rel, body in files.items():
+        server.files[f"/p/{rel}"] = body[:-1] + bytes([body[-1] ^ 1]) if rel == "HR/a.png" else body
+    base = _url(server, "/p")
+    source = data.PerFileSource(f"{base}/HR/{{file}}", f"{base}/LR_bicubic/X{{scale}}/{{file}}")
+    monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(data.spec(name), per_file=source))
+    with pytest.raises(ValueError, match="checksum mismatch for a.png"):
+        data.fetch(name, tmp_path / "root")
+
+
+def _ntire_valid(root: Path, names=("000001", "0801")) -> None:
+    rng = np.random.default_rng(1)
+    for stem in names:
+        hr = torch.from_numpy(rng.integers(0, 256, (3, 32, 24), dtype=np.uint8)).float() / 255
+        write_image(root / "DIV2K_LSDIR_valid_HR" / f"{stem}.png", hr)
+        write_image(root / "DIV2K_LSDIR_valid_LR" / f"{stem}x4.png", bicubic_downsample(hr, 4)[1])
+
+
+def test_ntire_valid_layout_is_read_where_it_lies(tmp_path):
+    _ntire_valid(tmp_path)
+    pairs = data.benchmark_pairs("DIV2K_LSDIR_valid", 4, tmp_path)
+    assert [p.name for p in pairs] == ["000001", "0801"]
+    assert pairs[0].lr.shape == (3, 8, 6) and pairs[0].hr.shape == (3, 32, 24)
+    assert len(data.dataset_checksum("DIV2K_LSDIR_valid", tmp_path)) == 64
+    report = data.verify("DIV2K_LSDIR_valid", tmp_path)
+    assert report.status == "mismatch" and any("expected 200" in p for p in report.problems)
+    row = next(r for r in data.list_datasets(tmp_path) if r["name"] == "DIV2K_LSDIR_valid")
+    assert row["status"] == "present (2 HR)"
+
+
+def test_ntire_valid_lr_is_never_generated(tmp_path):
+    _ntire_valid(tmp_path)
+    (tmp_path / "DIV2K_LSDIR_valid_LR" / "0801x4.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"0801x4\.png .*never generated"):
+        data.benchmark_pairs("DIV2K_LSDIR_valid", 4, tmp_path)
+    assert not (tmp_path / "DIV2K_LSDIR_valid_LR" / "0801x4.png").exists()
+    with pytest.raises(FileNotFoundError, match="DIV2K_LSDIR_valid_HR"):
+        data.benchmark_pairs("DIV2K_LSDIR_valid", 4, tmp_path / "empty")
+    with pytest.raises(ValueError, match="Google Drive"):
+        data.fetch("DIV2K_LSDIR_valid", tmp_path)
 
 
 def test_verify_without_manifest_does_not_claim_verified(tmp_path):

@@ -18,6 +18,7 @@ from harness.reproduce import reproduce
 from harness.schema import Confidence, ReferenceKind, Status, Tier
 from harness.verdicts import Reference, Subject, judge, rounds_to, verdict_row
 from harness.verify import runtime_verdicts, static_verdicts, verify_recipe
+from tests.conftest import shared_checkpoint
 
 WHERE = Subject(Tier.STATIC, "m", "", 2)
 
@@ -140,7 +141,12 @@ def test_smoke_reproduce_runs_every_stage_and_says_what_was_not_run(tmp_path, mo
 
 def _ntire_checkpoint() -> Path | None:
     env = os.environ.get("REPROSR_NTIRE_CKPT")
-    path = Path(env) if env else released.cached_path("span_esr_ch28_x4_ntire2024")
+    path = (
+        Path(env)
+        if env
+        else shared_checkpoint("ntire2024_team38_span_ch28_x4.pth")
+        or released.cached_path("span_esr_ch28_x4_ntire2024")
+    )
     return path if path.exists() else None
 
 
@@ -148,7 +154,8 @@ def test_checkpoint_tier_ntire_span_matches_the_official_code(datasets_root, tmp
     ckpt = _ntire_checkpoint()
     if ckpt is None:
         pytest.skip(
-            "not run: NTIRE 2024 SPAN checkpoint not available (set REPROSR_NTIRE_CKPT or "
+            "not run: NTIRE 2024 SPAN checkpoint not available (set REPROSR_TEST_CHECKPOINTS to "
+            "shared/checkpoints, REPROSR_NTIRE_CKPT to the file, or "
             "`reprosr eval span_esr --variant ch28 --scale 4 --form deploy "
             "--checkpoint span_esr_ch28_x4_ntire2024 ...` to fetch it)"
         )
