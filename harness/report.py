@@ -393,6 +393,31 @@ def knob_effects(results: pd.DataFrame) -> list[dict]:
         effects += _summaries(
             "chop vs whole image", "psnr_y(chop) − psnr_y(whole)", both, both.chop - both.whole
         )
+    return effects + _test_time_effects(images[images.metric == "psnr_y"])
+
+
+def _test_time_effects(psnr: pd.DataFrame) -> list[dict]:
+    """PSNR-Y change of each test-time knob of `reprosr eval` against its baseline (fp32, no ensemble,
+    whole image), per image of one checkpoint with every other knob equal."""
+    rows = psnr[psnr.precision != ""]  # version-1 rows predate these columns
+    tiles = "tile " + rows.tile.astype(str) + "/" + rows.tile_overlap.astype(str)
+    rows = rows.assign(procedure=rows.inference.where(rows.tile == 0, tiles))
+    effects = []
+    for knob, column, base in (
+        ("precision", "precision", "fp32"),
+        ("self-ensemble ×8", "self_ensemble", False),
+        ("tiles vs whole image", "procedure", "whole"),
+    ):
+        others = [c for c in ("procedure", "self_ensemble", "precision") if c != column]
+        keys = ["model", "variant", "scale", "dataset", "image", "checkpoint", *others]
+        wide = rows.pivot_table(index=keys, columns=column, values="value", aggfunc="last").reset_index()
+        if base not in wide.columns:
+            continue
+        for other in [c for c in wide.columns if c not in keys and c != base]:
+            both = wide.dropna(subset=[base, other])
+            if not both.empty and (column != "procedure" or str(other).startswith("tile")):
+                expression = f"psnr_y({column}={other}) − psnr_y({column}={base})"
+                effects += _summaries(knob, expression, both, both[other] - both[base])
     return effects
 
 

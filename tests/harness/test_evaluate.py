@@ -408,3 +408,52 @@ def test_python_api_evaluates_several_sets_and_saves_what_it_scored(tiny_drsan, 
         ntire = name.startswith("TinyNTIRE")
         hr = read_image(tiny_root / ("TinyNTIRE_HR" if ntire else "TinyA/HR") / name.split("/")[1])
         assert entry["psnr_y"] == metrics.psnr_y(sr, hr[:, : sr.shape[1], : sr.shape[2]], 4)
+
+
+def test_precision_ensemble_and_tiles_are_knob_effects_of_the_report():
+    import pandas as pd
+
+    from harness.evaluate import result_rows
+    from harness.report import knob_effects
+
+    pairs = _pairs(2, n=2)
+    base = {
+        **store.provenance(),
+        "run_id": "r",
+        "profile": "checkpoint",
+        "tier": "checkpoint",
+        "recipe": "",
+        "recipe_hash": "",
+        "paper": "p",
+        "model": "tiny",
+        "variant": "",
+        "form": "train",
+        "scale": 2,
+        "dataset": "Tiny",
+        "degradation": "matlab_bicubic",
+        "training_data": "",
+        "run_state": "",
+        "checkpoint": "c.pth",
+        "seed": -1,
+        "step": -1,
+        "dataset_checksum": "",
+    }
+    results = {}
+    for name, test_time in (
+        ("fp32", TestTime()),
+        ("bf16", TestTime(precision=Precision.BF16)),
+        ("ensemble", TestTime(self_ensemble=True)),
+        ("tiles", TestTime(Inference.TILE, tile=12, tile_overlap=1)),
+    ):
+        results[name] = evaluate(TinySR(), pairs, 2, test_time=test_time)
+    rows = pd.DataFrame([r for res in results.values() for r in result_rows(res, base)])
+    effects = {(e["knob"], e["expression"]): e for e in knob_effects(rows)}
+    for knob, expression, name in (
+        ("precision", "psnr_y(precision=bf16) − psnr_y(precision=fp32)", "bf16"),
+        ("self-ensemble ×8", "psnr_y(self_ensemble=True) − psnr_y(self_ensemble=False)", "ensemble"),
+        ("tiles vs whole image", "psnr_y(procedure=tile 12/1) − psnr_y(procedure=whole)", "tiles"),
+    ):
+        effect = effects[(knob, expression)]
+        pairs_of_rows = zip(results[name].per_image, results["fp32"].per_image, strict=True)
+        diffs = [a["psnr_y"] - b["psnr_y"] for a, b in pairs_of_rows]
+        assert effect["n"] == 2 and effect["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-12)
