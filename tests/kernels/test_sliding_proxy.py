@@ -28,8 +28,8 @@ from kernels.sliding_proxy import (
 # probabilities (and dS) are rounded to the input dtype before the tensor-core products (unit roundoff
 # 2^-9 and 2^-12), the output to the input dtype; TF32 rounds the dot operands to 10 mantissa bits.
 TOL = {
-    "fwd": {torch.float32: 1e-5, "tf32": 2e-3, torch.bfloat16: 1.5e-2, torch.float16: 2e-3},
-    "grad": {torch.float32: 1e-4, "tf32": 1e-2, torch.bfloat16: 8e-2, torch.float16: 1e-2},
+    "fwd": {torch.float32: 1e-5, "tf32": 5e-3, torch.bfloat16: 1.5e-2, torch.float16: 2e-3},
+    "grad": {torch.float32: 1e-4, "tf32": 2e-2, torch.bfloat16: 8e-2, torch.float16: 1e-2},
 }
 
 # The interpreter runs every Triton op in Python (~0.1-0.2 s per program), so default examples are few.
