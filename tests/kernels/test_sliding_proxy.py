@@ -37,7 +37,7 @@ TOL = {
 
 # The interpreter runs every Triton op in Python (~0.1-0.2 s per program), so default examples are few.
 FAST = settings(max_examples=4, deadline=None)
-SLOW = settings(max_examples=40, deadline=None)
+SLOW = settings(max_examples=20, deadline=None)
 
 
 INTERPRETER_READY = not isinstance(sliding_proxy._sliding_proxy_fwd.fn, triton.runtime.JITFunction)
@@ -398,7 +398,7 @@ def test_triton_matches_float64_reference_many(b, heads, d, n_h, n_w, win, seed)
 
 
 @pytest.mark.slow
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_triton_span_light_shape(seed):
     """SPAN-light's attention: 6 heads of d = 10, 12×12 windows, overlap 3, a 3×3 window grid (30×30)."""
