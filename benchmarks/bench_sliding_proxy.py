@@ -246,11 +246,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--cpu", action="store_true", help="time the CPU reference path (no CUDA needed)")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="CUDA input dtype")
+    parser.add_argument("--tf32", action="store_true", help="fp32 dots in TF32")
     parser.add_argument(
         "--cpu-shapes", nargs="+", choices=list(SHAPES), default=["train B2 66x66"], help="shapes for --cpu"
     )
     parser.add_argument("--peak", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tf32:
+        torch.set_float32_matmul_precision("high")
     official = load_official(Path(args.official)) if args.official else None
     if args.peak:
         peak_child(*args.peak, official)
