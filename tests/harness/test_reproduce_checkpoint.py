@@ -46,7 +46,7 @@ def test_offline_official_checkpoint_is_not_run_with_the_reason(results, monkeyp
     assert all("drsan_32s_x2_official could not be fetched here" in v.reason for v in cells)
     assert all("--checkpoint official" in v.reason for v in cells)
     set5 = next(v for v in cells if v.dataset == "Set5" and v.metric.startswith("psnr_y"))
-    assert set5.reference == pytest.approx(37.99)  # the published cell it would check
+    assert set5.reference.value == pytest.approx(37.99)  # the published cell it would check
     stored = store.read("verdicts")
     assert (stored[stored.tier == "checkpoint"].status == "not run").all()
 
