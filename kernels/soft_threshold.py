@@ -186,17 +186,53 @@ def _dot(a, b, DOT_PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _scores(q, k_base, kb, M, D, offs_d, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+def _rows(base, offs_r, r_ok, D, c0, C: tl.constexpr):
+    """Rows `offs_r` of a row-major (., D) matrix, columns c0 .. c0 + C (zeros past D and masked rows)."""
+    offs_c = c0 + tl.arange(0, C)
+    return tl.load(
+        base + offs_r[:, None] * D + offs_c[None, :], mask=r_ok[:, None] & (offs_c[None, :] < D), other=0.0
+    )
+
+
+@triton.jit
+def _store_rows(base, x, offs_r, r_ok, D, c0, C: tl.constexpr):
+    offs_c = c0 + tl.arange(0, C)
+    tl.store(base + offs_r[:, None] * D + offs_c[None, :], x, mask=r_ok[:, None] & (offs_c[None, :] < D))
+
+
+@triton.jit
+def _load_split(base, offs_r, r_ok, D, D_LO: tl.constexpr, D_HI: tl.constexpr, SPLIT_D: tl.constexpr):
+    """A (rows, D) block as columns [0, D_LO) and, when SPLIT_D, [D_LO, D_LO + D_HI) (else a copy)."""
+    lo = _rows(base, offs_r, r_ok, D, 0, D_LO)
+    if SPLIT_D:
+        hi = _rows(base, offs_r, r_ok, D, D_LO, D_HI)
+    else:
+        hi = lo
+    return lo, hi
+
+
+@triton.jit
+def _scores(
+    q_lo,
+    q_hi,
+    k_base,
+    kb,
+    M,
+    D,
+    BLOCK_N: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
     """Scores of a query block against key tile `kb` (-inf past M), and the tile's keys and offsets."""
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
     key_ok = offs_n < M
-    k = tl.load(
-        k_base + offs_n[:, None] * D + offs_d[None, :],
-        mask=key_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
-    s = _dot(q, tl.trans(k), DOT_PRECISION)
-    return tl.where(key_ok[None, :], s, float("-inf")), k, offs_n, key_ok
+    k_lo, k_hi = _load_split(k_base, offs_n, key_ok, D, D_LO, D_HI, SPLIT_D)
+    s = _dot(q_lo, tl.trans(k_lo), DOT_PRECISION)
+    if SPLIT_D:
+        s += _dot(q_hi, tl.trans(k_hi), DOT_PRECISION)
+    return tl.where(key_ok[None, :], s, float("-inf")), k_lo, k_hi, offs_n, key_ok
 
 
 @triton.jit
@@ -238,7 +274,9 @@ def _fwd_kernel(
     NKB_ALLOC,
     MAX_PASSES,
     SIZE_CLASS,
-    D_PAD: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
     DV_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -257,14 +295,9 @@ def _fwd_kernel(
     b = tl.program_id(1)
     n_kb = tl.cdiv(M, BLOCK_N)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D_PAD)
     offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
-    q = tl.load(
-        Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-        mask=row_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
+    q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
     k_base = K + b * M * D
     v_base = V + b * M * DV
     block = b * NQB_ALLOC + qb
@@ -290,7 +323,9 @@ def _fwd_kernel(
         total = tl.zeros((BLOCK_M,), tl.float32)
         n_bad = tl.zeros((BLOCK_M,), tl.int32)
         for kb in range(0, n_kb):
-            s, k, offs_n, key_ok = _scores(q, k_base, kb, M, D, offs_d, BLOCK_N, DOT_PRECISION)
+            s, k_lo, k_hi, offs_n, key_ok = _scores(
+                q_lo, q_hi, k_base, kb, M, D, BLOCK_N, D_LO, D_HI, SPLIT_D, DOT_PRECISION
+            )
             n_bad += tl.sum((key_ok[None, :] & ~(tl.abs(s) < float("inf"))).to(tl.int32), 1)
             tile_row_max = tl.max(s, 1)
             tl.store(tmax_base + kb, tl.max(tl.where(row_ok, tile_row_max, float("-inf")), 0))
@@ -324,8 +359,18 @@ def _fwd_kernel(
             total = tl.zeros((BLOCK_M,), tl.float32)
             u_min = tl.zeros((BLOCK_M,), tl.float32)
             for i in range(0, n_live):
-                s, k, offs_n, key_ok = _scores(
-                    q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+                s, k_lo, k_hi, offs_n, key_ok = _scores(
+                    q_lo,
+                    q_hi,
+                    k_base,
+                    tl.load(live_base + i),
+                    M,
+                    D,
+                    BLOCK_N,
+                    D_LO,
+                    D_HI,
+                    SPLIT_D,
+                    DOT_PRECISION,
                 )
                 u = s - m[:, None]
                 on = u > x[:, None]
@@ -346,8 +391,18 @@ def _fwd_kernel(
             acc = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
             vsum = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
             for i in range(0, n_live):
-                s, k, offs_n, key_ok = _scores(
-                    q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+                s, k_lo, k_hi, offs_n, key_ok = _scores(
+                    q_lo,
+                    q_hi,
+                    k_base,
+                    tl.load(live_base + i),
+                    M,
+                    D,
+                    BLOCK_N,
+                    D_LO,
+                    D_HI,
+                    SPLIT_D,
+                    DOT_PRECISION,
                 )
                 v = tl.load(
                     v_base + offs_n[:, None] * DV + offs_dv[None, :],
@@ -390,7 +445,9 @@ def _bwd_dq_kernel(
     NQB_ALLOC,
     NKB_ALLOC,
     SIZE_CLASS,
-    D_PAD: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
     DV_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -400,14 +457,9 @@ def _bwd_dq_kernel(
     qb = tl.program_id(0)
     b = tl.program_id(1)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D_PAD)
     offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
-    q = tl.load(
-        Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-        mask=row_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
+    q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
     do = tl.load(
         DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
         mask=row_ok[:, None] & (offs_dv[None, :] < DV),
@@ -419,10 +471,12 @@ def _bwd_dq_kernel(
     k_base = K + b * M * D
     v_base = V + b * M * DV
     block = b * NQB_ALLOC + qb
-    dq = tl.zeros((BLOCK_M, D_PAD), tl.float32)
+    dq_lo = tl.zeros((BLOCK_M, D_LO), tl.float32)
+    dq_hi = tl.zeros((BLOCK_M, D_HI), tl.float32)
     for i in range(0, tl.load(N_LIVE + block)):
-        s, k, offs_n, key_ok = _scores(
-            q, k_base, tl.load(LIVE + block * NKB_ALLOC + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+        kb = tl.load(LIVE + block * NKB_ALLOC + i)
+        s, k_lo, k_hi, offs_n, key_ok = _scores(
+            q_lo, q_hi, k_base, kb, M, D, BLOCK_N, D_LO, D_HI, SPLIT_D, DOT_PRECISION
         )
         v = tl.load(
             v_base + offs_n[:, None] * DV + offs_dv[None, :],
@@ -431,12 +485,13 @@ def _bwd_dq_kernel(
         )
         g = _dot(do, tl.trans(v), DOT_PRECISION)
         ds = tl.where(s - m[:, None] > x[:, None], g - mean_g[:, None], 0.0)
-        dq += _dot(ds.to(k.dtype), k, DOT_PRECISION)
-    tl.store(
-        DQ + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-        dq.to(DQ.dtype.element_ty),
-        mask=row_ok[:, None] & (offs_d[None, :] < D),
-    )
+        ds = ds.to(k_lo.dtype)
+        dq_lo += _dot(ds, k_lo, DOT_PRECISION)
+        if SPLIT_D:
+            dq_hi += _dot(ds, k_hi, DOT_PRECISION)
+    _store_rows(DQ + b * N * D, dq_lo.to(DQ.dtype.element_ty), offs_m, row_ok, D, 0, D_LO)
+    if SPLIT_D:
+        _store_rows(DQ + b * N * D, dq_hi.to(DQ.dtype.element_ty), offs_m, row_ok, D, D_LO, D_HI)
 
 
 @triton.jit
@@ -457,7 +512,9 @@ def _bwd_dkv_kernel(
     D,
     DV,
     SIZE_CLASS,
-    D_PAD: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
     DV_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -469,30 +526,22 @@ def _bwd_dkv_kernel(
     n_kb = tl.cdiv(M, BLOCK_N)
     n_qb = tl.cdiv(N, BLOCK_M)
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, D_PAD)
     offs_dv = tl.arange(0, DV_PAD)
     key_ok = offs_n < M
-    k = tl.load(
-        K + b * M * D + offs_n[:, None] * D + offs_d[None, :],
-        mask=key_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
+    k_lo, k_hi = _load_split(K + b * M * D, offs_n, key_ok, D, D_LO, D_HI, SPLIT_D)
     v = tl.load(
         V + b * M * DV + offs_n[:, None] * DV + offs_dv[None, :],
         mask=key_ok[:, None] & (offs_dv[None, :] < DV),
         other=0.0,
     )
-    dk = tl.zeros((BLOCK_N, D_PAD), tl.float32)
+    dk_lo = tl.zeros((BLOCK_N, D_LO), tl.float32)
+    dk_hi = tl.zeros((BLOCK_N, D_HI), tl.float32)
     dv = tl.zeros((BLOCK_N, DV_PAD), tl.float32)
     tile = b * n_kb + kb
     for i in range(0, tl.load(QB_COUNT + tile)):
         offs_m = tl.load(QB_LIST + tile * n_qb + i) * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = offs_m < N
-        q = tl.load(
-            Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-            mask=row_ok[:, None] & (offs_d[None, :] < D),
-            other=0.0,
-        )
+        q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
         do = tl.load(
             DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
             mask=row_ok[:, None] & (offs_dv[None, :] < DV),
@@ -501,19 +550,22 @@ def _bwd_dkv_kernel(
         m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
         x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
         mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
-        s = _dot(q, tl.trans(k), DOT_PRECISION)
+        s = _dot(q_lo, tl.trans(k_lo), DOT_PRECISION)
+        if SPLIT_D:
+            s += _dot(q_hi, tl.trans(k_hi), DOT_PRECISION)
         u = tl.where(key_ok[None, :], s, float("-inf")) - m[:, None]
         on = (u > x[:, None]) & row_ok[:, None]
         p = tl.where(on, u - x[:, None], 0.0)
         g = _dot(do, tl.trans(v), DOT_PRECISION)
         ds = tl.where(on, g - mean_g[:, None], 0.0)
-        dk += _dot(tl.trans(ds).to(q.dtype), q, DOT_PRECISION)
+        ds_t = tl.trans(ds).to(q_lo.dtype)
+        dk_lo += _dot(ds_t, q_lo, DOT_PRECISION)
+        if SPLIT_D:
+            dk_hi += _dot(ds_t, q_hi, DOT_PRECISION)
         dv += _dot(tl.trans(p).to(do.dtype), do, DOT_PRECISION)
-    tl.store(
-        DK + b * M * D + offs_n[:, None] * D + offs_d[None, :],
-        dk.to(DK.dtype.element_ty),
-        mask=key_ok[:, None] & (offs_d[None, :] < D),
-    )
+    _store_rows(DK + b * M * D, dk_lo.to(DK.dtype.element_ty), offs_n, key_ok, D, 0, D_LO)
+    if SPLIT_D:
+        _store_rows(DK + b * M * D, dk_hi.to(DK.dtype.element_ty), offs_n, key_ok, D, D_LO, D_HI)
     tl.store(
         DV_OUT + b * M * DV + offs_n[:, None] * DV + offs_dv[None, :],
         dv.to(DV_OUT.dtype.element_ty),
@@ -526,7 +578,7 @@ _fwd_tuned = triton.autotune(
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
         for bm, bn, w, st in FWD_CONFIGS
     ],
-    key=["D", "DV", "SIZE_CLASS"],
+    key=["D", "DV", "SIZE_CLASS", "NEED_VSUM", "DOT_PRECISION"],
 )(_fwd_kernel)
 _bwd_configs = [triton.Config({}, num_warps=w, num_stages=st) for w, st in BWD_CONFIGS]
 _bwd_dq_tuned = triton.autotune(_bwd_configs, key=["D", "DV", "SIZE_CLASS", "BLOCK_M", "BLOCK_N"])(
@@ -542,9 +594,16 @@ def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return torch.empty(*shape, dtype=dtype, device=device)
 
 
-def _pads(d: int, dv: int) -> tuple[int, int]:
-    # tl.arange needs powers of two and tl.dot inner sizes of at least 16.
-    return max(16, triton.next_power_of_2(d)), max(16, triton.next_power_of_2(dv))
+def _pads(d: int, dv: int) -> dict:
+    """Padded widths: tl.arange needs powers of two and tl.dot inner sizes of at least 16. D is split in two
+    powers of two when that pads less (HSPAN's 96 = 64 + 32 instead of 128)."""
+    whole = max(16, triton.next_power_of_2(d))
+    lo = max(16, triton.next_power_of_2(d) // 2)
+    hi = max(16, triton.next_power_of_2(d - lo)) if d > lo else 16
+    split = d > lo and lo + hi < whole
+    return dict(
+        D_LO=lo if split else whole, D_HI=hi, SPLIT_D=split, DV_PAD=max(16, triton.next_power_of_2(dv))
+    )
 
 
 def dot_precision(dtype: torch.dtype, tf32: bool | None) -> str:
@@ -567,7 +626,6 @@ def triton_forward(
     """
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
-    d_pad, dv_pad = _pads(d, dv)
     nqb, nkb = triton.cdiv(n, MIN_BLOCK_M), triton.cdiv(m, MIN_BLOCK_N)
     dev = q.device
     f32 = dict(device=dev, dtype=torch.float32)
@@ -580,9 +638,7 @@ def triton_forward(
     n_live, done = _empty(b, nqb, **i32), _empty(b, nqb, **i32)
     args = [q, k, v, out, row_max, tau, count, vsum, tile_max, live, n_live, done, n, m, d, dv, nqb, nkb]
     size_class = max(n, m).bit_length()
-    meta = dict(
-        D_PAD=d_pad, DV_PAD=dv_pad, NEED_VSUM=need_backward, DOT_PRECISION=dot_precision(q.dtype, tf32)
-    )
+    meta = dict(**_pads(d, dv), NEED_VSUM=need_backward, DOT_PRECISION=dot_precision(q.dtype, tf32))
     _fwd_tuned[lambda c: (triton.cdiv(n, c["BLOCK_M"]), b)](
         *args, MAX_ITERS, size_class, FALLBACK=False, **meta
     )
@@ -627,7 +683,6 @@ def triton_backward(
     """Fused backward from `triton_forward`'s state: returns (dq, dk, dv); no device->host sync."""
     q, k, v, dout = q.contiguous(), k.contiguous(), v.contiguous(), dout.contiguous()
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
-    d_pad, dv_pad = _pads(d, dv)
     bm, bn = state["block"]
     n_qb, n_kb = triton.cdiv(n, bm), triton.cdiv(m, bn)
     live, n_live = state["live"], state["n_live"]
@@ -638,8 +693,7 @@ def triton_backward(
     stats = (state["row_max"], state["tau"], mean_g)
     size_class = max(n, m).bit_length()
     meta = dict(
-        D_PAD=d_pad,
-        DV_PAD=dv_pad,
+        **_pads(d, dv),
         BLOCK_M=bm,
         BLOCK_N=bn,
         DOT_PRECISION=dot_precision(q.dtype, state["tf32"]),
