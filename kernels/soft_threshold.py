@@ -289,7 +289,8 @@ def _fwd_kernel(
     Main launch (FALLBACK=False): one sweep over all key tiles gives the row max, each tile's max score and
     a lower bound of the threshold; then at most MAX_PASSES Michelot passes over the live tiles; converged
     blocks write their output, the others their state. Fallback launch: only blocks left unconverged, run
-    to convergence (the support shrinks every pass, so at most M + 1 passes).
+    to convergence (the support shrinks every pass, so at most M + 1 passes). SIZE_CLASS (log2 of the token
+    count) is only an autotuning key.
     """
     qb = tl.program_id(0)
     b = tl.program_id(1)

@@ -4,6 +4,10 @@ and the Triton kernels (run on CPU tensors through the Triton interpreter) vs th
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -394,6 +398,20 @@ def test_overflowing_scores_raise_a_clear_error(backend, monkeypatch):
     with torch.autograd.set_detect_anomaly(backend == "triton"):
         with pytest.raises(FloatingPointError, match="overflows"):
             soft_threshold_attention(q, q.clone(), torch.ones(1, 2, 3, device=device))
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_cuda():
+    # The interpreter misses GPU-only compile errors; Triton's bundled ptxas needs no GPU.
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = str(root)
+    script = root / "tests" / "kernels" / "compile_for_cuda.py"
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("shared") == 16, done.stdout
 
 
 def test_macs_counts_both_matmuls():
