@@ -158,7 +158,8 @@ def work_model(q, k, v, bm: int, bn: int, backward: bool) -> str:
     b, n, d = q.shape
     m, dv = k.shape[1], v.shape[2]
     pads = st_mod._pads(d, dv)
-    dp, dvp = pads["D_LO"] + pads["D_HI"] * pads["SPLIT_D"], pads["DV_PAD"]
+    dp = pads["D_LO"] + pads["D_HI"] * pads["SPLIT_D"]
+    dvp = pads["DV_LO"] + pads["DV_HI"] * pads["SPLIT_DV"]
     es = q.element_size()
     t = tile_schedule(q.detach(), k.detach(), bm, bn)
     qk, pv = 2 * bm * bn * dp, 2 * bm * bn * dvp  # one tile's score dot, one value-sized dot

@@ -277,7 +277,9 @@ def _fwd_kernel(
     D_LO: tl.constexpr,
     D_HI: tl.constexpr,
     SPLIT_D: tl.constexpr,
-    DV_PAD: tl.constexpr,
+    DV_LO: tl.constexpr,
+    DV_HI: tl.constexpr,
+    SPLIT_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     NEED_VSUM: tl.constexpr,
@@ -296,7 +298,6 @@ def _fwd_kernel(
     b = tl.program_id(1)
     n_kb = tl.cdiv(M, BLOCK_N)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
     q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
     k_base = K + b * M * D
@@ -389,8 +390,10 @@ def _fwd_kernel(
             passes += 1
         converged = shrinking == 0
         if converged:
-            acc = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
-            vsum = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
+            acc_lo = tl.zeros((BLOCK_M, DV_LO), tl.float32)
+            acc_hi = tl.zeros((BLOCK_M, DV_HI), tl.float32)
+            vsum_lo = tl.zeros((BLOCK_M, DV_LO), tl.float32)
+            vsum_hi = tl.zeros((BLOCK_M, DV_HI), tl.float32)
             for i in range(0, n_live):
                 s, k_lo, k_hi, offs_n, key_ok = _scores(
                     q_lo,
@@ -405,21 +408,35 @@ def _fwd_kernel(
                     SPLIT_D,
                     DOT_PRECISION,
                 )
-                v = tl.load(
-                    v_base + offs_n[:, None] * DV + offs_dv[None, :],
-                    mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-                    other=0.0,
-                )
+                v_lo, v_hi = _load_split(v_base, offs_n, key_ok, DV, DV_LO, DV_HI, SPLIT_DV)
                 p = tl.maximum(s - m[:, None] - x[:, None], 0.0)
-                acc += _dot(p.to(v.dtype), v, DOT_PRECISION)
+                pc = p.to(v_lo.dtype)
+                acc_lo += _dot(pc, v_lo, DOT_PRECISION)
+                if SPLIT_DV:
+                    acc_hi += _dot(pc, v_hi, DOT_PRECISION)
                 if NEED_VSUM:
-                    vsum += _dot(tl.where(p > 0, 1.0, 0.0).to(v.dtype), v, DOT_PRECISION)
-            out_offs = b * N * DV + offs_m[:, None] * DV + offs_dv[None, :]
-            out_mask = row_ok[:, None] & (offs_dv[None, :] < DV)
-            acc = tl.where((m == m)[:, None], acc, float("nan"))
-            tl.store(OUT + out_offs, acc.to(OUT.dtype.element_ty), mask=out_mask)
+                    on = tl.where(p > 0, 1.0, 0.0).to(v_lo.dtype)
+                    vsum_lo += _dot(on, v_lo, DOT_PRECISION)
+                    if SPLIT_DV:
+                        vsum_hi += _dot(on, v_hi, DOT_PRECISION)
+            finite = (m == m)[:, None]
+            out_b = OUT + b * N * DV
+            _store_rows(
+                out_b,
+                tl.where(finite, acc_lo, float("nan")).to(OUT.dtype.element_ty),
+                offs_m,
+                row_ok,
+                DV,
+                0,
+                DV_LO,
+            )
+            if SPLIT_DV:
+                acc_hi = tl.where(finite, acc_hi, float("nan")).to(OUT.dtype.element_ty)
+                _store_rows(out_b, acc_hi, offs_m, row_ok, DV, DV_LO, DV_HI)
             if NEED_VSUM:
-                tl.store(VSUM + out_offs, vsum, mask=out_mask)
+                _store_rows(VSUM + b * N * DV, vsum_lo, offs_m, row_ok, DV, 0, DV_LO)
+                if SPLIT_DV:
+                    _store_rows(VSUM + b * N * DV, vsum_hi, offs_m, row_ok, DV, DV_LO, DV_HI)
         tl.store(ROW_MAX + stats, m, mask=row_ok)
         tl.store(TAU + stats, x, mask=row_ok)
         tl.store(COUNT + stats, count, mask=row_ok)
@@ -449,7 +466,9 @@ def _bwd_dq_kernel(
     D_LO: tl.constexpr,
     D_HI: tl.constexpr,
     SPLIT_D: tl.constexpr,
-    DV_PAD: tl.constexpr,
+    DV_LO: tl.constexpr,
+    DV_HI: tl.constexpr,
+    SPLIT_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -458,14 +477,9 @@ def _bwd_dq_kernel(
     qb = tl.program_id(0)
     b = tl.program_id(1)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
     q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
-    do = tl.load(
-        DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv[None, :] < DV),
-        other=0.0,
-    )
+    do_lo, do_hi = _load_split(DOUT + b * N * DV, offs_m, row_ok, DV, DV_LO, DV_HI, SPLIT_DV)
     m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
     x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
     mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
@@ -479,12 +493,10 @@ def _bwd_dq_kernel(
         s, k_lo, k_hi, offs_n, key_ok = _scores(
             q_lo, q_hi, k_base, kb, M, D, BLOCK_N, D_LO, D_HI, SPLIT_D, DOT_PRECISION
         )
-        v = tl.load(
-            v_base + offs_n[:, None] * DV + offs_dv[None, :],
-            mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-            other=0.0,
-        )
-        g = _dot(do, tl.trans(v), DOT_PRECISION)
+        v_lo, v_hi = _load_split(v_base, offs_n, key_ok, DV, DV_LO, DV_HI, SPLIT_DV)
+        g = _dot(do_lo, tl.trans(v_lo), DOT_PRECISION)
+        if SPLIT_DV:
+            g += _dot(do_hi, tl.trans(v_hi), DOT_PRECISION)
         ds = tl.where(s - m[:, None] > x[:, None], g - mean_g[:, None], 0.0)
         ds = ds.to(k_lo.dtype)
         dq_lo += _dot(ds, k_lo, DOT_PRECISION)
@@ -516,7 +528,9 @@ def _bwd_dkv_kernel(
     D_LO: tl.constexpr,
     D_HI: tl.constexpr,
     SPLIT_D: tl.constexpr,
-    DV_PAD: tl.constexpr,
+    DV_LO: tl.constexpr,
+    DV_HI: tl.constexpr,
+    SPLIT_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -527,27 +541,19 @@ def _bwd_dkv_kernel(
     n_kb = tl.cdiv(M, BLOCK_N)
     n_qb = tl.cdiv(N, BLOCK_M)
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_dv = tl.arange(0, DV_PAD)
     key_ok = offs_n < M
     k_lo, k_hi = _load_split(K + b * M * D, offs_n, key_ok, D, D_LO, D_HI, SPLIT_D)
-    v = tl.load(
-        V + b * M * DV + offs_n[:, None] * DV + offs_dv[None, :],
-        mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-        other=0.0,
-    )
+    v_lo, v_hi = _load_split(V + b * M * DV, offs_n, key_ok, DV, DV_LO, DV_HI, SPLIT_DV)
     dk_lo = tl.zeros((BLOCK_N, D_LO), tl.float32)
     dk_hi = tl.zeros((BLOCK_N, D_HI), tl.float32)
-    dv = tl.zeros((BLOCK_N, DV_PAD), tl.float32)
+    dv_lo = tl.zeros((BLOCK_N, DV_LO), tl.float32)
+    dv_hi = tl.zeros((BLOCK_N, DV_HI), tl.float32)
     tile = b * n_kb + kb
     for i in range(0, tl.load(QB_COUNT + tile)):
         offs_m = tl.load(QB_LIST + tile * n_qb + i) * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = offs_m < N
         q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
-        do = tl.load(
-            DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
-            mask=row_ok[:, None] & (offs_dv[None, :] < DV),
-            other=0.0,
-        )
+        do_lo, do_hi = _load_split(DOUT + b * N * DV, offs_m, row_ok, DV, DV_LO, DV_HI, SPLIT_DV)
         m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
         x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
         mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
@@ -557,21 +563,24 @@ def _bwd_dkv_kernel(
         u = tl.where(key_ok[None, :], s, float("-inf")) - m[:, None]
         on = (u > x[:, None]) & row_ok[:, None]
         p = tl.where(on, u - x[:, None], 0.0)
-        g = _dot(do, tl.trans(v), DOT_PRECISION)
+        g = _dot(do_lo, tl.trans(v_lo), DOT_PRECISION)
+        if SPLIT_DV:
+            g += _dot(do_hi, tl.trans(v_hi), DOT_PRECISION)
         ds = tl.where(on, g - mean_g[:, None], 0.0)
         ds_t = tl.trans(ds).to(q_lo.dtype)
         dk_lo += _dot(ds_t, q_lo, DOT_PRECISION)
         if SPLIT_D:
             dk_hi += _dot(ds_t, q_hi, DOT_PRECISION)
-        dv += _dot(tl.trans(p).to(do.dtype), do, DOT_PRECISION)
+        p_t = tl.trans(p).to(do_lo.dtype)
+        dv_lo += _dot(p_t, do_lo, DOT_PRECISION)
+        if SPLIT_DV:
+            dv_hi += _dot(p_t, do_hi, DOT_PRECISION)
     _store_rows(DK + b * M * D, dk_lo.to(DK.dtype.element_ty), offs_n, key_ok, D, 0, D_LO)
     if SPLIT_D:
         _store_rows(DK + b * M * D, dk_hi.to(DK.dtype.element_ty), offs_n, key_ok, D, D_LO, D_HI)
-    tl.store(
-        DV_OUT + b * M * DV + offs_n[:, None] * DV + offs_dv[None, :],
-        dv.to(DV_OUT.dtype.element_ty),
-        mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-    )
+    _store_rows(DV_OUT + b * M * DV, dv_lo.to(DV_OUT.dtype.element_ty), offs_n, key_ok, DV, 0, DV_LO)
+    if SPLIT_DV:
+        _store_rows(DV_OUT + b * M * DV, dv_hi.to(DV_OUT.dtype.element_ty), offs_n, key_ok, DV, DV_LO, DV_HI)
 
 
 _fwd_tuned = triton.autotune(
@@ -595,16 +604,21 @@ def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return torch.empty(*shape, dtype=dtype, device=device)
 
 
+def _split(width: int) -> tuple[int, int, bool]:
+    """(lo, hi, split): `width` padded to a power of two `lo`, or, when that pads less, to two, lo + hi
+    (HSPAN's 96 = 64 + 32 and 192 = 128 + 64). tl.arange needs powers of two, tl.dot sizes of at least 16;
+    without a split `hi` is a placeholder."""
+    whole = max(16, triton.next_power_of_2(width))
+    lo = max(16, whole // 2)
+    hi = max(16, triton.next_power_of_2(width - lo)) if width > lo else 16
+    split = width > lo and lo + hi < whole
+    return (lo if split else whole), hi, split
+
+
 def _pads(d: int, dv: int) -> dict:
-    """Padded widths: tl.arange needs powers of two and tl.dot inner sizes of at least 16. D is split in two
-    powers of two when that pads less (HSPAN's 96 = 64 + 32 instead of 128)."""
-    whole = max(16, triton.next_power_of_2(d))
-    lo = max(16, triton.next_power_of_2(d) // 2)
-    hi = max(16, triton.next_power_of_2(d - lo)) if d > lo else 16
-    split = d > lo and lo + hi < whole
-    return dict(
-        D_LO=lo if split else whole, D_HI=hi, SPLIT_D=split, DV_PAD=max(16, triton.next_power_of_2(dv))
-    )
+    """The kernels' width constexprs for D and Dv."""
+    (d_lo, d_hi, split_d), (dv_lo, dv_hi, split_dv) = _split(d), _split(dv)
+    return dict(D_LO=d_lo, D_HI=d_hi, SPLIT_D=split_d, DV_LO=dv_lo, DV_HI=dv_hi, SPLIT_DV=split_dv)
 
 
 def dot_precision(dtype: torch.dtype, tf32: bool | None) -> str:

@@ -16,8 +16,8 @@ from triton.compiler import ASTSource
 
 from kernels import soft_threshold as st_mod
 
-# A typical autotuner pick at HSPAN's widths (D = 96 split 64 + 32, Dv = 192 -> 256); the largest tiles
-# (128 x 64, fp32) take ptxas minutes.
+# A typical autotuner pick at HSPAN's widths (D = 96 split 64 + 32, Dv = 192 split 128 + 64); the
+# largest tiles (128 x 64, fp32) take ptxas minutes.
 SHAPE = st_mod._pads(96, 192) | dict(BLOCK_M=64, BLOCK_N=64)
 
 
