@@ -157,7 +157,9 @@ def work_model(q, k, v, bm: int, bn: int, backward: bool) -> str:
     """Executed vs useful FLOPs and bytes of the Triton kernels at tile shapes bm x bn (see the docstring)."""
     b, n, d = q.shape
     m, dv = k.shape[1], v.shape[2]
-    dp, dvp = st_mod._pads(d, dv)
+    pads = st_mod._pads(d, dv)
+    dp = pads["D_LO"] + pads["D_HI"] * pads["SPLIT_D"]
+    dvp = pads["DV_LO"] + pads["DV_HI"] * pads["SPLIT_DV"]
     es = q.element_size()
     t = tile_schedule(q.detach(), k.detach(), bm, bn)
     qk, pv = 2 * bm * bn * dp, 2 * bm * bn * dvp  # one tile's score dot, one value-sized dot

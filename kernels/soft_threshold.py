@@ -186,17 +186,53 @@ def _dot(a, b, DOT_PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _scores(q, k_base, kb, M, D, offs_d, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+def _rows(base, offs_r, r_ok, D, c0, C: tl.constexpr):
+    """Rows `offs_r` of a row-major (., D) matrix, columns c0 .. c0 + C (zeros past D and masked rows)."""
+    offs_c = c0 + tl.arange(0, C)
+    return tl.load(
+        base + offs_r[:, None] * D + offs_c[None, :], mask=r_ok[:, None] & (offs_c[None, :] < D), other=0.0
+    )
+
+
+@triton.jit
+def _store_rows(base, x, offs_r, r_ok, D, c0, C: tl.constexpr):
+    offs_c = c0 + tl.arange(0, C)
+    tl.store(base + offs_r[:, None] * D + offs_c[None, :], x, mask=r_ok[:, None] & (offs_c[None, :] < D))
+
+
+@triton.jit
+def _load_split(base, offs_r, r_ok, D, D_LO: tl.constexpr, D_HI: tl.constexpr, SPLIT_D: tl.constexpr):
+    """A (rows, D) block as columns [0, D_LO) and, when SPLIT_D, [D_LO, D_LO + D_HI) (else a copy)."""
+    lo = _rows(base, offs_r, r_ok, D, 0, D_LO)
+    if SPLIT_D:
+        hi = _rows(base, offs_r, r_ok, D, D_LO, D_HI)
+    else:
+        hi = lo
+    return lo, hi
+
+
+@triton.jit
+def _scores(
+    q_lo,
+    q_hi,
+    k_base,
+    kb,
+    M,
+    D,
+    BLOCK_N: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
     """Scores of a query block against key tile `kb` (-inf past M), and the tile's keys and offsets."""
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
     key_ok = offs_n < M
-    k = tl.load(
-        k_base + offs_n[:, None] * D + offs_d[None, :],
-        mask=key_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
-    s = _dot(q, tl.trans(k), DOT_PRECISION)
-    return tl.where(key_ok[None, :], s, float("-inf")), k, offs_n, key_ok
+    k_lo, k_hi = _load_split(k_base, offs_n, key_ok, D, D_LO, D_HI, SPLIT_D)
+    s = _dot(q_lo, tl.trans(k_lo), DOT_PRECISION)
+    if SPLIT_D:
+        s += _dot(q_hi, tl.trans(k_hi), DOT_PRECISION)
+    return tl.where(key_ok[None, :], s, float("-inf")), k_lo, k_hi, offs_n, key_ok
 
 
 @triton.jit
@@ -238,8 +274,12 @@ def _fwd_kernel(
     NKB_ALLOC,
     MAX_PASSES,
     SIZE_CLASS,
-    D_PAD: tl.constexpr,
-    DV_PAD: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
+    DV_LO: tl.constexpr,
+    DV_HI: tl.constexpr,
+    SPLIT_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     NEED_VSUM: tl.constexpr,
@@ -251,20 +291,15 @@ def _fwd_kernel(
     Main launch (FALLBACK=False): one sweep over all key tiles gives the row max, each tile's max score and
     a lower bound of the threshold; then at most MAX_PASSES Michelot passes over the live tiles; converged
     blocks write their output, the others their state. Fallback launch: only blocks left unconverged, run
-    to convergence (the support shrinks every pass, so at most M + 1 passes).
+    to convergence (the support shrinks every pass, so at most M + 1 passes). SIZE_CLASS (log2 of the token
+    count) is only an autotuning key.
     """
     qb = tl.program_id(0)
     b = tl.program_id(1)
     n_kb = tl.cdiv(M, BLOCK_N)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D_PAD)
-    offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
-    q = tl.load(
-        Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-        mask=row_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
+    q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
     k_base = K + b * M * D
     v_base = V + b * M * DV
     block = b * NQB_ALLOC + qb
@@ -290,7 +325,9 @@ def _fwd_kernel(
         total = tl.zeros((BLOCK_M,), tl.float32)
         n_bad = tl.zeros((BLOCK_M,), tl.int32)
         for kb in range(0, n_kb):
-            s, k, offs_n, key_ok = _scores(q, k_base, kb, M, D, offs_d, BLOCK_N, DOT_PRECISION)
+            s, k_lo, k_hi, offs_n, key_ok = _scores(
+                q_lo, q_hi, k_base, kb, M, D, BLOCK_N, D_LO, D_HI, SPLIT_D, DOT_PRECISION
+            )
             n_bad += tl.sum((key_ok[None, :] & ~(tl.abs(s) < float("inf"))).to(tl.int32), 1)
             tile_row_max = tl.max(s, 1)
             tl.store(tmax_base + kb, tl.max(tl.where(row_ok, tile_row_max, float("-inf")), 0))
@@ -324,8 +361,18 @@ def _fwd_kernel(
             total = tl.zeros((BLOCK_M,), tl.float32)
             u_min = tl.zeros((BLOCK_M,), tl.float32)
             for i in range(0, n_live):
-                s, k, offs_n, key_ok = _scores(
-                    q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+                s, k_lo, k_hi, offs_n, key_ok = _scores(
+                    q_lo,
+                    q_hi,
+                    k_base,
+                    tl.load(live_base + i),
+                    M,
+                    D,
+                    BLOCK_N,
+                    D_LO,
+                    D_HI,
+                    SPLIT_D,
+                    DOT_PRECISION,
                 )
                 u = s - m[:, None]
                 on = u > x[:, None]
@@ -343,27 +390,53 @@ def _fwd_kernel(
             passes += 1
         converged = shrinking == 0
         if converged:
-            acc = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
-            vsum = tl.zeros((BLOCK_M, DV_PAD), tl.float32)
+            acc_lo = tl.zeros((BLOCK_M, DV_LO), tl.float32)
+            acc_hi = tl.zeros((BLOCK_M, DV_HI), tl.float32)
+            vsum_lo = tl.zeros((BLOCK_M, DV_LO), tl.float32)
+            vsum_hi = tl.zeros((BLOCK_M, DV_HI), tl.float32)
             for i in range(0, n_live):
-                s, k, offs_n, key_ok = _scores(
-                    q, k_base, tl.load(live_base + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+                s, k_lo, k_hi, offs_n, key_ok = _scores(
+                    q_lo,
+                    q_hi,
+                    k_base,
+                    tl.load(live_base + i),
+                    M,
+                    D,
+                    BLOCK_N,
+                    D_LO,
+                    D_HI,
+                    SPLIT_D,
+                    DOT_PRECISION,
                 )
-                v = tl.load(
-                    v_base + offs_n[:, None] * DV + offs_dv[None, :],
-                    mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-                    other=0.0,
-                )
+                v_lo, v_hi = _load_split(v_base, offs_n, key_ok, DV, DV_LO, DV_HI, SPLIT_DV)
                 p = tl.maximum(s - m[:, None] - x[:, None], 0.0)
-                acc += _dot(p.to(v.dtype), v, DOT_PRECISION)
+                pc = p.to(v_lo.dtype)
+                acc_lo += _dot(pc, v_lo, DOT_PRECISION)
+                if SPLIT_DV:
+                    acc_hi += _dot(pc, v_hi, DOT_PRECISION)
                 if NEED_VSUM:
-                    vsum += _dot(tl.where(p > 0, 1.0, 0.0).to(v.dtype), v, DOT_PRECISION)
-            out_offs = b * N * DV + offs_m[:, None] * DV + offs_dv[None, :]
-            out_mask = row_ok[:, None] & (offs_dv[None, :] < DV)
-            acc = tl.where((m == m)[:, None], acc, float("nan"))
-            tl.store(OUT + out_offs, acc.to(OUT.dtype.element_ty), mask=out_mask)
+                    on = tl.where(p > 0, 1.0, 0.0).to(v_lo.dtype)
+                    vsum_lo += _dot(on, v_lo, DOT_PRECISION)
+                    if SPLIT_DV:
+                        vsum_hi += _dot(on, v_hi, DOT_PRECISION)
+            finite = (m == m)[:, None]
+            out_b = OUT + b * N * DV
+            _store_rows(
+                out_b,
+                tl.where(finite, acc_lo, float("nan")).to(OUT.dtype.element_ty),
+                offs_m,
+                row_ok,
+                DV,
+                0,
+                DV_LO,
+            )
+            if SPLIT_DV:
+                acc_hi = tl.where(finite, acc_hi, float("nan")).to(OUT.dtype.element_ty)
+                _store_rows(out_b, acc_hi, offs_m, row_ok, DV, DV_LO, DV_HI)
             if NEED_VSUM:
-                tl.store(VSUM + out_offs, vsum, mask=out_mask)
+                _store_rows(VSUM + b * N * DV, vsum_lo, offs_m, row_ok, DV, 0, DV_LO)
+                if SPLIT_DV:
+                    _store_rows(VSUM + b * N * DV, vsum_hi, offs_m, row_ok, DV, DV_LO, DV_HI)
         tl.store(ROW_MAX + stats, m, mask=row_ok)
         tl.store(TAU + stats, x, mask=row_ok)
         tl.store(COUNT + stats, count, mask=row_ok)
@@ -390,8 +463,12 @@ def _bwd_dq_kernel(
     NQB_ALLOC,
     NKB_ALLOC,
     SIZE_CLASS,
-    D_PAD: tl.constexpr,
-    DV_PAD: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
+    DV_LO: tl.constexpr,
+    DV_HI: tl.constexpr,
+    SPLIT_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -400,43 +477,34 @@ def _bwd_dq_kernel(
     qb = tl.program_id(0)
     b = tl.program_id(1)
     offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, D_PAD)
-    offs_dv = tl.arange(0, DV_PAD)
     row_ok = offs_m < N
-    q = tl.load(
-        Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-        mask=row_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
-    do = tl.load(
-        DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
-        mask=row_ok[:, None] & (offs_dv[None, :] < DV),
-        other=0.0,
-    )
+    q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
+    do_lo, do_hi = _load_split(DOUT + b * N * DV, offs_m, row_ok, DV, DV_LO, DV_HI, SPLIT_DV)
     m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
     x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
     mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
     k_base = K + b * M * D
     v_base = V + b * M * DV
     block = b * NQB_ALLOC + qb
-    dq = tl.zeros((BLOCK_M, D_PAD), tl.float32)
+    dq_lo = tl.zeros((BLOCK_M, D_LO), tl.float32)
+    dq_hi = tl.zeros((BLOCK_M, D_HI), tl.float32)
     for i in range(0, tl.load(N_LIVE + block)):
-        s, k, offs_n, key_ok = _scores(
-            q, k_base, tl.load(LIVE + block * NKB_ALLOC + i), M, D, offs_d, BLOCK_N, DOT_PRECISION
+        kb = tl.load(LIVE + block * NKB_ALLOC + i)
+        s, k_lo, k_hi, offs_n, key_ok = _scores(
+            q_lo, q_hi, k_base, kb, M, D, BLOCK_N, D_LO, D_HI, SPLIT_D, DOT_PRECISION
         )
-        v = tl.load(
-            v_base + offs_n[:, None] * DV + offs_dv[None, :],
-            mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-            other=0.0,
-        )
-        g = _dot(do, tl.trans(v), DOT_PRECISION)
+        v_lo, v_hi = _load_split(v_base, offs_n, key_ok, DV, DV_LO, DV_HI, SPLIT_DV)
+        g = _dot(do_lo, tl.trans(v_lo), DOT_PRECISION)
+        if SPLIT_DV:
+            g += _dot(do_hi, tl.trans(v_hi), DOT_PRECISION)
         ds = tl.where(s - m[:, None] > x[:, None], g - mean_g[:, None], 0.0)
-        dq += _dot(ds.to(k.dtype), k, DOT_PRECISION)
-    tl.store(
-        DQ + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-        dq.to(DQ.dtype.element_ty),
-        mask=row_ok[:, None] & (offs_d[None, :] < D),
-    )
+        ds = ds.to(k_lo.dtype)
+        dq_lo += _dot(ds, k_lo, DOT_PRECISION)
+        if SPLIT_D:
+            dq_hi += _dot(ds, k_hi, DOT_PRECISION)
+    _store_rows(DQ + b * N * D, dq_lo.to(DQ.dtype.element_ty), offs_m, row_ok, D, 0, D_LO)
+    if SPLIT_D:
+        _store_rows(DQ + b * N * D, dq_hi.to(DQ.dtype.element_ty), offs_m, row_ok, D, D_LO, D_HI)
 
 
 @triton.jit
@@ -457,8 +525,12 @@ def _bwd_dkv_kernel(
     D,
     DV,
     SIZE_CLASS,
-    D_PAD: tl.constexpr,
-    DV_PAD: tl.constexpr,
+    D_LO: tl.constexpr,
+    D_HI: tl.constexpr,
+    SPLIT_D: tl.constexpr,
+    DV_LO: tl.constexpr,
+    DV_HI: tl.constexpr,
+    SPLIT_DV: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
@@ -469,56 +541,46 @@ def _bwd_dkv_kernel(
     n_kb = tl.cdiv(M, BLOCK_N)
     n_qb = tl.cdiv(N, BLOCK_M)
     offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, D_PAD)
-    offs_dv = tl.arange(0, DV_PAD)
     key_ok = offs_n < M
-    k = tl.load(
-        K + b * M * D + offs_n[:, None] * D + offs_d[None, :],
-        mask=key_ok[:, None] & (offs_d[None, :] < D),
-        other=0.0,
-    )
-    v = tl.load(
-        V + b * M * DV + offs_n[:, None] * DV + offs_dv[None, :],
-        mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-        other=0.0,
-    )
-    dk = tl.zeros((BLOCK_N, D_PAD), tl.float32)
-    dv = tl.zeros((BLOCK_N, DV_PAD), tl.float32)
+    k_lo, k_hi = _load_split(K + b * M * D, offs_n, key_ok, D, D_LO, D_HI, SPLIT_D)
+    v_lo, v_hi = _load_split(V + b * M * DV, offs_n, key_ok, DV, DV_LO, DV_HI, SPLIT_DV)
+    dk_lo = tl.zeros((BLOCK_N, D_LO), tl.float32)
+    dk_hi = tl.zeros((BLOCK_N, D_HI), tl.float32)
+    dv_lo = tl.zeros((BLOCK_N, DV_LO), tl.float32)
+    dv_hi = tl.zeros((BLOCK_N, DV_HI), tl.float32)
     tile = b * n_kb + kb
     for i in range(0, tl.load(QB_COUNT + tile)):
         offs_m = tl.load(QB_LIST + tile * n_qb + i) * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = offs_m < N
-        q = tl.load(
-            Q + b * N * D + offs_m[:, None] * D + offs_d[None, :],
-            mask=row_ok[:, None] & (offs_d[None, :] < D),
-            other=0.0,
-        )
-        do = tl.load(
-            DOUT + b * N * DV + offs_m[:, None] * DV + offs_dv[None, :],
-            mask=row_ok[:, None] & (offs_dv[None, :] < DV),
-            other=0.0,
-        )
+        q_lo, q_hi = _load_split(Q + b * N * D, offs_m, row_ok, D, D_LO, D_HI, SPLIT_D)
+        do_lo, do_hi = _load_split(DOUT + b * N * DV, offs_m, row_ok, DV, DV_LO, DV_HI, SPLIT_DV)
         m = tl.load(ROW_MAX + b * N + offs_m, mask=row_ok, other=0.0)
         x = tl.load(TAU + b * N + offs_m, mask=row_ok, other=0.0)
         mean_g = tl.load(MEAN_G + b * N + offs_m, mask=row_ok, other=0.0)
-        s = _dot(q, tl.trans(k), DOT_PRECISION)
+        s = _dot(q_lo, tl.trans(k_lo), DOT_PRECISION)
+        if SPLIT_D:
+            s += _dot(q_hi, tl.trans(k_hi), DOT_PRECISION)
         u = tl.where(key_ok[None, :], s, float("-inf")) - m[:, None]
         on = (u > x[:, None]) & row_ok[:, None]
         p = tl.where(on, u - x[:, None], 0.0)
-        g = _dot(do, tl.trans(v), DOT_PRECISION)
+        g = _dot(do_lo, tl.trans(v_lo), DOT_PRECISION)
+        if SPLIT_DV:
+            g += _dot(do_hi, tl.trans(v_hi), DOT_PRECISION)
         ds = tl.where(on, g - mean_g[:, None], 0.0)
-        dk += _dot(tl.trans(ds).to(q.dtype), q, DOT_PRECISION)
-        dv += _dot(tl.trans(p).to(do.dtype), do, DOT_PRECISION)
-    tl.store(
-        DK + b * M * D + offs_n[:, None] * D + offs_d[None, :],
-        dk.to(DK.dtype.element_ty),
-        mask=key_ok[:, None] & (offs_d[None, :] < D),
-    )
-    tl.store(
-        DV_OUT + b * M * DV + offs_n[:, None] * DV + offs_dv[None, :],
-        dv.to(DV_OUT.dtype.element_ty),
-        mask=key_ok[:, None] & (offs_dv[None, :] < DV),
-    )
+        ds_t = tl.trans(ds).to(q_lo.dtype)
+        dk_lo += _dot(ds_t, q_lo, DOT_PRECISION)
+        if SPLIT_D:
+            dk_hi += _dot(ds_t, q_hi, DOT_PRECISION)
+        p_t = tl.trans(p).to(do_lo.dtype)
+        dv_lo += _dot(p_t, do_lo, DOT_PRECISION)
+        if SPLIT_DV:
+            dv_hi += _dot(p_t, do_hi, DOT_PRECISION)
+    _store_rows(DK + b * M * D, dk_lo.to(DK.dtype.element_ty), offs_n, key_ok, D, 0, D_LO)
+    if SPLIT_D:
+        _store_rows(DK + b * M * D, dk_hi.to(DK.dtype.element_ty), offs_n, key_ok, D, D_LO, D_HI)
+    _store_rows(DV_OUT + b * M * DV, dv_lo.to(DV_OUT.dtype.element_ty), offs_n, key_ok, DV, 0, DV_LO)
+    if SPLIT_DV:
+        _store_rows(DV_OUT + b * M * DV, dv_hi.to(DV_OUT.dtype.element_ty), offs_n, key_ok, DV, DV_LO, DV_HI)
 
 
 _fwd_tuned = triton.autotune(
@@ -526,7 +588,7 @@ _fwd_tuned = triton.autotune(
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
         for bm, bn, w, st in FWD_CONFIGS
     ],
-    key=["D", "DV", "SIZE_CLASS"],
+    key=["D", "DV", "SIZE_CLASS", "NEED_VSUM", "DOT_PRECISION"],
 )(_fwd_kernel)
 _bwd_configs = [triton.Config({}, num_warps=w, num_stages=st) for w, st in BWD_CONFIGS]
 _bwd_dq_tuned = triton.autotune(_bwd_configs, key=["D", "DV", "SIZE_CLASS", "BLOCK_M", "BLOCK_N"])(
@@ -542,9 +604,21 @@ def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return torch.empty(*shape, dtype=dtype, device=device)
 
 
-def _pads(d: int, dv: int) -> tuple[int, int]:
-    # tl.arange needs powers of two and tl.dot inner sizes of at least 16.
-    return max(16, triton.next_power_of_2(d)), max(16, triton.next_power_of_2(dv))
+def _split(width: int) -> tuple[int, int, bool]:
+    """(lo, hi, split): `width` padded to a power of two `lo`, or, when that pads less, to two, lo + hi
+    (HSPAN's 96 = 64 + 32 and 192 = 128 + 64). tl.arange needs powers of two, tl.dot sizes of at least 16;
+    without a split `hi` is a placeholder."""
+    whole = max(16, triton.next_power_of_2(width))
+    lo = max(16, whole // 2)
+    hi = max(16, triton.next_power_of_2(width - lo)) if width > lo else 16
+    split = width > lo and lo + hi < whole
+    return (lo if split else whole), hi, split
+
+
+def _pads(d: int, dv: int) -> dict:
+    """The kernels' width constexprs for D and Dv."""
+    (d_lo, d_hi, split_d), (dv_lo, dv_hi, split_dv) = _split(d), _split(dv)
+    return dict(D_LO=d_lo, D_HI=d_hi, SPLIT_D=split_d, DV_LO=dv_lo, DV_HI=dv_hi, SPLIT_DV=split_dv)
 
 
 def dot_precision(dtype: torch.dtype, tf32: bool | None) -> str:
@@ -567,7 +641,6 @@ def triton_forward(
     """
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
-    d_pad, dv_pad = _pads(d, dv)
     nqb, nkb = triton.cdiv(n, MIN_BLOCK_M), triton.cdiv(m, MIN_BLOCK_N)
     dev = q.device
     f32 = dict(device=dev, dtype=torch.float32)
@@ -580,9 +653,7 @@ def triton_forward(
     n_live, done = _empty(b, nqb, **i32), _empty(b, nqb, **i32)
     args = [q, k, v, out, row_max, tau, count, vsum, tile_max, live, n_live, done, n, m, d, dv, nqb, nkb]
     size_class = max(n, m).bit_length()
-    meta = dict(
-        D_PAD=d_pad, DV_PAD=dv_pad, NEED_VSUM=need_backward, DOT_PRECISION=dot_precision(q.dtype, tf32)
-    )
+    meta = dict(**_pads(d, dv), NEED_VSUM=need_backward, DOT_PRECISION=dot_precision(q.dtype, tf32))
     _fwd_tuned[lambda c: (triton.cdiv(n, c["BLOCK_M"]), b)](
         *args, MAX_ITERS, size_class, FALLBACK=False, **meta
     )
@@ -627,7 +698,6 @@ def triton_backward(
     """Fused backward from `triton_forward`'s state: returns (dq, dk, dv); no device->host sync."""
     q, k, v, dout = q.contiguous(), k.contiguous(), v.contiguous(), dout.contiguous()
     (b, n, d), m, dv = q.shape, k.shape[1], v.shape[2]
-    d_pad, dv_pad = _pads(d, dv)
     bm, bn = state["block"]
     n_qb, n_kb = triton.cdiv(n, bm), triton.cdiv(m, bn)
     live, n_live = state["live"], state["n_live"]
@@ -638,8 +708,7 @@ def triton_backward(
     stats = (state["row_max"], state["tau"], mean_g)
     size_class = max(n, m).bit_length()
     meta = dict(
-        D_PAD=d_pad,
-        DV_PAD=dv_pad,
+        **_pads(d, dv),
         BLOCK_M=bm,
         BLOCK_N=bn,
         DOT_PRECISION=dot_precision(q.dtype, state["tf32"]),
