@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -177,10 +179,38 @@ def cmd_verify(args: argparse.Namespace) -> None:
     )
 
 
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
+    """The single-node torchrun command that runs ``reprosr <argv>`` (without ``--nproc``) in ``nproc``
+    processes."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "harness", *_without_nproc(argv),
+    ]  # fmt: skip
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from harness.reproduce import reproduce
     from harness.verify import format_verdicts
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if args.checkpoint:
+            raise ValueError("--nproc trains in several processes; with --checkpoint nothing is trained")
+        done = subprocess.run(torchrun_command(args.nproc, args.argv), check=False)
+        if done.returncode:
+            raise SystemExit(done.returncode)
+        return
     outcome = reproduce(
         args.recipe,
         profile=args.profile,
@@ -188,7 +218,12 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         data_root=args.data_root,
         out_dir=args.out,
         max_iters=args.max_iters,
+        seeds=args.seeds,
+        allow_substitutes=args.allow_substitutes,
+        workers=args.workers,
     )
+    if outcome is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     _emit(args, outcome.as_dict(), lambda p: outcome.summary() + "\n\n" + format_verdicts(outcome.verdicts))
 
 
@@ -197,6 +232,16 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     index = build_site(Path(args.out), results_root=args.results, runs_root=args.runs)
     _emit(args, {"index": str(index)}, lambda p: f"wrote {p['index']}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -261,7 +306,29 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", default=None, help="evaluate this checkpoint instead of training")
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<profile>)")
-    sp.add_argument("--max-iters", type=int, default=None)
+    sp.add_argument(
+        "--max-iters",
+        type=_positive,
+        default=None,
+        help="stop early: the run is stored as truncated, not judged",
+    )
+    sp.add_argument(
+        "--seeds",
+        type=_positive,
+        default=1,
+        help="train N runs, seeds train.seed … train.seed+N-1 (≥3 judged)",
+    )
+    sp.add_argument(
+        "--nproc", type=_positive, default=1, help="processes (GPUs) on this node: launches torchrun (DDP)"
+    )
+    sp.add_argument(
+        "--workers", type=int, default=None, help="data loader processes per rank (0: in-process)"
+    )
+    sp.add_argument(
+        "--allow-substitutes",
+        action="store_true",
+        help="allow disclosed substitutes for missing data (generated LR, embedded validation images)",
+    )
 
     sp = add("report", cmd_report, "render the static leaderboard site")
     sp.add_argument("--out", default="reports")
@@ -271,7 +338,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     progress.set_quiet(args.quiet)
     try:
         args.fn(args)

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+TIMEOUT = timedelta(hours=2)
 
 
 def init(device: torch.device) -> tuple[int, int]:
     """(rank, world size); joins the torchrun process group (NCCL on CUDA, gloo on CPU) when launched so."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # rank 0 evaluates alone at the end of each run while the others wait: allow for long evaluations
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 

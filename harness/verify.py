@@ -5,9 +5,8 @@
   MACs under the paper's convention vs published Multi-Adds/FLOPs, within 0.5 % relative.
 - checkpoint: PSNR/SSIM of a released or given checkpoint vs published and vs the official code's own
   output, within ±0.01 dB / ±0.0002.
-- retrain: PSNR/SSIM of the recipe's full training run vs published, PSNR within ±0.1 dB
-  (Set5/Set14/B100) or ±0.2 dB (Urban100/Manga109); SSIM within ±0.002 (ReproSR's choice: the issue
-  states no SSIM tolerance for retraining).
+- retrain: PSNR/SSIM of the recipe's complete full training runs (≥ 3 seeds: mean, std, 95 % interval) vs
+  published (``harness/retrain.py``).
 
 Every verdict is "pass", "fail", "not run" (with the reason) or "no published value": nothing passes silently.
 """
@@ -25,8 +24,6 @@ from harness import published
 
 OFFICIAL_CSV = Path(__file__).resolve().parents[1] / "results" / "official" / "official_code.csv"
 CHECKPOINT_TOL = {"psnr_y": 0.01, "ssim_y": 0.0002}
-RETRAIN_PSNR_TOL = {"Set5": 0.1, "Set14": 0.1, "B100": 0.1, "Urban100": 0.2, "Manga109": 0.2}
-RETRAIN_SSIM_TOL = 0.002
 MACS_REL_TOL = 0.005
 STATUSES = ("pass", "fail", "not run", "no published value")
 
@@ -45,6 +42,10 @@ class Verdict:
     tolerance: float
     status: str
     reason: str = ""
+    n_runs: int = 0  # retrain: the runs (seeds) the measured mean stands on
+    std: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
 
     @property
     def delta(self) -> float:
@@ -340,65 +341,16 @@ def checkpoint_verdicts(
     return verdicts, results
 
 
-def retrain_verdicts(recipe, means: dict[str, dict[str, float]] | None, not_run: str = "") -> list[Verdict]:
-    """Tier 3: PSNR/SSIM of the recipe's full training run per benchmark set (``means[dataset][metric]``)."""
-    verdicts = []
-    for dataset in recipe["eval.benchmarks"]:
-        tol = {"psnr_y": RETRAIN_PSNR_TOL.get(dataset, 0.1), "ssim_y": RETRAIN_SSIM_TOL}
-        got = (means or {}).get(dataset)
-        if not_run or got is None:
-            reason = not_run or f"no full-training evaluation on {dataset} (dataset absent during the run)"
-            verdicts += [
-                judge(
-                    _where("retrain", recipe, dataset),
-                    f"{m} vs paper",
-                    None,
-                    None,
-                    "",
-                    tol[m],
-                    not_run=reason,
-                )
-                for m in ("psnr_y", "ssim_y")
-            ]
-        else:
-            verdicts += [
-                v
-                for v in _compare_means("retrain", recipe, dataset, got, tol, recipe.form)
-                if "official" not in v.metric
-            ]
-    return verdicts
-
-
-def stored_retrain_means(recipe) -> tuple[dict[str, dict[str, float]] | None, str]:
-    """Set means of the newest full training run of ``recipe`` in the results store, or (None, reason)."""
-    from harness import store
-
-    df = store.read("results")
-    runs = df[(df.recipe == recipe.name) & (df.tier == "retrain") & (df.image == "")]
-    full = runs[runs.profile == "full"]
-    if full.empty:
-        seen = "only smoke runs are" if not runs.empty else "no training run is"
-        return None, (
-            f"{seen} in the results store; the full run needs a GPU and DIV2K: "
-            f"`nox -s reproduce-{recipe.name} -- --profile full`"
-        )
-    newest = full[full.timestamp == full.timestamp.max()]
-    means: dict[str, dict[str, float]] = {}
-    for row in newest.itertuples():
-        means.setdefault(row.dataset, {})[row.metric] = row.value
-    return means, ""
-
-
 def verify_recipe(name: str, checkpoint: str | None = None, data_root: Path | None = None) -> list[Verdict]:
     """`reprosr verify RECIPE`: static tier now, checkpoint tier if a checkpoint is given or released and
-    downloaded, retrain tier from the newest full run in the results store."""
+    downloaded, retrain tier from the complete full runs in the results store (``harness.retrain``)."""
+    from harness import retrain  # retrain builds on this module's judge and Verdict
     from harness.recipes import load
 
     recipe = load(name)
     verdicts, _ = static_verdicts(recipe)
     verdicts += checkpoint_tier(recipe, checkpoint, data_root)[0]
-    means, reason = stored_retrain_means(recipe)
-    return verdicts + retrain_verdicts(recipe, means, reason)
+    return verdicts + retrain.stored_verdicts(recipe)
 
 
 def checkpoint_tier(
