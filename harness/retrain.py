@@ -109,7 +109,7 @@ def select_runs(recipe: Recipe, results: pd.DataFrame) -> Selection:
         by_commit.values(), key=lambda per_seed: (len(per_seed), max(r.timestamp for r in per_seed.values())),
         default={},
     )  # fmt: skip
-    other_code = sum(len(v) for v in by_commit.values()) - len(chosen)
+    other_code = len(runs) - len(chosen)
     left_out = [
         f"{n} {what}"
         for n, what in (
