@@ -132,5 +132,6 @@ def batches(
         num_workers=workers,
         pin_memory=pin,
         prefetch_factor=4 if workers else None,
+        generator=torch.Generator(),  # its base-seed draw must not advance the training RNG (resume)
     )
     return iter(loader)
