@@ -338,7 +338,7 @@ class _Trainer:
         plan, p = self.plan, self.progress
         start = p.iteration
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=plan.precision == "bf16")
-        window = max(1, min(SYNC_EVERY, plan.iterations // 100 or 1))
+        window = max(1, min(SYNC_EVERY, plan.iterations))
         losses = torch.zeros(window, device=self.device)
         log_every, logged = max(1, plan.iterations // 100), start
         pending: list[dict] = []  # rows since the last sync; their losses are in `losses`

@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from harness.data import embedded_pairs
-from harness.recipes import load
 from harness.patches import PatchStream
+from harness.recipes import load
 from harness.train import NonFiniteLossError, Plan, fit, make_plan, train, training_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -381,3 +381,46 @@ def test_max_iters_must_be_positive_and_marks_the_run_truncated():
     assert make_plan(recipe, "full", 800, max_iters=2).run_state == "truncated"
     assert make_plan(recipe, "full", 800).run_state == "complete"
     assert make_plan(recipe, "smoke", 5, max_iters=100).run_state == "complete"
+
+
+def test_losses_reach_the_host_only_at_sync_points(tmp_path: Path, monkeypatch):
+    from harness import train as train_module
+
+    calls = []
+    sync = train_module._Trainer._sync
+    monkeypatch.setattr(train_module._Trainer, "_sync", lambda self, *a: calls.append(1) or sync(self, *a))
+    run_fit(tmp_path, tiny_plan(iterations=8, checkpoint_every=8))
+    assert len(calls) == 1, "one host read for 8 iterations (no per-iteration .item())"
+    with open(tmp_path / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 9)) and all(
+        float(r["loss"]) > 0 for r in rows
+    )
+
+
+def test_fused_ema_is_the_basicsr_average():
+    from harness.train_state import EMA
+
+    torch.manual_seed(0)
+    model = TinySR()
+    ema = EMA(model, 0.9)
+    start = {k: v.clone() for k, v in ema.state.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    ema.update(model)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ema.state[k], 0.9 * start[k] + 0.1 * v, rtol=1e-6, atol=1e-7)
+
+
+def test_channels_last_and_bf16_are_recorded_knobs(tmp_path: Path):
+    recipe = load("span_esr_ch48_x4")
+    plan = make_plan(recipe, "smoke", 5, channels_last=True, precision="bf16")
+    assert (plan.channels_last, plan.precision) == (True, "bf16")
+    default = make_plan(recipe, "smoke", 5)
+    assert (default.channels_last, default.precision) == (False, "fp32")  # the paper's fp32, NCHW
+    state = run_fit(
+        tmp_path, tiny_plan(iterations=2, checkpoint_every=2, channels_last=True, precision="bf16")
+    )
+    assert state["plan"]["channels_last"] is True and state["plan"]["precision"] == "bf16"
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
