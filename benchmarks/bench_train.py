@@ -17,6 +17,7 @@ bf16 autocast and channels_last (recorded recipe knobs), and the speed-up over B
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -115,13 +116,13 @@ def basicsr_side(recipe, data_root: Path, args, device, out: Path):
 
     def run() -> float:
         torch.manual_seed(0)
-        dataset = PairedImageDataset(dataset_opt)
+        dataset = PairedImageDataset(copy.deepcopy(dataset_opt))
         sampler = EnlargedSampler(dataset, 1, 0, dataset_opt["dataset_enlarge_ratio"])
         loader = build_dataloader(
             dataset, dataset_opt, num_gpu=opt["num_gpu"], dist=False, sampler=sampler, seed=0
         )
         prefetcher = CUDAPrefetcher(loader, opt) if device.type == "cuda" else CPUPrefetcher(loader)
-        model = SRModel(opt)
+        model = SRModel(copy.deepcopy(opt))  # BasicSR pops keys from the options it is given
         prefetcher.reset()
         start, it = None, 0
         while it < args.warmup + args.iters:
