@@ -174,3 +174,36 @@ def test_three_seeds_give_an_interval_in_the_verdicts_table(tmp_path, monkeypatc
     assert psnr.status == "fail"  # 4 iterations are far from the paper: the check can fail
     first = verdicts[(verdicts.run_id == outcome.runs[0]) & (verdicts.dataset == "Set5")]
     assert first[first.metric == "psnr_y vs paper"].iloc[0].reason.startswith("1 of 3 seeds")
+
+
+@pytest.mark.parametrize(
+    "flag", [["--max-iters", "0"], ["--max-iters", "-2"], ["--seeds", "0"], ["--nproc", "0"]]
+)
+def test_nonpositive_counts_are_a_clear_error(flag, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "drsan_32s_x2", *flag])
+    assert exc.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+
+
+def test_torchrun_command_drops_nproc():
+    from harness.cli import torchrun_command
+
+    cmd = torchrun_command(
+        2, ["reproduce", "span_light_x2", "--nproc", "2", "--profile", "smoke", "--nproc=2"]
+    )
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert cmd[5:] == ["-m", "harness", "reproduce", "span_light_x2", "--profile", "smoke"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_fails_fast_without_cuda():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py"], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and "needs a CUDA GPU" in done.stderr
