@@ -49,7 +49,9 @@ PROFILES = ("full", "smoke")
 CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y")
 SYNC_EVERY = 50  # iterations between host reads of the loss (one device sync each)
 
-LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"L1": lambda sr, hr: (sr - hr).abs().mean()}
+LOSSES: dict[tuple[str, str], Callable[[Tensor, Tensor], Tensor]] = {  # (loss.type, loss.reduction)
+    ("L1", "mean"): lambda sr, hr: (sr - hr).abs().mean()
+}
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "Adam": lambda params, o: torch.optim.Adam(
         params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
@@ -235,7 +237,7 @@ class _Trainer:
         self.net = ddp.wrap(self.model, device, probe)
         self.optimizer = OPTIMIZERS[plan.optim.type](self.model.parameters(), plan.optim)
         self.scheduler = SCHEDULERS[plan.schedule.type](self.optimizer, plan.milestones, plan.schedule.gamma)
-        self.loss_fn = LOSSES[plan.loss.type]
+        self.loss_fn = LOSSES[(plan.loss.type, plan.loss.reduction)]
         self.ema = EMA(self.model, plan.train.ema_decay) if plan.train.ema_decay > 0 else None
         self.last, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
         self.curves = out_dir / "curves.csv"

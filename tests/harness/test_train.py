@@ -424,3 +424,52 @@ def test_channels_last_and_bf16_are_recorded_knobs(tmp_path: Path):
     )
     assert state["plan"]["channels_last"] is True and state["plan"]["precision"] == "bf16"
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class NaNGradAt(TinySR):
+    """Finite outputs, but the gradient of the first conv becomes NaN at the ``n``-th backward."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls = 0
+        self.body[0].weight.register_hook(self._hook)
+        self.n = n
+
+    def _hook(self, grad):
+        self.calls += 1
+        return grad * math.nan if self.calls == self.n else grad
+
+
+def test_a_nonfinite_gradient_is_never_saved(tmp_path: Path):
+    plan = tiny_plan(iterations=8, checkpoint_every=2)
+    torch.manual_seed(0)
+    with pytest.raises(NonFiniteLossError):
+        fit(NaNGradAt(3), PatchStream(tiny_pairs(), plan.sampling), [], plan, tmp_path,
+            recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["iteration"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class FailAt(TinySR):
+    """Raises at the ``n``-th forward (a crash or kill at that point)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_a_second_stop_right_after_resume_keeps_the_curves(tmp_path: Path):
+    plan = tiny_plan(iterations=8, checkpoint_every=4)
+    for model in (FailAt(6), FailAt(1)):  # stop after the checkpoint at 4, then at once after resuming
+        torch.manual_seed(0)
+        with pytest.raises(KeyboardInterrupt):
+            fit(model, PatchStream(tiny_pairs(), plan.sampling), [], plan, tmp_path,
+                recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
+        with open(tmp_path / "curves.csv", newline="") as f:
+            assert [int(r["iteration"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
