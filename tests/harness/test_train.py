@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import math
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
 from harness.data import embedded_pairs
@@ -146,34 +144,6 @@ def test_lr_follows_milestones_and_curves_are_written(tmp_path: Path):
     assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-12)
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert state["iteration"] == 6 and state["data_position"] == 6 * plan.global_batch
-
-
-def _ddp_worker(rank: int, port: int, out: str, plan: Plan) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
-    torch.set_num_threads(1)
-    try:
-        run_fit(Path(out), plan)
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_ddp_processes_match_one_process(tmp_path: Path):
-    plan = tiny_plan(iterations=4, checkpoint_every=4)
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path / "ddp"), plan), nprocs=2, join=True)
-    single = run_fit(tmp_path / "single", plan)
-    ddp = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
-    torch.manual_seed(0)
-    init = TinySR().state_dict()
-    for key, value in single["model"].items():
-        assert not torch.equal(value, init[key]), f"{key} did not train"
-        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ddp["ema"][key], single["ema"][key], rtol=1e-5, atol=1e-6)
 
 
 CHILD = """
