@@ -6,7 +6,8 @@
    data root holds them with their LR, else synthesised 2040×1356 textures with MATLAB-bicubic LR
    (disclosed in the summary); validation on Set5 if present, else the embedded photos (disclosed);
 2. the kernel numerics on CUDA: ``pytest tests/kernels`` (Triton compiled, not interpreted);
-3. the kernel benchmarks (``bench_soft_threshold.py``, ``bench_sliding_proxy.py``).
+3. the kernel benchmarks (``bench_soft_threshold.py``, ``bench_sliding_proxy.py``) and the training loop
+   against BasicSR's (``bench_train.py``; "not run" without ``$REPROSR_BASICSR``).
 
 Writes ``<out>/gpu_check.md`` (and ``.json``): per recipe iterations/s, final loss, validation PSNR-Y, peak
 memory; the test and benchmark outputs. Exits 1 if any stage failed, 2 at once without CUDA.
@@ -61,7 +62,7 @@ def training_images(root: Path | None, scratch: Path, n: int, scales: set[int], 
         os.symlink(root / "Set5", scratch / "Set5")
     elif size[0] < 256:  # CPU rehearsal: a tiny stand-in validation set keeps it minutes long
         for i in range(2):
-            hr = torch.rand(3, 48, 48, generator=g)
+            hr = torch.rand(3, 96, 96, generator=g)
             data.write_image(scratch / "Set5" / "HR" / f"{i}.png", hr)
             for s in scales:
                 data.write_image(
@@ -164,6 +165,13 @@ def main() -> int:
             for b in ("bench_soft_threshold.py", "bench_sliding_proxy.py")
         ]
         failed |= report["kernel_tests"]["rc"] != 0 or any(b["rc"] for b in report["kernel_benchmarks"])
+        # the training loop against BasicSR's (needs a BasicSR checkout: $REPROSR_BASICSR; else "not run")
+        report["kernel_benchmarks"].append(
+            run(
+                [sys.executable, "benchmarks/bench_train.py", "--recipe", "span_light_x4", "--rounds", "3"],
+                150,
+            )
+        )
     (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
     (args.out / "gpu_check.md").write_text(markdown(report))
     print(markdown(report))
@@ -172,10 +180,12 @@ def main() -> int:
 
 def markdown(report: dict) -> str:
     lines = [f"# GPU check on {report['device']}", "", f"Training images: {report['training_images']}.", ""]
-    keys = [k for k in report["training"][0] if k not in ("training_data", "substitutes")]
+    first = next((r for r in report["training"] if "error" not in r), {"recipe": "", "error": ""})
+    keys = [k for k in first if k not in ("training_data", "substitutes")]
     lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in report["training"]:
-        lines.append("| " + " | ".join(str(row.get(k, row.get("error", ""))) for k in keys) + " |")
+        cells = [str(row.get(k, "")) for k in keys] if "error" not in row else [row["recipe"], row["error"]]
+        lines.append("| " + " | ".join(cells) + " |")
     subs = sorted({s for row in report["training"] for s in row.get("substitutes", [])})
     lines += ["", *(f"- substitute: {s}" for s in subs)]
     for key in ("kernel_tests",):
