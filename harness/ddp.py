@@ -8,7 +8,6 @@ the results store; ranks wait at :func:`barrier` wherever they read what rank 0 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -34,10 +33,6 @@ def rank() -> int:
 
 def is_main() -> bool:
     return rank() == 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def barrier() -> None:
@@ -70,16 +65,6 @@ def gather(obj: object) -> list:
     out: list = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-@contextmanager
-def main_first():
-    """Rank 0 runs the block first (e.g. writes a file), the others after it: ``with main_first(): ...``."""
-    if not is_main():
-        barrier()
-    yield
-    if is_main():
-        barrier()
 
 
 def unused_parameters(model: nn.Module, example: torch.Tensor) -> list[str]:
