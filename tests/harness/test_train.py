@@ -18,7 +18,7 @@ from torch import nn
 from harness.data import embedded_pairs
 from harness.patches import PatchStream
 from harness.recipes import load
-from harness.train import NonFiniteLossError, Plan, fit, make_plan, train, training_data
+from harness.train import DataSubstituteError, NonFiniteLossError, Plan, fit, make_plan, train, training_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -317,7 +317,6 @@ def test_full_profile_streams_the_training_set_as_uint8(tmp_path, datasets_root)
 
 
 def test_missing_validation_set_is_an_error_unless_a_substitute_is_allowed(tmp_path):
-    from harness.train import DataSubstituteError
 
     _div2k_like(tmp_path)
     recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [1, 3]})
@@ -330,7 +329,6 @@ def test_missing_validation_set_is_an_error_unless_a_substitute_is_allowed(tmp_p
 
 
 def test_missing_lr_on_disk_is_an_error_unless_generation_is_allowed(tmp_path):
-    from harness.train import DataSubstituteError
 
     _div2k_like(tmp_path, lr=False)
     recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [1, 3]})
