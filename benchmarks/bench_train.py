@@ -34,8 +34,9 @@ import architectures  # noqa: E402
 from harness.data import iter_benchmark_pairs, write_image  # noqa: E402
 from harness.degrade import bicubic_downsample  # noqa: E402
 from harness.patches import PatchStream  # noqa: E402
+from harness.plan import make_plan  # noqa: E402
 from harness.recipes import load  # noqa: E402
-from harness.train import fit, make_plan  # noqa: E402
+from harness.train import fit  # noqa: E402
 
 
 def make_images(root: Path, scale: int, n: int, size: int) -> None:

@@ -21,18 +21,17 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 import architectures
-from harness import data, ddp
+from harness import ddp
 from harness.evaluate import evaluate
-from harness.patches import PatchStream, Sampling, batches, to_uint8
-from harness.recipes import Loss, Optim, Recipe, Schedule, TrainSection, load
-from harness.schema import RunState
+from harness.patches import PatchStream, batches
+from harness.plan import Plan, make_plan
+from harness.recipes import Recipe, load
 from harness.train_state import (
     CHECKPOINT_FORMAT,
     EMA,
@@ -43,9 +42,9 @@ from harness.train_state import (
     seed_everything,
     set_rng_state,
 )
+from harness.training_data import training_data
 
 log = logging.getLogger("harness.train")
-PROFILES = ("full", "smoke")
 CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y")
 SYNC_EVERY = 50  # iterations between host reads of the loss (one device sync each)
 
@@ -66,107 +65,6 @@ SCHEDULERS: dict[str, Callable[..., torch.optim.lr_scheduler.LRScheduler]] = {
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or the weights became NaN/Inf; the last good checkpoint was kept."""
-
-
-class DataSubstituteError(FileNotFoundError):
-    """Data the recipe names is missing; ``allow_substitutes=True`` uses a disclosed substitute instead."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A recipe resolved for a profile and a training set. The recipe's sections are referenced, not copied;
-    the fields are what the profile and the set decide. Iteration counts are 0-based."""
-
-    scale: int
-    sampling: Sampling
-    iterations: int  # what this run does
-    scheduled: int  # what the profile's schedule asks for: the run is complete when iterations == scheduled
-    milestones: tuple[int, ...]
-    checkpoint_every: int
-    val_every: int
-    precision: str
-    channels_last: bool
-    inference: str
-    optim: Optim
-    schedule: Schedule
-    loss: Loss
-    train: TrainSection
-
-    @property
-    def global_batch(self) -> int:
-        return self.sampling.global_batch
-
-    @property
-    def seed(self) -> int:
-        return self.sampling.seed
-
-    @property
-    def run_state(self) -> RunState:
-        return RunState.COMPLETE if self.iterations == self.scheduled else RunState.TRUNCATED
-
-
-def make_plan(
-    recipe: Recipe,
-    profile: str,
-    n_images: int,
-    max_iters: int | None = None,
-    precision: str | None = None,
-    *,
-    seed: int | None = None,
-    channels_last: bool | None = None,
-) -> Plan:
-    """Resolve ``recipe`` for ``profile`` ("full" or "smoke") on a training set of ``n_images`` images.
-
-    Smoke keeps the recipe's optimiser, schedule and augmentation but uses ``[smoke]``'s patch, batch and
-    iteration count, and checkpoints/validates once at the end. ``max_iters`` (≥ 1) caps the iterations: a
-    capped run is truncated. ``seed`` (default ``train.seed``), ``precision`` and ``channels_last`` override
-    the recipe's and are recorded.
-    """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
-    if max_iters is not None and max_iters < 1:
-        raise ValueError(f"--max-iters must be a positive number of iterations, not {max_iters}")
-    smoke = profile == "smoke"
-    batch = recipe.smoke.batch if smoke else recipe.global_batch
-    enlarge = recipe.dataset.enlarge
-    iters_per_epoch = n_images * enlarge // batch
-    if iters_per_epoch < 1:
-        raise ValueError(
-            f"{recipe.name}: {n_images} images × enlarge {enlarge} give less than one batch of {batch}; "
-            "add training images"
-        )
-    per_unit = iters_per_epoch if recipe.schedule.unit == "epoch" else 1
-    scheduled = recipe.smoke.iters if smoke else recipe.schedule.total * per_unit
-    iterations = scheduled if max_iters is None else min(scheduled, max_iters)
-    precision = precision or recipe.train.precision
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-    sampling = Sampling(
-        scale=recipe.scale,
-        hr_patch=recipe.smoke.hr_patch if smoke else recipe.dataset.hr_patch,
-        global_batch=batch,
-        iters_per_epoch=iters_per_epoch,
-        seed=recipe.train.seed if seed is None else seed,
-        enlarge=enlarge,
-        hflip=recipe.dataset.hflip,
-        rot=recipe.dataset.rot,
-    )
-    return Plan(
-        scale=recipe.scale,
-        sampling=sampling,
-        iterations=iterations,
-        scheduled=scheduled,
-        milestones=tuple(m * per_unit for m in recipe.schedule.milestones),
-        checkpoint_every=iterations if smoke else recipe.train.checkpoint_every,
-        val_every=iterations if smoke else recipe.train.val_every,
-        precision=precision,
-        channels_last=recipe.train.channels_last if channels_last is None else channels_last,
-        inference=recipe.eval.inference,
-        optim=recipe.optim,
-        schedule=recipe.schedule,
-        loss=recipe.loss,
-        train=recipe.train,
-    )
 
 
 @dataclass(frozen=True)
@@ -448,71 +346,6 @@ def _clone_with(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
     clone = copy.deepcopy(model)
     clone.load_state_dict(state)
     return clone
-
-
-# --------------------------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """The training pairs, the selection (validation) pairs, and what they are, substitutes disclosed."""
-
-    pairs: list[tuple[Tensor, Tensor]]
-    val_pairs: list
-    checksum: str
-    description: str
-    substitutes: tuple[str, ...] = ()
-
-
-def _lr_on_disk(name: str, scale: int, root: Path | None) -> bool:
-    folder = (Path(root) if root is not None else data.cache_dir()) / name / "LR_bicubic" / f"X{scale}"
-    return any(folder.glob("*.png")) and not (folder / data.GENERATED_MARKER).exists()
-
-
-def training_data(
-    recipe: Recipe, profile: str, data_root: Path | None, allow_substitutes: bool = False
-) -> TrainingData:
-    """The data a run trains and selects on. Missing data the recipe names is an error
-    (:class:`DataSubstituteError`) unless ``allow_substitutes``: then the LR is generated (MATLAB-exact
-    bicubic) where ``data.lr_source = "disk"`` finds none, the embedded photos replace a missing validation
-    set, and each substitute is listed."""
-    if profile == "smoke":
-        pairs = data.embedded_pairs(recipe.scale)
-        return TrainingData([(p.hr, p.lr) for p in pairs], pairs, "embedded", "smoke: the embedded photos")
-    d, substitutes = recipe.dataset, []
-    first, last = d.train_images
-    if d.lr_source == "disk" and not _lr_on_disk(d.train, recipe.scale, data_root):
-        what = f"{d.train} has no LR_bicubic/X{recipe.scale} files on disk (data.lr_source = 'disk')"
-        if not allow_substitutes:
-            raise DataSubstituteError(
-                f"{what}: run `reprosr data fetch {d.train}`, or pass --allow-substitutes to generate them "
-                "(MATLAB-exact bicubic; recorded in the run)"
-            )
-        substitutes.append(f"{what}: generated here with MATLAB-exact bicubic")
-    # kept as uint8 while streaming: DIV2K's 800 float32 images would need ~30 GB at once
-    images = islice(data.iter_benchmark_pairs(d.train, recipe.scale, root=data_root), first - 1, last)
-    pairs = [(to_uint8(p.hr), to_uint8(p.lr)) for p in images]
-    if len(pairs) != last - first + 1:
-        raise ValueError(
-            f"{d.train} has {first - 1 + len(pairs)} images, fewer than the range {first}–{last}; "
-            f"run `reprosr data fetch {d.train}`"
-        )
-    val_set = recipe.eval.val_set
-    try:
-        val = data.benchmark_pairs(val_set, recipe.scale, root=data_root)
-    except FileNotFoundError as exc:
-        if not allow_substitutes:
-            raise DataSubstituteError(
-                f"validation set {val_set} (eval.val_set, the set keep='{recipe.train.keep}' selects on) is "
-                f"missing: {exc}; fetch it, or pass --allow-substitutes to validate on the embedded photos "
-                "(recorded in the run)"
-            ) from None
-        val = data.embedded_pairs(recipe.scale)
-        substitutes.append(f"validation set {val_set} missing: validated on the embedded photos instead")
-        val_set = "embedded"
-    description = f"{d.train}[{first}-{last}] LR {d.lr_source}; validation {val_set}"
-    checksum = data.dataset_checksum(d.train, data_root)
-    return TrainingData(pairs, val, checksum, description, tuple(substitutes))
 
 
 # --------------------------------------------------------------------------------------------- entry

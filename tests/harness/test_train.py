@@ -17,8 +17,10 @@ from torch import nn
 
 from harness.data import embedded_pairs
 from harness.patches import PatchStream
+from harness.plan import Plan, make_plan
 from harness.recipes import load
-from harness.train import DataSubstituteError, NonFiniteLossError, Plan, fit, make_plan, train, training_data
+from harness.train import NonFiniteLossError, fit, train
+from harness.training_data import DataSubstituteError, training_data
 
 REPO = Path(__file__).resolve().parents[2]
 
