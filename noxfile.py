@@ -51,6 +51,14 @@ def benchmarks(session: nox.Session) -> None:
         session.run("python", f"benchmarks/{script}", *session.posargs)
 
 
+@nox.session(name="gpu-check", default=False)
+def gpu_check(session: nox.Session) -> None:
+    """On one CUDA GPU (~8 min): a short full-profile training of one recipe per family, the kernel tests
+    compiled on CUDA and the kernel benchmarks; writes runs/gpu-check/gpu_check.md. Fails at once without
+    CUDA."""
+    session.run("python", "benchmarks/gpu_check.py", *session.posargs)
+
+
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
     """Render the static leaderboard site into reports/ from the results store and published tables."""

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -203,6 +204,8 @@ def _eval_text(p: dict) -> str:
             f"median {p['runtime_ms']:.1f} ms/image, {len(p['per_image'])} images)",
         ]
     )
+
+
 def cmd_checkpoints(args: argparse.Namespace) -> None:
     from harness import released
 
@@ -292,10 +295,38 @@ def cmd_verify(args: argparse.Namespace) -> None:
     )
 
 
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
+    """The single-node torchrun command that runs ``reprosr <argv>`` (without ``--nproc``) in ``nproc``
+    processes."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "harness", *_without_nproc(argv),
+    ]  # fmt: skip
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from harness.reproduce import reproduce
     from harness.verify import format_verdicts
 
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if args.checkpoint:
+            raise ValueError("--nproc trains in several processes; with --checkpoint nothing is trained")
+        done = subprocess.run(torchrun_command(args.nproc, args.argv), check=False)
+        if done.returncode:
+            raise SystemExit(done.returncode)
+        return
     outcome = reproduce(
         args.recipe,
         profile=args.profile,
@@ -304,7 +335,12 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         out_dir=args.out,
         max_iters=args.max_iters,
         device=args.device,
+        seeds=args.seeds,
+        allow_substitutes=args.allow_substitutes,
+        workers=args.workers,
     )
+    if outcome is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     _emit(args, outcome.as_dict(), lambda p: outcome.summary() + "\n\n" + format_verdicts(outcome.verdicts))
 
 
@@ -433,8 +469,30 @@ def parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--data-root", type=Path, default=None)
     sp.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<recipe>-<profile>)")
-    sp.add_argument("--max-iters", type=positive_int, default=None)
+    sp.add_argument(
+        "--max-iters",
+        type=positive_int,
+        default=None,
+        help="stop early: the run is stored as truncated, not judged",
+    )
     device_arg(sp)
+    sp.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="train N runs, seeds train.seed … train.seed+N-1 (≥3 judged)",
+    )
+    sp.add_argument(
+        "--nproc", type=positive_int, default=1, help="processes (GPUs) on this node: launches torchrun (DDP)"
+    )
+    sp.add_argument(
+        "--workers", type=int, default=None, help="data loader processes per rank (0: in-process)"
+    )
+    sp.add_argument(
+        "--allow-substitutes",
+        action="store_true",
+        help="allow disclosed substitutes for missing data (generated LR, embedded validation images)",
+    )
 
     sp = add("report", cmd_report, "render the static leaderboard site")
     sp.add_argument("--out", default="reports")
@@ -457,6 +515,7 @@ def _run(argv: list[str]) -> None:
     json_requested = "--json" in argv
     try:
         args = parser().parse_args(argv)
+        args.argv = argv
         progress.set_quiet(args.quiet)
         if os.environ.get("REPROSR_PAPERS"):
             from harness.papers import add_papers_from_env  # here: it imports every model (slow start)

@@ -1,17 +1,21 @@
 """Pinned training recipes: one TOML file per paper × scale × variant under ``harness/recipes/``.
 
-A recipe is data. Every field carries its provenance in the ``[sources]`` table, keyed by the field's
-dotted path (``"optim.lr"``): an official config file and key, the training graph, the paper, or
-``"reconstructed — not published in the available sources"``. :func:`load` validates the file against
-:data:`SCHEMA` (no unknown, missing or mistyped field; a source for each field and no source for a field
-that does not exist). ``Recipe.hash`` is the sha256 of the canonical JSON of the parsed content, so it is
-stable across whitespace, comments and key order.
+A recipe is data, read into typed sections (:class:`RecipeId`, :class:`DataSection`, :class:`Optim`,
+:class:`Schedule`, :class:`Loss`, :class:`TrainSection`, :class:`EvalSection`, :class:`Smoke`); every
+field is read by the training or evaluation code. Every field carries its provenance in the ``[sources]``
+table, keyed by its dotted path (``"optim.lr"``): an official config file and key, the training graph,
+the paper, or ``"reconstructed — not published in the available sources"``. :func:`load` validates the
+file (no unknown, missing or mistyped field; a source for each field and none for a field that does not
+exist) and checks it against the model registry (``architectures.MODELS``): the paper, the variant and
+scale, the form and the test-time procedure must be the registry's. ``Recipe.hash`` is the sha256 of the
+canonical JSON of the parsed content, so it is stable across whitespace, comments and key order.
 
 Conventions: ``data.hr_patch`` is the HR patch side (the LR patch is ``hr_patch // scale``);
 ``data.batch_per_gpu × data.gpus`` is the global batch; ``schedule.milestones`` and ``schedule.total`` are
 in ``schedule.unit`` (``"iteration"`` or ``"epoch"``, an epoch being one pass over the enlarged dataset);
 ``train.ema_decay = 0`` and ``train.grad_clip = 0`` mean none; ``recipe.variant = ""`` means the model has
-no variants.
+no variants; ``data.lr_source = "disk"`` requires the dataset's LR files (MATLAB bicubic), ``"degrade"``
+makes them here; ``eval.val_set`` is the set that ``train.keep = "best"`` selects on.
 """
 
 from __future__ import annotations
@@ -19,106 +23,182 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from harness.schema import TEST_TIME
+import architectures
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECONSTRUCTED = "reconstructed — not published in the available sources"
 
-# section → field → allowed type(s); lists are checked element-wise by the element type given.
-SCHEMA: dict[str, dict[str, Any]] = {
-    "recipe": {"name": str, "paper": str, "model": str, "variant": str, "scale": int, "form": str},
-    "data": {
-        "train": str,
-        "train_images": [int],
-        "lr_source": str,
-        "checksums": str,
-        "hr_patch": int,
-        "batch_per_gpu": int,
-        "gpus": int,
-        "hflip": bool,
-        "rot": bool,
-        "enlarge": int,
-    },
-    "optim": {"type": str, "lr": float, "betas": [float], "eps": float, "weight_decay": float},
-    "schedule": {"type": str, "unit": str, "milestones": [int], "gamma": float, "total": int},
-    "loss": {"type": str, "reduction": str},
-    "train": {
-        "seed": int,
-        "ema_decay": float,
-        "grad_clip": float,
-        "precision": str,
-        "checkpoint_every": int,
-        "val_every": int,
-        "keep": str,
-    },
-    "eval": {
-        "inference": str,
-        "val_set": str,
-        "benchmarks": [str],
-        "metrics": [str],
-        "crop_border": int,
-        "checksums": str,
-    },
-    "smoke": {"hr_patch": int, "batch": int, "iters": int},
-}
 
-CHOICES: dict[str, tuple] = {
-    "recipe.form": ("train", "deploy"),
-    "data.lr_source": ("disk", "degrade"),
-    "optim.type": ("Adam",),
-    "schedule.type": ("MultiStepLR",),
-    "schedule.unit": ("iteration", "epoch"),
-    "loss.type": ("L1",),
-    "loss.reduction": ("mean",),
-    "train.precision": ("fp32", "bf16"),
-    "train.keep": ("last", "best"),
-    "eval.inference": tuple(TEST_TIME),
+@dataclass(frozen=True)
+class RecipeId:
+    name: str
+    paper: str
+    model: str
+    variant: str
+    scale: int
+    form: Literal["train", "deploy"]
+
+
+@dataclass(frozen=True)
+class DataSection:
+    train: str
+    train_images: list[int]
+    lr_source: Literal["disk", "degrade"]
+    hr_patch: int
+    batch_per_gpu: int
+    gpus: int
+    hflip: bool
+    rot: bool
+    enlarge: int
+
+
+@dataclass(frozen=True)
+class Optim:
+    type: Literal["Adam"]
+    lr: float
+    betas: list[float]
+    eps: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    type: Literal["MultiStepLR"]
+    unit: Literal["iteration", "epoch"]
+    milestones: list[int]
+    gamma: float
+    total: int
+
+
+@dataclass(frozen=True)
+class Loss:
+    type: Literal["L1"]
+    reduction: Literal["mean"]
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    seed: int
+    ema_decay: float
+    grad_clip: float
+    precision: Literal["fp32", "bf16"]
+    channels_last: bool
+    checkpoint_every: int
+    val_every: int
+    keep: Literal["last", "best"]
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    inference: Literal["whole", "chop"]
+    val_set: str
+    benchmarks: list[str]
+
+
+@dataclass(frozen=True)
+class Smoke:
+    hr_patch: int
+    batch: int
+    iters: int
+
+
+SECTIONS: dict[str, type] = {
+    "recipe": RecipeId,
+    "data": DataSection,
+    "optim": Optim,
+    "schedule": Schedule,
+    "loss": Loss,
+    "train": TrainSection,
+    "eval": EvalSection,
+    "smoke": Smoke,
 }
+# section → field → annotated type (derived from the section classes; the one schema)
+SCHEMA: dict[str, dict[str, Any]] = {s: typing.get_type_hints(cls) for s, cls in SECTIONS.items()}
 
 
 class RecipeError(ValueError):
-    """A recipe file that does not match :data:`SCHEMA`; the message names the file and the field."""
+    """A recipe file that does not match the schema; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A validated recipe: ``data`` holds the parsed sections, ``sources`` the per-field provenance."""
+    """A validated recipe: ``data`` holds the parsed sections as plain values (what the hash covers and the
+    report lists), ``sources`` the per-field provenance; the typed sections are attributes."""
 
     path: Path
     data: dict[str, dict[str, Any]] = field(repr=False)
     sources: dict[str, str] = field(repr=False)
 
+    def __post_init__(self) -> None:
+        for section, cls in SECTIONS.items():
+            object.__setattr__(self, f"_{section}", cls(**self.data[section]))
+
+    # typed sections
+    @property
+    def id(self) -> RecipeId:
+        return self._recipe  # type: ignore[attr-defined]
+
+    @property
+    def dataset(self) -> DataSection:
+        return self._data  # type: ignore[attr-defined]
+
+    @property
+    def optim(self) -> Optim:
+        return self._optim  # type: ignore[attr-defined]
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._schedule  # type: ignore[attr-defined]
+
+    @property
+    def loss(self) -> Loss:
+        return self._loss  # type: ignore[attr-defined]
+
+    @property
+    def train(self) -> TrainSection:
+        return self._train  # type: ignore[attr-defined]
+
+    @property
+    def eval(self) -> EvalSection:
+        return self._eval  # type: ignore[attr-defined]
+
+    @property
+    def smoke(self) -> Smoke:
+        return self._smoke  # type: ignore[attr-defined]
+
+    # identity shortcuts
     @property
     def name(self) -> str:
-        return self.data["recipe"]["name"]
+        return self.id.name
 
     @property
     def paper(self) -> str:
-        return self.data["recipe"]["paper"]
+        return self.id.paper
 
     @property
     def model(self) -> str:
-        return self.data["recipe"]["model"]
+        return self.id.model
 
     @property
     def variant(self) -> str | None:
-        return self.data["recipe"]["variant"] or None
+        return self.id.variant or None
 
     @property
     def scale(self) -> int:
-        return self.data["recipe"]["scale"]
+        return self.id.scale
 
     @property
     def form(self) -> str:
-        return self.data["recipe"]["form"]
+        return self.id.form
 
     @property
     def global_batch(self) -> int:
-        return self.data["data"]["batch_per_gpu"] * self.data["data"]["gpus"]
+        return self.dataset.batch_per_gpu * self.dataset.gpus
 
     @property
     def hash(self) -> str:
@@ -156,8 +236,11 @@ def add_dir(path: Path) -> None:
 
 
 def _type_ok(value: Any, expected: Any) -> bool:
-    if isinstance(expected, list):
-        return isinstance(value, list) and all(_type_ok(v, expected[0]) for v in value)
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin is list:
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    if origin is Literal:
+        return isinstance(value, str)
     if expected is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if expected is int:
@@ -166,13 +249,14 @@ def _type_ok(value: Any, expected: Any) -> bool:
 
 
 def _coerce(value: Any, expected: Any) -> Any:
-    if isinstance(expected, list):
-        return [_coerce(v, expected[0]) for v in value]
+    if typing.get_origin(expected) is list:
+        return [_coerce(v, typing.get_args(expected)[0]) for v in value]
     return float(value) if expected is float else value
 
 
 def validate(raw: dict[str, Any], path: Path) -> Recipe:
-    """Check parsed TOML against :data:`SCHEMA`; :class:`RecipeError` names the file and the field."""
+    """Check parsed TOML against the sections and the model registry; :class:`RecipeError` names the file
+    and the field."""
     where = str(path)
     unknown = sorted(set(raw) - set(SCHEMA) - {"sources"})
     if unknown:
@@ -193,8 +277,9 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
             value = table[key]
             if not _type_ok(value, expected):
                 raise RecipeError(f"{where}: field {dotted} = {value!r} is not of type {expected}")
-            if dotted in CHOICES and value not in CHOICES[dotted]:
-                raise RecipeError(f"{where}: field {dotted} = {value!r}; allowed: {CHOICES[dotted]}")
+            choices = typing.get_args(expected) if typing.get_origin(expected) is Literal else None
+            if choices and value not in choices:
+                raise RecipeError(f"{where}: field {dotted} = {value!r}; allowed: {choices}")
             data[section][key] = _coerce(value, expected)
     sources = raw.get("sources", {})
     fields_all = {f"{s}.{k}" for s, fs in SCHEMA.items() for k in fs}
@@ -210,6 +295,7 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     if data["recipe"]["name"] != path.stem:
         raise RecipeError(f"{where}: recipe.name is {data['recipe']['name']!r} but the file is {path.name}")
     _check_consistency(data, where)
+    _check_registry(data, where)
     return Recipe(path, data, dict(sources))
 
 
@@ -227,6 +313,34 @@ def _check_consistency(data: dict[str, dict[str, Any]], where: str) -> None:
         raise RecipeError(f"{where}: optim.betas needs two values, got {data['optim']['betas']}")
     if len(data["data"]["train_images"]) != 2:
         raise RecipeError(f"{where}: data.train_images is [first, last], got {data['data']['train_images']}")
+
+
+def _check_registry(data: dict[str, dict[str, Any]], where: str) -> None:
+    """The model registry owns paper, variants × scales, forms and the test-time procedure."""
+    ident = data["recipe"]
+    try:
+        spec = architectures.spec(ident["model"])
+    except KeyError as exc:
+        raise RecipeError(f"{where}: recipe.model: {exc.args[0]}") from None
+    variant = ident["variant"] or None
+    expected = {
+        "recipe.paper": (ident["paper"], spec.paper),
+        "eval.inference": (data["eval"]["inference"], spec.test_time),
+    }
+    for dotted, (got, want) in expected.items():
+        if got != want:
+            raise RecipeError(
+                f"{where}: {dotted} = {got!r} but architectures.MODELS[{spec.name!r}] says {want!r}"
+            )
+    if variant not in spec.scales:
+        raise RecipeError(f"{where}: recipe.variant = {ident['variant']!r} is not a {spec.name} variant")
+    if ident["scale"] not in spec.scales[variant]:
+        raise RecipeError(
+            f"{where}: recipe.scale = {ident['scale']}: {spec.name} {ident['variant']} exists at "
+            f"{spec.scales[variant]}"
+        )
+    if ident["form"] not in spec.forms:
+        raise RecipeError(f"{where}: recipe.form = {ident['form']!r}; {spec.name} has forms {spec.forms}")
 
 
 def load(name_or_path: str | Path) -> Recipe:

@@ -1,8 +1,12 @@
 """The main job: one recipe end to end — static checks, training (or a given checkpoint), evaluation with the
 paper's test-time procedure, verdicts — every measurement and verdict appended to the results store.
 
-The run directory (default ``runs/<recipe>-<profile>``) keeps the training state (resumable), the SR
-outputs of every evaluated set (``sr/<dataset>/<image>.png``) and ``run.json``, which the report reads.
+The run directory (default ``runs/<recipe>-<profile>``) keeps the training state of each seed
+(``train-seed<k>/``, resumable), the SR outputs of every evaluated set (``sr/<dataset>/<image>.png``) and
+``run.json``, which the report reads. ``seeds=N`` trains N runs with seeds ``train.seed … train.seed+N-1``,
+each stored as its own run; the retrain verdicts aggregate every complete run in the store
+(``harness.retrain``). Under torchrun every rank trains; rank 0 alone evaluates and writes the store, so a
+multi-process run is one run.
 """
 
 from __future__ import annotations
@@ -10,17 +14,18 @@ from __future__ import annotations
 import csv
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
-from harness import data, progress, published, released, runtime, store
+from harness import data, ddp, progress, published, released, retrain, runtime, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
-from harness.recipes import load
+from harness.recipes import Recipe, load
 from harness.schema import Tier
-from harness.train import train
+from harness.train import TrainSummary, train
 from harness.verdicts import Subject, Verdict, judge, verdict_row
-from harness.verify import CHECKPOINT_TOL, QUALITY, checkpoint_tier, retrain_verdicts, static_verdicts
+from harness.verify import CHECKPOINT_TOL, QUALITY, checkpoint_tier, static_verdicts
 
 RUNS = Path("runs")
 OFFICIAL = "official"  # --checkpoint official: the zoo's release of the recipe's model, variant and scale
@@ -35,12 +40,14 @@ class Outcome:
     verdicts: list[Verdict]
     evaluations: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # every run id this call stored (one per seed)
 
     def as_dict(self) -> dict:
         return {
             "recipe": self.recipe,
             "profile": self.profile,
             "run_id": self.run_id,
+            "runs": self.runs,
             "out_dir": str(self.out_dir),
             "evaluations": self.evaluations,
             "notes": self.notes,
@@ -48,22 +55,23 @@ class Outcome:
         }
 
     def summary(self) -> str:
-        lines = [f"{self.recipe} — profile {self.profile}, run {self.run_id}, outputs in {self.out_dir}"]
+        runs = f"runs {', '.join(self.runs)}" if len(self.runs) > 1 else f"run {self.run_id}"
+        lines = [f"{self.recipe} — profile {self.profile}, {runs}, outputs in {self.out_dir}"]
         for dataset, means in self.evaluations.items():
             lines.append(f"  {dataset}: " + "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def _evaluate_sets(recipe, model, sets: dict[str, list], out_dir: Path) -> dict[str, EvalResult]:
+def _evaluate_sets(recipe: Recipe, model, sets: dict[str, list], out_dir: Path) -> dict[str, EvalResult]:
     results = {}
     for name, pairs in sets.items():
-        progress.stage(f"evaluating on {name} ({len(pairs)} images, {recipe['eval.inference']} inference)")
+        progress.stage(f"evaluating on {name} ({len(pairs)} images, {recipe.eval.inference} inference)")
         results[name] = evaluate(
             model,
             pairs,
             recipe.scale,
-            inference=recipe["eval.inference"],
+            inference=recipe.eval.inference,
             conventions=ALL_CONVENTIONS,
             save_dir=out_dir / "sr" / name,
             desc=f"{name} ×{recipe.scale}",
@@ -71,9 +79,9 @@ def _evaluate_sets(recipe, model, sets: dict[str, list], out_dir: Path) -> dict[
     return results
 
 
-def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, list], list[str]]:
+def _available_benchmarks(recipe: Recipe, data_root: Path | None) -> tuple[dict[str, list], list[str]]:
     sets, missing = {}, []
-    for name in recipe["eval.benchmarks"]:
+    for name in recipe.eval.benchmarks:
         try:
             sets[name] = data.benchmark_pairs(name, recipe.scale, data_root)
         except FileNotFoundError:
@@ -83,7 +91,8 @@ def _available_benchmarks(recipe, data_root: Path | None) -> tuple[dict[str, lis
 
 @dataclass
 class Stage:
-    """What the checkpoint or training stage of a run produced."""
+    """What the checkpoint or training stage of a run produced. ``retrain`` gives the retrain verdicts once
+    this run's results are in the store (they aggregate over the stored runs)."""
 
     verdicts: list[Verdict]
     results: dict[str, EvalResult]
@@ -91,9 +100,12 @@ class Stage:
     profile: str
     tier: str
     checkpoint: str
+    retrain: Callable[[list[dict]], list[Verdict]]
+    columns: dict = field(default_factory=dict)  # results columns this stage sets (seed, run_state, …)
+    curves: str = ""
 
 
-def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
+def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
     """Evaluate ``checkpoint`` (a path, a zoo name, or "official") on every benchmark set of the recipe.
 
     A zoo checkpoint is fetched and verified first; when that is impossible (offline, a manual download,
@@ -114,13 +126,21 @@ def _checkpoint_stage(recipe, checkpoint: str, data_root: Path | None, out: Path
         results: dict[str, EvalResult] = {}
     else:
         verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
-    verdicts += retrain_verdicts(recipe, None, "a checkpoint was evaluated instead of training")
     known = released.identify(name) if name and name not in released.RELEASED else None
     label = f"{known.name} = {name}" if known else name  # a release under another name is reported as such
-    return Stage(verdicts, results, [], "checkpoint", "checkpoint", label)
+    instead = "a checkpoint was evaluated instead of training"
+    return Stage(
+        verdicts,
+        results,
+        [],
+        "checkpoint",
+        "checkpoint",
+        label,
+        lambda rows: retrain.not_run(recipe, instead),
+    )
 
 
-def official_checkpoint(recipe, checkpoint: str) -> tuple[str, str]:
+def official_checkpoint(recipe: Recipe, checkpoint: str) -> tuple[str, str]:
     """(zoo name or path, "") for a checkpoint argument; ("", reason) when "official" has no release."""
     if checkpoint != OFFICIAL:
         return (released.released(checkpoint).name if checkpoint in released.RELEASED else checkpoint), ""
@@ -133,10 +153,10 @@ def official_checkpoint(recipe, checkpoint: str) -> tuple[str, str]:
     return entry.name, ""
 
 
-def unreachable_verdicts(recipe, reason: str) -> list[Verdict]:
+def unreachable_verdicts(recipe: Recipe, reason: str) -> list[Verdict]:
     """A "not run" verdict for every PSNR/SSIM cell of the recipe's benchmark sets, with ``reason``."""
     verdicts = []
-    for dataset in recipe["eval.benchmarks"]:
+    for dataset in recipe.eval.benchmarks:
         subject = Subject(
             Tier.CHECKPOINT, recipe.model, recipe.variant or "", recipe.scale, recipe.form, dataset
         )
@@ -147,29 +167,15 @@ def unreachable_verdicts(recipe, reason: str) -> list[Verdict]:
 
 
 def _training_stage(
-    recipe,
-    profile: str,
-    data_root: Path | None,
-    out: Path,
-    max_iters: int | None,
-    base: dict,
-    notes: list[str],
+    recipe: Recipe, summary: TrainSummary, data_root: Path | None, out: Path, notes: list[str]
 ) -> Stage:
-    """Train (resuming ``out/train`` if present), evaluate the kept weights, judge the retrain tier."""
-    device = runtime.current_device()
-    progress.stage(f"training ({profile} profile) on {runtime.device_label(device)}")
-    summary = train(
-        recipe,
-        out_dir=out / "train",
-        profile=profile,
-        max_iters=max_iters,
-        data_root=data_root,
-        device=device,
-    )
+    """Evaluate the kept weights of a finished training run (rank 0); the retrain verdicts follow."""
+    profile = summary.profile
     weights = summary.best_checkpoint or summary.final_checkpoint
     model = architectures.load_checkpoint(
         architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form), weights
     )
+    judged = profile == "full" and summary.run_state == "complete"
     if profile == "smoke":
         # Smoke weights are a few iterations old: benchmark scores would mean nothing, so only the
         # embedded images are evaluated (the stage still runs for real).
@@ -179,6 +185,10 @@ def _training_stage(
             f"the full run was not done; it needs a CUDA GPU and DIV2K "
             f"(`nox -s reproduce-{recipe.name} -- --profile full`)"
         )
+        reason = (
+            f"smoke profile ({summary.iterations} iterations on embedded images) cannot reproduce "
+            f"the paper's accuracy; run `nox -s reproduce-{recipe.name} -- --profile full` on a GPU"
+        )
     else:
         sets, missing = _available_benchmarks(recipe, data_root)
         if missing:
@@ -186,21 +196,41 @@ def _training_stage(
                 f"benchmark sets not found (not evaluated): {', '.join(missing)}; "
                 f"`reprosr data fetch NAME` or --data-root DIR"
             )
+        if not judged:
+            notes.append(
+                f"truncated run (seed {summary.seed}): {summary.iterations} of {summary.plan.scheduled} "
+                "iterations (--max-iters); stored with run_state=truncated and not judged"
+            )
+    notes += [f"substitute (seed {summary.seed}): {s}" for s in summary.substitutes]
     results = _evaluate_sets(recipe, model, sets, out)
-    if profile == "smoke":
-        reason = (
-            f"smoke profile ({summary.iterations} iterations on embedded images) cannot reproduce "
-            f"the paper's accuracy; run `nox -s reproduce-{recipe.name} -- --profile full` on a GPU"
-        )
-        verdicts = retrain_verdicts(recipe, None, reason)
-    else:
-        verdicts = retrain_verdicts(recipe, {k: r.mean for k, r in results.items()})
-    verdicts += checkpoint_tier(recipe, None, data_root)[0]
-    curve = _curve_rows(
-        summary.curves,
-        {**base, "profile": profile, "tier": "retrain", "dataset_checksum": summary.dataset_checksum},
-    )
-    return Stage(verdicts, results, curve, profile, "retrain", str(weights))
+
+    def retrain_verdicts(rows: list[dict]) -> list[Verdict]:
+        if profile == "smoke":
+            return retrain.not_run(recipe, reason)
+        verdicts = retrain.stored_verdicts(recipe, pending=rows)
+        if not judged:
+            for v in verdicts:
+                v.reason = (
+                    f"this run is truncated ({summary.iterations} of {summary.plan.scheduled} iterations) "
+                    + (f"and not judged; {v.reason}")
+                )
+        return verdicts
+
+    training_data = summary.training_data
+    if summary.substitutes:
+        training_data += "; substitutes: " + "; ".join(summary.substitutes)
+    columns = {
+        "seed": summary.seed,
+        "run_state": summary.run_state,
+        "precision": summary.plan.precision,
+        "training_data": training_data,
+        "dataset_checksum": summary.dataset_checksum,
+    }
+    curve = _curve_rows(summary.curves, {"profile": profile, "tier": "retrain", **columns})
+    verdicts = checkpoint_tier(recipe, None, data_root)[0]
+    stage = Stage(verdicts, results, curve, profile, "retrain", str(weights), retrain_verdicts, columns)
+    stage.curves = str(summary.curves)
+    return stage
 
 
 def reproduce(
@@ -212,15 +242,58 @@ def reproduce(
     out_dir: Path | None = None,
     max_iters: int | None = None,
     device: str = "auto",
-) -> Outcome:
+    seeds: int = 1,
+    allow_substitutes: bool = False,
+    workers: int | None = None,
+) -> Outcome | None:
     """Run recipe ``name``; ``profile`` "smoke" (CPU, embedded images) or "full" (the pinned recipe).
-    ``device`` ("auto": CUDA when present) is where training and every evaluation of the run happen."""
+
+    ``seeds`` training runs (seeds ``train.seed + k``); ``max_iters`` (≥ 1) truncates them (stored as
+    truncated, never judged); ``allow_substitutes`` permits disclosed substitutes for missing data.
+    ``device`` ("auto": CUDA when present, the local rank's GPU under torchrun) is where training and every
+    evaluation of the run happen. Returns the outcome of the last run on rank 0, None on the other ranks.
+    """
     recipe = load(name)
-    device = runtime.resolve_device(device)
-    run_id = uuid.uuid4().hex[:12]
+    resolved = runtime.resolve_device(device)
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, not {seeds}")
+    if max_iters is not None and max_iters < 1:
+        raise ValueError(f"--max-iters must be a positive number of iterations, not {max_iters}")
     out = Path(out_dir) if out_dir else RUNS / f"{recipe.name}-{'checkpoint' if checkpoint else profile}"
     out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
+    if checkpoint:
+        with runtime.on_device(resolved):
+            stage = _checkpoint_stage(recipe, checkpoint, data_root, out)
+            return _store_run(recipe, stage, data_root, out, [])
+    outcome, run_ids = None, []
+    for k in range(seeds):
+        seed = recipe.train.seed + k
+        summary = train(
+            recipe,
+            out_dir=out / f"train-seed{seed}",
+            profile=profile,
+            max_iters=max_iters,
+            data_root=data_root,
+            seed=seed,
+            allow_substitutes=allow_substitutes,
+            workers=workers,
+            device=None if device == "auto" else resolved,
+        )
+        if not ddp.is_main():
+            continue
+        notes = []
+        with runtime.on_device(resolved):
+            stage = _training_stage(recipe, summary, data_root, out, notes)
+            outcome = _store_run(recipe, stage, data_root, out, notes)
+        run_ids.append(outcome.run_id)
+    if outcome is not None:
+        outcome.runs = run_ids
+    return outcome
+
+
+def _store_run(recipe: Recipe, stage: Stage, data_root: Path | None, out: Path, notes: list[str]) -> Outcome:
+    """Static verdicts, this run's results and the retrain verdicts (over the store and this run), stored."""
+    run_id = uuid.uuid4().hex[:12]
     base = {
         **store.provenance(),
         "run_id": run_id,
@@ -239,7 +312,7 @@ def reproduce(
         "degradation": "matlab_bicubic",
         "training_data": "",
         "run_state": "",
-        "seed": recipe["train.seed"],
+        "seed": recipe.train.seed,
         "step": -1,
     }
 
@@ -248,7 +321,7 @@ def reproduce(
     rows = [
         {
             **base,
-            "profile": profile if not checkpoint else "checkpoint",
+            "profile": stage.profile,
             "tier": "static",
             "dataset": "",
             "image": "",
@@ -262,29 +335,25 @@ def reproduce(
         for r in static_rows
     ]
 
-    with runtime.on_device(device):
-        stage = (
-            _checkpoint_stage(recipe, checkpoint, data_root, out)
-            if checkpoint
-            else _training_stage(recipe, profile, data_root, out, max_iters, base, notes)
-        )
     progress.stage("verdicts and results store")
     verdicts += stage.verdicts
-    rows += stage.rows
+    rows += [{**base, **r} for r in stage.rows]
     for dataset, result in stage.results.items():
         checksum = "" if dataset == "embedded" else data.dataset_checksum(dataset, data_root)
         rows += result_rows(
             result,
             {
                 **base,
+                **stage.columns,
                 "profile": stage.profile,
                 "tier": stage.tier,
                 "dataset": dataset,
-                "inference": recipe["eval.inference"],
+                "inference": recipe.eval.inference,
                 "checkpoint": stage.checkpoint,
                 "dataset_checksum": checksum,
             },
         )
+    verdicts += stage.retrain(rows)  # aggregates over the stored runs and this one
     context = {k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")}
     verdict_rows = [verdict_row(v, profile=stage.profile, **context) for v in verdicts]
     # Both tables are validated before either is written, so a bad row leaves no half-stored run.
@@ -293,14 +362,14 @@ def reproduce(
     store.append(rows)
     store.append(verdict_rows, table="verdicts")
     means = {k: r.mean for k, r in stage.results.items()}
-    outcome = Outcome(recipe.name, stage.profile, run_id, out, verdicts, means, notes)
+    outcome = Outcome(recipe.name, stage.profile, run_id, out, verdicts, means, notes, [run_id])
     (out / "run.json").write_text(
         json.dumps(
             {
                 **outcome.as_dict(),
                 "data_root": str(data_root or ""),
                 "sr_dirs": {k: str(out / "sr" / k) for k in stage.results},
-                "curves": str(out / "train" / "curves.csv") if not checkpoint else "",
+                "curves": stage.curves,
             },
             indent=2,
             default=str,

@@ -7,9 +7,8 @@
   their printed digits.
 - checkpoint: PSNR/SSIM of a released or given checkpoint vs published and vs the official code's own
   output, within ±0.01 dB / ±0.0002.
-- retrain: PSNR/SSIM of the recipe's full training run vs published, PSNR within ±0.1 dB
-  (Set5/Set14/B100) or ±0.2 dB (Urban100/Manga109); SSIM within ±0.002 (ReproSR's choice: the issue
-  states no SSIM tolerance for retraining).
+- retrain: PSNR/SSIM of the recipe's complete full training runs (≥ 3 seeds: mean, std, 95 % interval) vs
+  published (``harness/retrain.py``).
 
 Every verdict is a :class:`~harness.verdicts.Verdict` whose status is one of :class:`~harness.schema.Status`:
 pass, fail, indicative (a low-confidence reference), not run (with the reason) or no published value.
@@ -21,18 +20,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import architectures
-from harness import data, published, released, store
+from harness import data, published, released, retrain
 from harness.complexity import CONVENTIONS, complexity, count_params
 from harness.evaluate import ALL_CONVENTIONS, evaluate
 from harness.recipes import Recipe, load
-from harness.schema import Profile, Tier
+from harness.schema import Tier
 from harness.verdicts import Reference, Subject, Verdict, format_verdicts, judge, rounds_to
 
 __all__ = ["Verdict", "format_verdicts", "judge", "rounds_to", "verify_recipe"]
 
 CHECKPOINT_TOL = {"psnr_y": 0.01, "ssim_y": 0.0002, "psnr_rgb": 0.01}
-RETRAIN_PSNR_TOL = {"Set5": 0.1, "Set14": 0.1, "B100": 0.1, "Urban100": 0.2, "Manga109": 0.2}
-RETRAIN_SSIM_TOL = 0.002
 MACS_REL_TOL = 0.005
 # The published metric that reports MACs under each op-counting rule.
 PUBLISHED_MACS = {"multi_adds": "multi_adds", "fvcore": "flops"}
@@ -176,49 +173,13 @@ def checkpoint_verdicts(
     return verdicts, results
 
 
-def retrain_verdicts(
-    recipe: Recipe, means: dict[str, dict[str, float]] | None, not_run: str = ""
-) -> list[Verdict]:
-    """Tier 3: PSNR/SSIM of the recipe's full training run per benchmark set (``means[dataset][metric]``)."""
-    verdicts = []
-    for dataset in recipe["eval.benchmarks"]:
-        tol = {"psnr_y": RETRAIN_PSNR_TOL.get(dataset, 0.1), "ssim_y": RETRAIN_SSIM_TOL, "psnr_rgb": 0.1}
-        got = (means or {}).get(dataset)
-        if not_run or got is None:
-            reason = not_run or f"no full-training evaluation on {dataset} (dataset absent during the run)"
-            subject = _subject(Tier.RETRAIN, recipe, recipe.form, dataset)
-            verdicts += [judge(subject, m, None, None, tol[m], not_run=reason) for m in QUALITY]
-        else:
-            verdicts += _compare_means(Tier.RETRAIN, recipe, dataset, got, tol, recipe.form, False)
-    return verdicts
-
-
-def stored_retrain_means(recipe: Recipe) -> tuple[dict[str, dict[str, float]] | None, str]:
-    """Set means of the newest full training run of ``recipe`` in the results store, or (None, reason)."""
-    df = store.read("results")
-    runs = df[(df.recipe == recipe.name) & (df.tier == Tier.RETRAIN) & (df.image == "")]
-    full = runs[runs.profile == Profile.FULL]
-    if full.empty:
-        seen = "only smoke runs are" if not runs.empty else "no training run is"
-        return None, (
-            f"{seen} in the results store; the full run needs a GPU and DIV2K: "
-            f"`nox -s reproduce-{recipe.name} -- --profile full`"
-        )
-    newest = full[full.timestamp == full.timestamp.max()]
-    means: dict[str, dict[str, float]] = {}
-    for row in newest.itertuples():
-        means.setdefault(row.dataset, {})[row.metric] = row.value
-    return means, ""
-
-
 def verify_recipe(name: str, checkpoint: str | None = None, data_root: Path | None = None) -> list[Verdict]:
     """`reprosr verify RECIPE`: static tier now, checkpoint tier if a checkpoint is given or released and
-    downloaded, retrain tier from the newest full run in the results store."""
+    downloaded, retrain tier from the complete full runs in the results store (``harness.retrain``)."""
     recipe = load(name)
     verdicts, _ = static_verdicts(recipe)
     verdicts += checkpoint_tier(recipe, checkpoint, data_root)[0]
-    means, reason = stored_retrain_means(recipe)
-    return verdicts + retrain_verdicts(recipe, means, reason)
+    return verdicts + retrain.stored_verdicts(recipe)
 
 
 def checkpoint_tier(

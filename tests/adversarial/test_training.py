@@ -4,7 +4,6 @@ kills never empty `curves.csv`, and a damaged `last.pt` is a clear error naming 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import os
 import subprocess
@@ -16,8 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.recipes import load
-from harness.train import NonFiniteStateError, PatchStream, fit, make_plan
+from harness.patches import PatchStream
+from harness.train import NonFiniteLossError, fit
+from tests.harness.test_train import tiny_plan
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,13 +53,7 @@ class _NaNGrad(torch.autograd.Function):
 
 
 def plan(**changes):
-    base = make_plan(load("drsan_32s_x2"), "smoke", n_images=3)
-    tiny = dict(
-        hr_patch=16, global_batch=4, iterations=8, checkpoint_every=2, val_every=1000, milestones=(6,)
-    )
-    return dataclasses.replace(
-        base, **{**tiny, "enlarge": 4, "iters_per_epoch": 3, "ema_decay": 0.9, **changes}
-    )
+    return tiny_plan(**{"checkpoint_every": 2, "milestones": (6,), "iters_per_epoch": 3, **changes})
 
 
 def pairs():
@@ -73,7 +67,7 @@ def run(out: Path, model: nn.Module, p=None):
     p = p or plan()
     fit(
         model,
-        PatchStream(pairs(), p),
+        PatchStream(pairs(), p.sampling),
         [],
         p,
         out,
@@ -84,7 +78,7 @@ def run(out: Path, model: nn.Module, p=None):
 
 
 def test_a_nan_gradient_with_a_finite_loss_never_replaces_last_good(tmp_path):
-    with pytest.raises(NonFiniteStateError, match=r"iteration 4: model\..* NaN/Inf.*last.pt still holds"):
+    with pytest.raises(NonFiniteLossError, match=r"NaN/Inf \(in model\..*by iteration 4.*last\.pt"):
         run(tmp_path, Tiny(nan_grad_at=4))  # the 4th step is a checkpoint step
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["iteration"] == 2
@@ -96,7 +90,7 @@ def test_a_nan_gradient_with_a_finite_loss_never_replaces_last_good(tmp_path):
 
 
 def test_a_nan_state_on_the_last_iteration_writes_no_final_weights(tmp_path):
-    with pytest.raises(NonFiniteStateError, match="no state was saved yet"):
+    with pytest.raises(NonFiniteLossError, match="not written yet"):
         run(tmp_path, Tiny(nan_grad_at=2), plan(iterations=2, checkpoint_every=2))
     assert not (tmp_path / "last.pt").exists() and not (tmp_path / "final.pt").exists()
 
@@ -139,8 +133,8 @@ def test_a_second_kill_right_after_a_resume_keeps_earlier_iterations(tmp_path):
     script.write_text(textwrap.dedent(CHILD.format(repo=str(REPO))))
     out = tmp_path / "run"
     _run_until_killed(out, script, block_at=6)  # iterations 1-5 done, last.pt at 4
-    first = _curve(out / "curves.csv")
-    assert [i for i, _ in first] == [1, 2, 3, 4, 5]
+    first = _curve(out / "curves.csv")  # rows reach the file at least at every checkpoint (losses stay
+    assert [i for i, _ in first][:4] == [1, 2, 3, 4]  # on the device between host syncs)
     _run_until_killed(out, script, block_at=1)  # killed in the first iteration after resuming at 4
     assert _curve(out / "curves.csv") == first[:4]
     run(out, Tiny())

@@ -117,3 +117,71 @@ def test_invalid_recipes_name_file_and_field(tmp_path: Path, edit, message):
 def test_unknown_recipe_lists_known_names():
     with pytest.raises(KeyError, match="span_light_x2"):
         load("span_light_x5")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace('paper = "drsan"', 'paper = "hspan"'),
+            "recipe.paper = 'hspan' but architectures",
+        ),
+        (lambda t: t.replace('inference = "whole"', 'inference = "chop"'), "eval.inference = 'chop' but"),
+        (lambda t: t.replace('variant = "32s"', 'variant = "64x"'), "recipe.variant = '64x'"),
+        (lambda t: t.replace('form = "train"', 'form = "deploy"'), "drsan has forms ('train',)"),
+    ],
+)
+def test_recipes_are_checked_against_the_model_registry(tmp_path: Path, edit, message):
+    bad = tmp_path / "drsan_32s_x2.toml"
+    bad.write_text(edit(RECIPES["drsan_32s_x2"].read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(RecipeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load(bad)
+
+
+def test_typed_sections_and_item_access_agree():
+    r = load("hspan_x3")
+    assert (
+        r.optim.lr == r["optim.lr"]
+        and r.eval.benchmarks == r["eval.benchmarks"]
+        and r.train.seed == r["train.seed"]
+    )
+    assert r["eval.inference"] == r.eval.inference == "chop"
+    assert set(SCHEMA["eval"]) == {"inference", "val_set", "benchmarks"}  # unread fields were removed
+    assert "checksums" not in SCHEMA["data"]
+
+
+# DRSAN: the learning rate of each saved TF training graph (saturnian77/DRSAN ckpt/x*/DRSAN_*/*.meta, Const
+# ExponentialDecay/learning_rate), decoded as described in each recipe's source.
+GRAPH_LR = {
+    "drsan_32s_x2": 2e-4, "drsan_32m_x2": 2e-4, "drsan_48s_x2": 2e-4, "drsan_48m_x2": 2e-4,
+    "drsan_32s_x3": 2e-4, "drsan_32m_x3": 5e-5, "drsan_48s_x3": 1e-4, "drsan_48m_x3": 1e-4,
+    "drsan_32s_x4": 2e-4, "drsan_32m_x4": 1e-4, "drsan_48s_x4": 2e-4, "drsan_48m_x4": 1e-4,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(GRAPH_LR))
+def test_drsan_recipes_carry_their_training_graph(name):
+    r = load(name)
+    assert r.optim.lr == GRAPH_LR[name]
+    assert (r.optim.betas, r.optim.eps, r.dataset.batch_per_gpu, r.dataset.hr_patch) == (
+        [0.9, 0.999],
+        1e-8,
+        16,
+        48 * r.scale,
+    )
+    assert r.schedule.milestones[:2] == [200_000, 400_000] and r.schedule.gamma == 0.5
+    for field in (
+        "optim.lr",
+        "optim.betas",
+        "optim.eps",
+        "data.batch_per_gpu",
+        "data.hr_patch",
+        "schedule.gamma",
+    ):
+        assert "decoded from the saved TF training graph" in r.source(field) and ".meta" in r.source(field)
+    assert "1000" in r.source("data.hflip") and "online random crops" in r.source("data.hflip")
+
+
+def test_drsan_32l_has_no_graph_and_says_so():
+    r = load("drsan_32l_x2")
+    assert RECONSTRUCTED in r.source("optim.lr") and "absent" in r.source("optim.lr")

@@ -6,7 +6,6 @@ import csv
 import dataclasses
 import math
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
+from harness.data import embedded_pairs
+from harness.patches import PatchStream
+from harness.plan import Plan, make_plan
 from harness.recipes import load
-from harness.train import NonFiniteLossError, PatchStream, Plan, _training_pairs, fit, make_plan, train
+from harness.train import NonFiniteLossError, fit, train
+from harness.training_data import DataSubstituteError, training_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,6 +50,10 @@ def tiny_pairs(scale: int = 2, n: int = 3) -> list[tuple[torch.Tensor, torch.Ten
     return pairs
 
 
+SAMPLING = {"hr_patch", "global_batch", "enlarge", "iters_per_epoch", "seed"}
+OPTIM, TRAIN, SCHEDULE = {"lr"}, {"ema_decay", "keep", "grad_clip"}, {"gamma"}
+
+
 def tiny_plan(**changes) -> Plan:
     """The drsan_32s_x2 smoke plan made tiny; the schedule halves at iteration 3 and EMA is on."""
     plan = make_plan(load("drsan_32s_x2"), "smoke", n_images=3)
@@ -64,7 +70,17 @@ def tiny_plan(**changes) -> Plan:
         iters_per_epoch=3 * 4 // 4,
         keep="last",
     )
-    return dataclasses.replace(plan, **{**base, **changes})
+    c = {**base, **changes}
+    pick = lambda keys: {k: c.pop(k) for k in list(c) if k in keys}  # noqa: E731
+    return dataclasses.replace(
+        plan,
+        sampling=dataclasses.replace(plan.sampling, **pick(SAMPLING)),
+        optim=dataclasses.replace(plan.optim, **pick(OPTIM)),
+        train=dataclasses.replace(plan.train, **pick(TRAIN)),
+        schedule=dataclasses.replace(plan.schedule, **pick(SCHEDULE)),
+        scheduled=c.get("iterations", plan.iterations),
+        **c,
+    )
 
 
 def run_fit(out: Path, plan: Plan, model: nn.Module | None = None, **kw):
@@ -72,7 +88,7 @@ def run_fit(out: Path, plan: Plan, model: nn.Module | None = None, **kw):
     model = model or TinySR()
     fit(
         model,
-        PatchStream(tiny_pairs(), plan),
+        PatchStream(tiny_pairs(), plan.sampling),
         [],
         plan,
         out,
@@ -89,13 +105,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_patches_are_aligned_and_rank_shards_recompose_the_batch():
     plan = tiny_plan()
-    stream = PatchStream(tiny_pairs(), plan)
+    stream = PatchStream(tiny_pairs(), plan.sampling)
     lr, hr = stream.batch(5)
     assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16)
     assert torch.equal(hr, lr.repeat_interleave(2, -2).repeat_interleave(2, -1))
     shards = [stream.batch(5, rank, 2) for rank in (0, 1)]
     assert torch.equal(torch.cat([s[0] for s in shards]), lr)
-    assert torch.equal(PatchStream(tiny_pairs(), plan).batch(5)[0], lr), (
+    assert torch.equal(PatchStream(tiny_pairs(), plan.sampling).batch(5)[0], lr), (
         "data order must depend on (seed, t) only"
     )
     assert not torch.equal(stream.batch(6)[0], lr)
@@ -103,7 +119,7 @@ def test_patches_are_aligned_and_rank_shards_recompose_the_batch():
 
 def test_augmentation_uses_flips_and_rot90():
     plan = tiny_plan(hr_patch=40, enlarge=64, iters_per_epoch=48)
-    stream = PatchStream(tiny_pairs(n=1), plan)
+    stream = PatchStream(tiny_pairs(n=1), plan.sampling)
     lr = tiny_pairs(n=1)[0][1]
     variants = set()
     for slot in range(64):
@@ -126,38 +142,10 @@ def test_lr_follows_milestones_and_curves_are_written(tmp_path: Path):
     with open(tmp_path / "curves.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4, 5, 6]
-    expected = [plan.lr * plan.gamma ** sum(m <= t for m in plan.milestones) for t in range(6)]
+    expected = [plan.optim.lr * plan.schedule.gamma ** sum(m <= t for m in plan.milestones) for t in range(6)]
     assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-12)
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert state["iteration"] == 6 and state["data_position"] == 6 * plan.global_batch
-
-
-def _ddp_worker(rank: int, port: int, out: str, plan: Plan) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
-    torch.set_num_threads(1)
-    try:
-        run_fit(Path(out), plan)
-    finally:
-        torch.distributed.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_ddp_processes_match_one_process(tmp_path: Path):
-    plan = tiny_plan(iterations=4, checkpoint_every=4)
-    mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path / "ddp"), plan), nprocs=2, join=True)
-    single = run_fit(tmp_path / "single", plan)
-    ddp = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
-    torch.manual_seed(0)
-    init = TinySR().state_dict()
-    for key, value in single["model"].items():
-        assert not torch.equal(value, init[key]), f"{key} did not train"
-        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ddp["ema"][key], single["ema"][key], rtol=1e-5, atol=1e-6)
 
 
 CHILD = """
@@ -230,7 +218,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path):
     with pytest.raises(NonFiniteLossError, match="iteration 4") as err:
         fit(
             NaNAfter(4),
-            PatchStream(tiny_pairs(), plan),
+            PatchStream(tiny_pairs(), plan.sampling),
             [],
             plan,
             tmp_path,
@@ -260,7 +248,7 @@ def test_bf16_is_explicit_and_recorded():
 
 def test_epoch_schedule_converts_to_iterations():
     plan = make_plan(load("hspan_x2"), "full", n_images=800)
-    assert plan.iters_per_epoch == 1000
+    assert plan.sampling.iters_per_epoch == 1000
     assert plan.milestones == (200_000, 400_000, 600_000, 800_000) and plan.iterations == 1_000_000
 
 
@@ -293,23 +281,165 @@ def test_smoke_profile_trains_the_real_architecture(tmp_path: Path, name: str):
     assert (tmp_path / "summary.json").exists()
 
 
-def test_full_profile_streams_the_training_set_as_uint8(tmp_path):
+def _with_fields(recipe, **fields):
+    data = {s: dict(v) for s, v in recipe.data.items()}
+    for dotted, value in fields.items():
+        section, key = dotted.split(".")
+        data[section][key] = value
+    return dataclasses.replace(recipe, data=data)
+
+
+def _div2k_like(root: Path, n: int = 3, lr: bool = True) -> None:
     from harness.data import write_image
+    from harness.degrade import bicubic_downsample
 
-    hr_dir = tmp_path / "DIV2K_train" / "HR"
-    hr_dir.mkdir(parents=True)
-    for i in range(3):
-        write_image(hr_dir / f"{i + 1:04d}.png", torch.rand(3, 48, 50))
-    recipe = load("drsan_32s_x2")
+    for i in range(n):
+        hr = torch.rand(3, 48, 50)
+        write_image(root / "DIV2K_train" / "HR" / f"{i + 1:04d}.png", hr)
+        if lr:
+            write_image(
+                root / "DIV2K_train" / "LR_bicubic" / "X2" / f"{i + 1:04d}.png", bicubic_downsample(hr, 2)[1]
+            )
 
-    def with_images(first: int, last: int):
-        data = {**recipe.data, "data": {**recipe.data["data"], "train_images": [first, last]}}
-        return dataclasses.replace(recipe, data=data)
 
-    pairs, val, checksum = _training_pairs(with_images(2, 3), "full", tmp_path)
-    assert [(hr.dtype, tuple(hr.shape), tuple(lr.shape)) for hr, lr in pairs] == [
+def test_full_profile_streams_the_training_set_as_uint8(tmp_path, datasets_root):
+    import shutil
+
+    _div2k_like(tmp_path)
+    shutil.copytree(datasets_root / "Set5", tmp_path / "Set5")
+    recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [2, 3]})
+    td = training_data(recipe, "full", tmp_path)
+    assert [(hr.dtype, tuple(hr.shape), tuple(lr.shape)) for hr, lr in td.pairs] == [
         (torch.uint8, (3, 48, 50), (3, 24, 25))
     ] * 2
-    assert val and len(checksum) == 64  # no Set5 under tmp_path: validation falls back to embedded images
+    assert [p.name for p in td.val_pairs][0] == "baby" and len(td.checksum) == 64 and not td.substitutes
+    assert td.description == "DIV2K_train[2-3] LR disk; validation Set5"
     with pytest.raises(ValueError, match="reprosr data fetch DIV2K_train"):
-        _training_pairs(with_images(1, 5), "full", tmp_path)
+        training_data(_with_fields(recipe, **{"data.train_images": [1, 5]}), "full", tmp_path)
+
+
+def test_missing_validation_set_is_an_error_unless_a_substitute_is_allowed(tmp_path):
+
+    _div2k_like(tmp_path)
+    recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [1, 3]})
+    with pytest.raises(DataSubstituteError, match="validation set Set5.*--allow-substitutes"):
+        training_data(recipe, "full", tmp_path)
+    td = training_data(recipe, "full", tmp_path, allow_substitutes=True)
+    assert [p.name for p in td.val_pairs] == [p.name for p in embedded_pairs(2)]
+    assert td.substitutes == ("validation set Set5 missing: validated on the embedded photos instead",)
+    assert td.description.endswith("validation embedded")
+
+
+def test_missing_lr_on_disk_is_an_error_unless_generation_is_allowed(tmp_path):
+
+    _div2k_like(tmp_path, lr=False)
+    recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [1, 3]})
+    with pytest.raises(DataSubstituteError, match="no LR_bicubic/X2 files on disk"):
+        training_data(recipe, "full", tmp_path)
+    assert not (tmp_path / "DIV2K_train" / "LR_bicubic").exists(), "the refusal must not generate anything"
+    td = training_data(recipe, "full", tmp_path, allow_substitutes=True)
+    assert any("generated here" in s for s in td.substitutes)
+    degrade = _with_fields(recipe, **{"data.lr_source": "degrade"})
+    assert not any("LR" in s for s in training_data(degrade, "full", tmp_path, True).substitutes)
+
+
+def test_max_iters_must_be_positive_and_marks_the_run_truncated():
+    recipe = load("drsan_32s_x2")
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="--max-iters must be a positive"):
+            make_plan(recipe, "full", 800, max_iters=bad)
+    assert make_plan(recipe, "full", 800, max_iters=2).run_state == "truncated"
+    assert make_plan(recipe, "full", 800).run_state == "complete"
+    assert make_plan(recipe, "smoke", 5, max_iters=100).run_state == "complete"
+
+
+def test_losses_reach_the_host_only_at_sync_points(tmp_path: Path, monkeypatch):
+    from harness import train as train_module
+
+    calls = []
+    sync = train_module._Trainer._sync
+    monkeypatch.setattr(train_module._Trainer, "_sync", lambda self, *a: calls.append(1) or sync(self, *a))
+    run_fit(tmp_path, tiny_plan(iterations=8, checkpoint_every=8))
+    assert len(calls) == 1, "one host read for 8 iterations (no per-iteration .item())"
+    with open(tmp_path / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 9)) and all(
+        float(r["loss"]) > 0 for r in rows
+    )
+
+
+def test_fused_ema_is_the_basicsr_average():
+    from harness.train_state import EMA
+
+    torch.manual_seed(0)
+    model = TinySR()
+    ema = EMA(model, 0.9)
+    start = {k: v.clone() for k, v in ema.state.items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    ema.update(model)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ema.state[k], 0.9 * start[k] + 0.1 * v, rtol=1e-6, atol=1e-7)
+
+
+def test_channels_last_and_bf16_are_recorded_knobs(tmp_path: Path):
+    recipe = load("span_esr_ch48_x4")
+    plan = make_plan(recipe, "smoke", 5, channels_last=True, precision="bf16")
+    assert (plan.channels_last, plan.precision) == (True, "bf16")
+    default = make_plan(recipe, "smoke", 5)
+    assert (default.channels_last, default.precision) == (False, "fp32")  # the paper's fp32, NCHW
+    state = run_fit(
+        tmp_path, tiny_plan(iterations=2, checkpoint_every=2, channels_last=True, precision="bf16")
+    )
+    assert state["plan"]["channels_last"] is True and state["plan"]["precision"] == "bf16"
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class NaNGradAt(TinySR):
+    """Finite outputs, but the gradient of the first conv becomes NaN at the ``n``-th backward."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls = 0
+        self.body[0].weight.register_hook(self._hook)
+        self.n = n
+
+    def _hook(self, grad):
+        self.calls += 1
+        return grad * math.nan if self.calls == self.n else grad
+
+
+def test_a_nonfinite_gradient_is_never_saved(tmp_path: Path):
+    plan = tiny_plan(iterations=8, checkpoint_every=2)
+    torch.manual_seed(0)
+    with pytest.raises(NonFiniteLossError):
+        fit(NaNGradAt(3), PatchStream(tiny_pairs(), plan.sampling), [], plan, tmp_path,
+            recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["iteration"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+class FailAt(TinySR):
+    """Raises at the ``n``-th forward (a crash or kill at that point)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_a_second_stop_right_after_resume_keeps_the_curves(tmp_path: Path):
+    plan = tiny_plan(iterations=8, checkpoint_every=4)
+    for model in (FailAt(6), FailAt(1)):  # stop after the checkpoint at 4, then at once after resuming
+        torch.manual_seed(0)
+        with pytest.raises(KeyboardInterrupt):
+            fit(model, PatchStream(tiny_pairs(), plan.sampling), [], plan, tmp_path,
+                recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
+        with open(tmp_path / "curves.csv", newline="") as f:
+            assert [int(r["iteration"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
