@@ -22,3 +22,11 @@ def use_triton(x: Tensor, kernel: object, op: str) -> bool:
             "on CPU tensors; set it before Python starts (TRITON_INTERPRET=1 pytest ...)"
         )
     return True
+
+
+def device_checks() -> bool:
+    """Whether the Triton path checks values (NaN/Inf inputs, overflow) on the device: each check is a
+    device→host synchronisation, so only in a debug mode — PyTorch's anomaly mode
+    (``torch.autograd.set_detect_anomaly(True)``) or ``REPROSR_KERNEL_CHECKS=1``. The reference (CPU) path
+    always checks."""
+    return torch.is_anomaly_enabled() or os.environ.get("REPROSR_KERNEL_CHECKS") == "1"

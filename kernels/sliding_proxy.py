@@ -26,8 +26,9 @@ otherwise (SPAN-light: d = 10) the d-deep score products q·k and dO·v run as d
 on the CUDA cores, which keeps executed work within 1.5× of the useful work (`work`).
 
 Input checks: shapes and dtypes are always checked. NaN/Inf inputs raise ValueError for CPU tensors; on CUDA
-the check would cost a device→host synchronisation per call, so it runs only with REPROSR_KERNEL_CHECKS=1
-(a debug mode); otherwise non-finite inputs propagate to a non-finite output.
+the check would cost a device→host synchronisation per call, so it runs only in the debug mode of
+``kernels.dispatch.device_checks`` (anomaly mode or REPROSR_KERNEL_CHECKS=1); otherwise non-finite inputs
+propagate to a non-finite output.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from kernels.dispatch import use_triton
+from kernels.dispatch import device_checks, use_triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -91,9 +92,9 @@ def _check_inputs(
 
 def _check_finite(**tensors: Tensor) -> None:
     """ValueError naming the first non-finite input. Runs for CPU tensors; on CUDA (a host sync per
-    tensor) only with REPROSR_KERNEL_CHECKS=1."""
+    tensor) only in the debug mode of :func:`device_checks`."""
     for name, t in tensors.items():
-        if t.is_cuda and os.environ.get("REPROSR_KERNEL_CHECKS") != "1":
+        if t.is_cuda and not device_checks():
             continue
         if not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf: sliding proxy attention needs finite inputs")

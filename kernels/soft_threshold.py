@@ -11,9 +11,9 @@ IEEE fp32 dot products, or TF32 when `tf32=True` (default: `torch.backends.cuda.
 threshold search (row max, support, threshold) is fp32 throughout. float64 always takes the reference.
 
 Checks: shapes and dtypes are checked on every call. Values (NaN/Inf inputs, fp32 overflow of q.k) are
-checked, with a clear error, on the reference path (CPU, float64), and on the Triton path only in PyTorch's
-debug mode (`torch.autograd.set_detect_anomaly(True)`), since each check costs a device->host sync; outside
-it non-finite values give NaN rows.
+checked, with a clear error, on the reference path (CPU, float64), and on the Triton path only in the debug
+mode of `kernels.dispatch.device_checks` (PyTorch's anomaly mode or REPROSR_KERNEL_CHECKS=1), since each check
+costs a device->host sync; outside it non-finite values give NaN rows.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.dispatch import use_triton
+from kernels.dispatch import device_checks, use_triton
 
 # Query rows per block in the reference: bounds its memory to ROW_BLOCK x M scores per batch item.
 ROW_BLOCK = 256
@@ -735,7 +735,7 @@ class SoftThresholdAttentionFunction(torch.autograd.Function):
         tf32: bool | None = None,
     ) -> torch.Tensor:
         ctx.triton = use_triton(q, _fwd_kernel, "soft_threshold_attention")
-        checked = not ctx.triton or torch.is_anomaly_enabled()
+        checked = not ctx.triton or device_checks()
         if checked:
             _check_finite(q, k, v)
         if ctx.triton:
