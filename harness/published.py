@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "results" / "published"
+from harness.paths import repo_file
+
+PUBLISHED_DIR = repo_file("results/published")
 COLUMNS = (
     "paper", "model", "variant", "scale", "dataset", "metric", "value", "unit", "convention", "source",
     "confidence",

@@ -22,8 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness import published
+from harness.paths import repo_file
 
-OFFICIAL_CSV = Path(__file__).resolve().parents[1] / "results" / "official" / "official_code.csv"
+OFFICIAL_CSV = repo_file("results/official/official_code.csv")
 CHECKPOINT_TOL = {"psnr_y": 0.01, "ssim_y": 0.0002}
 RETRAIN_PSNR_TOL = {"Set5": 0.1, "Set14": 0.1, "B100": 0.1, "Urban100": 0.2, "Manga109": 0.2}
 RETRAIN_SSIM_TOL = 0.002
