@@ -81,12 +81,13 @@ def _check_json_columns(results: pd.DataFrame, root: Path) -> None:
 
 def normalize_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """Verdicts with ``measure`` (what was measured, e.g. ``psnr_y``), ``kind`` (the reference kind) and
-    ``confidence``; v1 rows, whose metric label carried the kind, are read through :data:`_V1_KIND_SUFFIX`."""
+    ``confidence``; labels that carry the kind (v1: ``"psnr_y vs paper"``) are read through
+    :data:`_V1_KIND_SUFFIX`."""
     measures, kinds = [], []
     for metric, kind in zip(verdicts.metric, verdicts.reference_kind, strict=True):
-        suffix = next((s for s in _V1_KIND_SUFFIX if not kind and metric.endswith(s)), None)
+        suffix = next((s for s in _V1_KIND_SUFFIX if metric.endswith(s)), None)
         measures.append(metric[: -len(suffix)] if suffix else metric)
-        kinds.append(str(_V1_KIND_SUFFIX[suffix]) if suffix else kind)
+        kinds.append(kind or (str(_V1_KIND_SUFFIX[suffix]) if suffix else ""))
     out = verdicts.assign(measure=measures, kind=kinds)
     recorded = out.reference_confidence != ""
     out["confidence"] = np.where(
