@@ -155,18 +155,17 @@ def publish(
             raise ValueError(
                 f"run {run_id!r} has verdicts but no results rows in {source}; nothing to publish"
             )
-        plan.append((run_id, {} if published else {t: _native(_rows(rows[t])) for t in tables}))
-    for _, rows in plan:  # validate every run before writing any
+        rows = {} if published else {t: _native(_rows(rows[t])) for t in tables}
         for t, r in rows.items():
             store.validate(r, t)
+        plan.append((run_id, rows, find_run_dir(runs_dir, run_id)))
     out = []
-    for run_id, rows in plan:
+    for run_id, rows, run_dir in plan:  # every run checked above: now write
         for t, r in rows.items():
             store.append(r, t, target)
         scales = set(src["results"][src["results"].run_id == run_id].scale) or set(
             tgt["results"][tgt["results"].run_id == run_id].scale
         )
-        run_dir = find_run_dir(runs_dir, run_id)
         crops, note = 0, ""
         if run_dir is None:
             note = (

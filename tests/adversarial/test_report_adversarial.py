@@ -28,6 +28,14 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(autouse=True)
+def committed_store_untouched():
+    """No test may write into the committed store (it changes only through `reprosr publish` by a person)."""
+    before = sorted(store.COMMITTED_ROOT.rglob("*"))
+    yield
+    assert sorted(store.COMMITTED_ROOT.rglob("*")) == before, "a test wrote into results/runs"
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     fixture_store(tmp_path / "store")
@@ -122,8 +130,10 @@ def test_a_damaged_run_json_names_its_file_when_publishing(capsys, tmp_path, mon
     (tmp_path / "runs" / "x").mkdir(parents=True)
     (tmp_path / "runs" / "x" / "run.json").write_text("{truncated")
     monkeypatch.setenv("REPROSR_RESULTS", str(root))
+    monkeypatch.setattr(store, "COMMITTED_ROOT", tmp_path / "committed")
     code, err = run_cli(capsys, "publish", "ckpt01", "--runs", str(tmp_path / "runs"))
     assert code == 2 and str(tmp_path / "runs" / "x" / "run.json") in err
+    assert not (tmp_path / "committed").exists()  # nothing written before every input was checked
 
 
 def test_recipes_differing_in_unsafe_characters_get_their_own_pages(tmp_path):

@@ -202,6 +202,14 @@ def fixture_store(root: Path) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def committed_store_untouched():
+    """No test may write into the committed store (it changes only through `reprosr publish` by a person)."""
+    before = sorted(store.COMMITTED_ROOT.rglob("*"))
+    yield
+    assert sorted(store.COMMITTED_ROOT.rglob("*")) == before, "a test wrote into results/runs"
+
+
 @pytest.fixture
 def fixture_root(tmp_path: Path) -> Path:
     root = tmp_path / "store"
