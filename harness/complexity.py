@@ -69,6 +69,8 @@ CONVENTIONS: dict[str, Convention] = {
 OPS = ("fvcore", "multi_adds")
 ATTENTION_OPS = ("SoftThresholdAttentionFunction", "SlidingProxyAttentionFunction")
 OPS_BY_PAPER = {"drsan": "multi_adds", "span_light": "fvcore", "span_esr": "fvcore", "hspan": "fvcore"}
+# The input size each paper counts MACs at (the "used by" column of the table above).
+INPUT_BY_PAPER = {"drsan": "hr720p", "span_light": "hr720p", "span_esr": "ntire256", "hspan": "hr720p"}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ CITED_DOCS = {
     "shared/specs/fidelity-notes.md": "docs/specs/fidelity-notes.md",
     "shared/specs/drsan.md": "docs/specs/drsan.md",
     "shared/published/README.md": "docs/published-sources.md",
+    "docs/specs/fidelity-notes.md": "docs/specs/fidelity-notes.md",
+    "docs/specs/drsan.md": "docs/specs/drsan.md",
+    "docs/published-sources.md": "docs/published-sources.md",
     "docs/design.md": "docs/design.md",
 }
 _PATTERN = re.compile(
