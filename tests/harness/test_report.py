@@ -582,3 +582,15 @@ def test_cited_documents_are_in_the_repository():
     links = [s["href"] for s in citations.segments(text) if s["href"]]
     assert links == ["doc-specs-fidelity-notes.html", "https://github.com/laoyangui/HSPAN",
                      "https://arxiv.org/abs/2404.10343"]  # fmt: skip
+
+
+def test_publish_command_prints_what_it_added(fixture_root, tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("REPROSR_RESULTS", str(fixture_root))
+    monkeypatch.setattr(store, "COMMITTED_ROOT", tmp_path / "committed")
+    main(["publish", "ckpt01", "ckpt00", "--runs", str(tmp_path / "no-runs"), "--json"])
+    payload = json.loads(capsys.readouterr().out)["published"]
+    assert [(p["run_id"], p["crops"]) for p in payload] == [("ckpt01", 0), ("ckpt00", 0)]
+    assert all(p["results"] > 0 and "no run directory" in p["note"] for p in payload)
+    assert set(store.read("results", tmp_path / "committed").run_id) == {"ckpt00", "ckpt01"}
