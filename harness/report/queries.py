@@ -110,11 +110,14 @@ def newest_run_rows(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def latest_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """The newest verdict per check (:data:`VERDICT_KEYS`), sorted by that key."""
+    """The newest verdict per check (:data:`VERDICT_KEYS`), sorted by tier (static, checkpoint, retrain),
+    then by that key."""
     if verdicts.empty:
         return verdicts
     v = verdicts.sort_values(["timestamp", "run_id"], kind="stable").groupby(VERDICT_KEYS, sort=False).tail(1)
-    return v.sort_values(VERDICT_KEYS, kind="stable").reset_index(drop=True)
+    tiers = [*Tier]
+    v = v.assign(_tier=[tiers.index(t) if t in tiers else len(tiers) for t in v.tier])
+    return v.sort_values(["_tier", *VERDICT_KEYS], kind="stable").drop(columns="_tier").reset_index(drop=True)
 
 
 def _paper_order(paper: str) -> tuple:
