@@ -90,9 +90,8 @@ def normalize_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
         kinds.append(kind or (str(_V1_KIND_SUFFIX[suffix]) if suffix else ""))
     out = verdicts.assign(measure=measures, kind=kinds)
     recorded = out.reference_confidence != ""
-    out["confidence"] = np.where(
-        recorded, out.reference_confidence, np.where(out.kind != "", "not recorded", "")
-    )
+    referenced = (out.kind != "") & out.reference.notna()
+    out["confidence"] = np.where(recorded, out.reference_confidence, np.where(referenced, "not recorded", ""))
     return out
 
 
