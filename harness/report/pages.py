@@ -25,10 +25,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from harness import store
 from harness.paths import repo_file
 from harness.recipes import load as load_recipe
-from harness.report import assets, citations, numbers, queries
+from harness.report import assets, citations, fingerprint, leaderboards, numbers, queries, run_tables
 from harness.report.markdown import markdown_tables
 from harness.report.plots import PALETTE, complexity_plots, plot
-from harness.schema import Profile
+from harness.schema import Profile, Status
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 GENERATOR = "reprosr report"  # the <meta name="generator"> that marks a folder as a site built here
@@ -113,10 +113,12 @@ def model_page(name: str, inputs: queries.Inputs, artifacts: Path, site: Path) -
     order = (
         rows[["run_id", "timestamp"]].drop_duplicates().sort_values(["timestamp", "run_id"], kind="stable")
     )
-    runs, comparisons = [], []
+    page_runs, comparisons = [], []
     for run_id in order.run_id:
         run_rows = rows[rows.run_id == run_id]
-        runs.append({"provenance": queries.provenance(run_rows), "per_image": queries.per_image(run_rows)})
+        page_runs.append(
+            {"provenance": run_tables.provenance(run_rows), "per_image": run_tables.per_image(run_rows)}
+        )
         items = assets.comparisons(artifacts, run_id)
         copied = assets.copy_crops(artifacts, run_id, items, site, page_key(run_id))
         comparisons += [{**c, "run": run_id} for c in copied]
@@ -132,7 +134,7 @@ def model_page(name: str, inputs: queries.Inputs, artifacts: Path, site: Path) -
         "smoke_only": set(rows.profile) == {Profile.SMOKE},
         "recipe": _recipe_fields(name, sorted(set(rows.recipe_hash))),
         "verdicts": queries.verdict_records(verdicts),
-        "runs": runs,
+        "runs": page_runs,
         "comparisons": comparisons,
         "curve": _curve(rows),
     }
@@ -162,7 +164,7 @@ def _render(out: Path, inputs: queries.Inputs, artifacts: Path) -> None:
     recipes = sorted(set(results.recipe) - {""})
     pages = [model_page(name, inputs, artifacts, out) for name in recipes]
     docs = citations.documents()
-    boards = queries.leaderboards(inputs)
+    boards = leaderboards.leaderboards(inputs)
     models = sorted(set(results.model) | set(pub.model))
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}
     for board in boards:
@@ -193,12 +195,12 @@ def _render(out: Path, inputs: queries.Inputs, artifacts: Path) -> None:
         "index.html",
         title="ReproSR leaderboard",
         summary=queries.verdict_summary(verdicts),
-        statuses=[str(s) for s in queries.Status],
+        statuses=[str(s) for s in Status],
         checkpoint=checkpoint,
         checkpoint_not_run=checkpoint_not_run,
         boards=boards,
-        runtimes=queries.runtimes(inputs),
-        published_runtimes=queries.published_runtimes(pub),
+        runtimes=run_tables.runtimes(inputs),
+        published_runtimes=run_tables.published_runtimes(pub),
         static=static,
         benchmarks=markdown_tables(bench_md.read_text(encoding="utf-8")) if bench_md.is_file() else None,
         n_results=len(results),
@@ -211,16 +213,16 @@ def _render(out: Path, inputs: queries.Inputs, artifacts: Path) -> None:
         "diagnostics.html",
         "diagnostics.html",
         title="Diagnostics: smoke runs — ReproSR",
-        smoke=queries.diagnostics(inputs),
-        runtimes=queries.runtimes(inputs, smoke=True),
+        smoke=run_tables.diagnostics(inputs),
+        runtimes=run_tables.runtimes(inputs, smoke=True),
     )
     write(
         "conventions.html",
         "conventions.html",
         title="Evaluation conventions — ReproSR",
-        metric_text=queries.metric_conventions(results),
-        effects=queries.knob_effects(results),
-        statements=sorted(queries.fingerprint.PUBLISHED_STATEMENTS.items()),
+        metric_text=run_tables.metric_conventions(results),
+        effects=run_tables.knob_effects(results),
+        statements=sorted(fingerprint.PUBLISHED_STATEMENTS.items()),
     )
     for d in docs:
         write(d["page"], "document.html", title=f"{d['repo_path']} — ReproSR", doc=d)

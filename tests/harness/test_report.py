@@ -19,7 +19,7 @@ from harness import published, store
 from harness.paths import REPO
 from harness.publish import publish
 from harness.recipes import load as load_recipe
-from harness.report import build_site, numbers, queries
+from harness.report import build_site, leaderboards, numbers, queries, run_tables
 from harness.report.markdown import markdown_tables
 from harness.report.pages import model_page, page_key
 from harness.report.plots import plot
@@ -223,7 +223,7 @@ def inputs(root: Path) -> queries.Inputs:
 
 def board(root: Path, scale: int, dataset: str) -> dict:
     return next(
-        b for b in queries.leaderboards(inputs(root)) if (b["scale"], b["dataset"]) == (scale, dataset)
+        b for b in leaderboards.leaderboards(inputs(root)) if (b["scale"], b["dataset"]) == (scale, dataset)
     )
 
 
@@ -253,9 +253,9 @@ def test_reproduced_entry_is_the_newest_non_smoke_run_with_its_verdicts(fixture_
 
 
 def test_smoke_runs_never_enter_a_leaderboard_but_the_diagnostics(fixture_root):
-    for b in queries.leaderboards(inputs(fixture_root)):
+    for b in leaderboards.leaderboards(inputs(fixture_root)):
         assert all(e.get("profile") != "smoke" and e["run_id"] != "smoke01" for e in b["entries"])
-    smoke = queries.diagnostics(inputs(fixture_root))
+    smoke = run_tables.diagnostics(inputs(fixture_root))
     assert [r["run_id"] for r in smoke] == ["static01", "smoke01"]  # both smoke-profile runs, in time order
     assert (smoke[1]["iterations"], smoke[1]["loss"]) == (2, 0.15)
     assert smoke[1]["sets"][0]["psnr"] == pytest.approx(31.0)
@@ -311,9 +311,11 @@ def test_checkpoint_section_lists_measured_verdicts_and_groups_the_rest(fixture_
 
 def test_knob_effects_are_measured_from_the_same_images(fixture_root):
     results = inputs(fixture_root).results
-    assert "Y vs RGB" not in {e["knob"] for e in queries.knob_effects(results)}  # smoke outputs say nothing
+    assert "Y vs RGB" not in {
+        e["knob"] for e in run_tables.knob_effects(results)
+    }  # smoke outputs say nothing
     results.loc[results.run_id == "smoke01", "profile"] = "full"
-    effects = {e["knob"]: e for e in queries.knob_effects(results)}
+    effects = {e["knob"]: e for e in run_tables.knob_effects(results)}
     rgb = [ms["psnr_y"] - ms["psnr_rgb"] for ms in SET5.values()]
     edsr = [ms["psnr_edsr"] - ms["psnr_y"] for ms in SET5.values()]
     assert effects["Y vs RGB"]["mean"] == pytest.approx(np.mean(rgb)) and effects["Y vs RGB"]["n"] == 2
