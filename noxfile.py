@@ -61,7 +61,8 @@ def gpu_check(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
-    """Render the static leaderboard site into reports/ from the results store and published tables."""
+    """Rebuild the static leaderboard site reports/ from the committed store (results/runs), its artifacts,
+    the published tables, the recipes and docs/: byte for byte what is committed, unless those changed."""
     session.run("reprosr", "report", "--out", "reports", *session.posargs)
 
 

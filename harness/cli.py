@@ -345,10 +345,36 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from harness import store
+    from harness.paths import REPO
     from harness.report import build_site
 
-    index = build_site(Path(args.out), results_root=args.results, runs_root=args.runs)
+    results = args.results
+    if args.local:
+        if results is not None:
+            raise ValueError("--local and --results name two stores; give one")
+        if Path(args.out).resolve() == (REPO / "reports").resolve():
+            raise ValueError(
+                "--local builds a private preview: give it its own --out, not the committed reports/"
+            )
+        results = store.default_root()
+    index = build_site(Path(args.out), results_root=results)
     _emit(args, {"index": str(index)}, lambda p: f"wrote {p['index']}")
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from harness.publish import publish
+
+    done = publish(args.run_ids, source=args.source, runs_dir=args.runs, data_root=args.data_root)
+    _emit(
+        args,
+        {"published": [p.as_dict() for p in done]},
+        lambda p: "\n".join(
+            f"{r['run_id']}: {r['results']} result and {r['verdicts']} verdict rows added, {r['crops']} crops"
+            + (f" ({r['note']})" if r["note"] else "")
+            for r in p["published"]
+        ),
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -494,10 +520,22 @@ def parser() -> argparse.ArgumentParser:
         help="allow disclosed substitutes for missing data (generated LR, embedded validation images)",
     )
 
-    sp = add("report", cmd_report, "render the static leaderboard site")
+    sp = add("report", cmd_report, "render the static leaderboard site from the committed results store")
     sp.add_argument("--out", default="reports")
-    sp.add_argument("--results", type=Path, default=None, help="results store root (default results/runs)")
+    sp.add_argument(
+        "--results", type=Path, default=None, help="results store root (default: the committed results/runs)"
+    )
+    sp.add_argument(
+        "--local", action="store_true", help="preview the local store ($REPROSR_RESULTS) into its own --out"
+    )
+
+    sp = add("publish", cmd_publish, "copy runs (rows and crops) from the local store into the committed one")
+    sp.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    sp.add_argument(
+        "--source", type=Path, default=None, help="store to publish from (default: the local store)"
+    )
     sp.add_argument("--runs", type=Path, default=None, help="run directories with SR outputs (default runs/)")
+    sp.add_argument("--data-root", type=Path, default=None, help="benchmark images for the crops")
     return p
 
 

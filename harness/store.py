@@ -2,8 +2,12 @@
 
 Layout: ``<root>/<table>/part-<UTC timestamp>-<uuid>.parquet``, one part file per :func:`append`, each
 written to a temporary file in the same directory and renamed into place (``os.replace``), so readers
-never see a partial part and concurrent writers never overwrite each other. ``root`` defaults to
-``$REPROSR_RESULTS`` or else ``results/runs`` of the checkout.
+never see a partial part and concurrent writers never overwrite each other.
+
+Two stores: runs append to the user's local store (:func:`default_root`: ``$REPROSR_RESULTS``, else
+``reprosr/results`` under the user cache directory); the committed store (:data:`COMMITTED_ROOT`,
+``results/runs`` of the repository) changes only through ``reprosr publish RUN_ID`` and is what the
+leaderboard site is built from.
 
 Row conventions: strings are "" when absent (None is stored as ""), floats NaN when absent (None is
 stored as NaN); ``schema_version`` is filled in by :func:`append`. Every other column is required.
@@ -28,10 +32,11 @@ import pyarrow.parquet as pq
 import torch
 
 from harness.files import clean_once
-from harness.paths import REPO
+from harness.paths import REPO, repo_file
 from harness.schema import Confidence, Inference, Precision, Profile, ReferenceKind, RunState, Status, Tier
 
 SCHEMA_VERSION = 2
+COMMITTED_ROOT = repo_file("results/runs")
 _S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -76,9 +81,13 @@ _INT_RANGE = {_I32: (-(2**31), 2**31 - 1), _I64: (-(2**63), 2**63 - 1)}
 
 
 def default_root() -> Path:
-    """``$REPROSR_RESULTS`` if set, else ``results/runs`` of the checkout."""
+    """The local store runs append to: ``$REPROSR_RESULTS`` if set, else ``reprosr/results`` under
+    ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
     env = os.environ.get("REPROSR_RESULTS")
-    return Path(env) if env else REPO / "results" / "runs"
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "reprosr" / "results"
 
 
 def _schema(table: str) -> pa.Schema:

@@ -89,8 +89,9 @@ def static_verdicts(recipe: Recipe) -> tuple[list[Verdict], list[dict]]:
 
 
 def _macs_verdicts(recipe: Recipe, spec, subject: Subject, measured: list[dict]) -> list[Verdict]:
-    """MACs (G) vs the paper's Multi-Adds/FLOPs (±0.5 %, under the paper's rule and input size) and vs the
-    official code's own fvcore counts (equal to their printed digits); each count is made once."""
+    """MACs (G) vs the paper's Multi-Adds/FLOPs (±0.5 %, under the paper's rule and input size; counted under
+    that rule even when the paper publishes none) and vs the official code's own fvcore counts (equal to
+    their printed digits); each count is made once."""
     rule = spec.counting
     key = (recipe.model, recipe.variant, recipe.scale)
     paper = distinct(published.references(*key, None, PUBLISHED_MACS[rule.ops]))
@@ -99,7 +100,9 @@ def _macs_verdicts(recipe: Recipe, spec, subject: Subject, measured: list[dict])
         ref = published.official(*key, subject.form, "", f"macs_{convention}")
         if ref is not None:  # the official code's counts are fvcore's
             checks.append((convention, "fvcore", ref, rounds_to(ref.text), False))
-    verdicts = [] if paper else [judge(subject, f"macs_{rule.convention}", None, None, MACS_REL_TOL)]
+    if not paper:  # still counted under the paper's rule, so every model has its MACs
+        checks.insert(0, (rule.convention, rule.ops, None, MACS_REL_TOL, True))
+    verdicts = []
     macs_g: dict[tuple[str, str], float] = {}
     for convention, ops, ref, tolerance, relative in checks:
         if (convention, ops) not in macs_g:

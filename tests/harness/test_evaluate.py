@@ -414,7 +414,7 @@ def test_precision_ensemble_and_tiles_are_knob_effects_of_the_report():
     import pandas as pd
 
     from harness.evaluate import result_rows
-    from harness.report import knob_effects
+    from harness.report.run_tables import knob_effects
 
     pairs = _pairs(2, n=2)
     base = {

@@ -1,19 +1,28 @@
-"""The leaderboard report: data → table logic on fixture results, escaping, determinism, crops."""
+"""The leaderboard report: store → tables on a fixture store, formatting, escaping, determinism, publish, and
+the committed site rebuilt byte for byte from the committed store."""
 
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
-from harness import published, report, store
+from harness import published, store
+from harness.paths import REPO
+from harness.publish import publish
 from harness.recipes import load as load_recipe
-from harness.schema import Confidence, ReferenceKind, Status, Tier
-from harness.verdicts import Reference, Verdict, verdict_row
+from harness.report import build_site, leaderboards, numbers, queries, run_tables
+from harness.report.markdown import markdown_tables
+from harness.report.pages import model_page, page_key
+from harness.report.plots import plot
 
 EVIL = "<script>alert(1)</script>"
 PROVENANCE = {
@@ -61,7 +70,7 @@ def result(run_id: str, second: int, **kw) -> dict:
         "self_ensemble": False,
         "precision": "fp32",
         "runtime_protocol": "",
-        "training_data": "",
+        "training_data": "DIV2K",
         "run_state": "",
     }
     return {**row, **kw}
@@ -171,6 +180,14 @@ def fixture_store(root: Path) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def committed_store_untouched():
+    """No test may write into the committed store (it changes only through `reprosr publish` by a person)."""
+    before = sorted(store.COMMITTED_ROOT.rglob("*"))
+    yield
+    assert sorted(store.COMMITTED_ROOT.rglob("*")) == before, "a test wrote into results/runs"
+
+
 @pytest.fixture
 def fixture_root(tmp_path: Path) -> Path:
     root = tmp_path / "store"
@@ -178,75 +195,105 @@ def fixture_root(tmp_path: Path) -> Path:
     return root
 
 
-def boards(root: Path):
-    return report.leaderboards(store.read("results", root), store.read("verdicts", root), published.load())
+def inputs(root: Path) -> queries.Inputs:
+    return queries.load(root)
 
 
-def pick(rows: list[dict], **match) -> dict:
-    hits = [r for r in rows if all(r[k] == v for k, v in match.items())]
+def board(root: Path, scale: int, dataset: str) -> dict:
+    return next(
+        b for b in leaderboards.leaderboards(inputs(root)) if (b["scale"], b["dataset"]) == (scale, dataset)
+    )
+
+
+def pick(entries: list[dict], **match) -> dict:
+    hits = [e for e in entries if all(e[k] == v for k, v in match.items())]
     assert len(hits) == 1, hits
     return hits[0]
 
 
-def test_leaderboard_row_is_the_newest_run_against_the_published_value(fixture_root):
-    rows = boards(fixture_root)[(2, "Set5")]
-    row = pick(rows, model="drsan", variant="32s", tier="checkpoint")
-    pub_psnr = published.lookup("drsan", "32s", 2, "Set5", "psnr").value
-    pub_ssim = published.lookup("drsan", "32s", 2, "Set5", "ssim").value
-    assert row["run_id"] == "ckpt01"
-    assert row["psnr"] == pytest.approx(38.01)
-    assert (row["pub_psnr"], row["pub_ssim"]) == (pub_psnr, pub_ssim)
-    assert row["d_psnr"] == pytest.approx(38.01 - pub_psnr)
-    assert row["d_ssim"] == pytest.approx(0.9607 - pub_ssim)
-    assert (row["psnr_verdict"]["status"], row["ssim_verdict"]["status"]) == ("pass", "fail")
-    assert (row["params"], row["macs"], row["runtime_ms"]) == (0.37, 85.4, 12.5)
-    assert row["macs_convention"] == "hr720p, multi_adds op rule" and row["complexity_source"] == "measured"
-
-
-def test_smoke_rows_are_their_own_row_with_their_not_run_verdicts(fixture_root):
-    row = pick(boards(fixture_root)[(2, "Set5")], model="drsan", variant="32s", tier="retrain")
-    assert (row["profile"], row["run_id"], row["psnr"]) == ("smoke", "smoke01", 31.0)
-    assert row["psnr_verdict"] == {"status": "not run", "reason": "fixture not run"}
-
-
-def test_unreproduced_published_models_are_listed_as_not_run(fixture_root):
-    all_boards = boards(fixture_root)
-    table = published.load()
-    quality = table[table.metric.isin(["psnr", "ssim"]) & (table.dataset != "") & (table.color == "y")]
-    expected = {(r.model, r.variant, int(r.scale), r.dataset) for r in quality.itertuples()}
-    listed = {(r["model"], r["variant"], s, d) for (s, d), rows in all_boards.items() for r in rows}
-    assert expected <= listed
-    for (scale, dataset), rows in all_boards.items():
-        for r in rows:
-            if not r["tier"]:
-                assert math.isnan(r["psnr"]) and r["psnr_verdict"]["status"] == "not run"
-                assert (
-                    r["pub_psnr"]
-                    == published.lookup(r["model"], r["variant"], scale, dataset, "psnr_y").value
-                )
-
-
-def test_rows_without_a_published_value_say_so(fixture_root):
-    row = pick(boards(fixture_root)[(2, "Set5")], model=EVIL)
-    assert row["psnr_verdict"]["status"] == "no published value" and math.isnan(row["d_psnr"])
-
-
-def test_status_counts_of_the_newest_static_verdicts(fixture_root):
-    static = report.latest_verdicts(store.read("verdicts", fixture_root), "static")
-    assert report.status_counts(static.status) == {
-        "pass": 2,
-        "fail": 1,
-        "indicative": 0,
-        "not run": 0,
-        "no published value": 0,
+def test_reproduced_entry_is_the_newest_non_smoke_run_with_its_verdicts(fixture_root):
+    entries = board(fixture_root, 2, "Set5")["entries"]
+    e = pick(entries, model="drsan", variant="32s", origin="reproduced")
+    assert (e["run_id"], e["tier"]) == ("ckpt01", "checkpoint")
+    assert e["psnr"] == pytest.approx(38.01) and e["ssim"] == pytest.approx(0.9607)
+    assert {(v["measure"], v["kind"], v["status"]) for v in e["verdicts"]} == {
+        ("psnr_y", "paper", "pass"),
+        ("ssim_y", "paper", "fail"),
     }
+    cx = e["complexity"]
+    assert (cx.params, cx.macs, cx.macs_convention, cx.source) == (
+        0.37,
+        85.4,
+        "hr720p, multi_adds op rule",
+        "measured",
+    )
+    assert e["fingerprint"].training_data == "DIV2K" and e["fingerprint"].color == "Y (BT.601)"
+
+
+def test_smoke_runs_never_enter_a_leaderboard_but_the_diagnostics(fixture_root):
+    for b in leaderboards.leaderboards(inputs(fixture_root)):
+        assert all(e.get("profile") != "smoke" and e["run_id"] != "smoke01" for e in b["entries"])
+    smoke = run_tables.diagnostics(inputs(fixture_root))
+    assert [r["run_id"] for r in smoke] == ["static01", "smoke01"]  # both smoke-profile runs, in time order
+    assert (smoke[1]["iterations"], smoke[1]["loss"]) == (2, 0.15)
+    assert smoke[1]["sets"][0]["psnr"] == pytest.approx(31.0)
+
+
+def test_published_entries_carry_kind_confidence_and_their_stated_conventions(fixture_root):
+    e = pick(board(fixture_root, 2, "Set5")["entries"], model="drsan", variant="32s", origin="published")
+    row = published.lookup("drsan", "32s", 2, "Set5", "psnr")
+    assert (e["psnr"], e["kind"], e["confidence"]) == (row.value, "paper", row.confidence)
+    fp = e["fingerprint"]
+    assert (fp.color, fp.shave, fp.rounding) == ("Y (BT.601)", "2", "uint8")
+    assert "LR generator" in fp.unknown() and "training data" in fp.unknown()
+
+
+def test_ranks_compare_only_numbers_with_the_same_fingerprint(fixture_root):
+    b = board(fixture_root, 2, "Set5")
+    for group in b["groups"]:
+        members = [e for e in b["entries"] if e["group"] == group["letter"]]
+        assert {e["fingerprint"] for e in members} == {group["fingerprint"]}
+        ranked = sorted((e for e in members if e["rank"]), key=lambda e: e["rank"])
+        assert [e["rank"] for e in ranked] == list(range(1, len(ranked) + 1))
+        assert [e["psnr"] for e in ranked] == sorted((e["psnr"] for e in ranked), reverse=True)
+    reproduced = pick(b["entries"], model="drsan", variant="32s", origin="reproduced")
+    paper = pick(b["entries"], model="drsan", variant="32s", origin="published")
+    assert reproduced["group"] != paper["group"]
+
+
+def test_verdict_summary_counts_the_newest_verdict_per_paper_and_tier(fixture_root):
+    summary = {
+        (r["paper"], r["tier"]): r["counts"] for r in queries.verdict_summary(inputs(fixture_root).verdicts)
+    }
+    assert summary[("drsan", "static")] == {
+        "pass": 2, "fail": 1, "indicative": 0, "not run": 0, "no published value": 0,
+    }  # fmt: skip
+    assert summary[("drsan", "checkpoint")]["pass"] == 1 and summary[("drsan", "checkpoint")]["fail"] == 1
+    assert summary[("drsan", "retrain")]["not run"] == 2
+
+
+def test_v1_verdict_labels_are_read_with_their_reference_kind():
+    v = store.read("verdicts", store.COMMITTED_ROOT)
+    if not (v.schema_version == 1).any():
+        pytest.skip("not run: the committed store holds no v1 verdicts")
+    out = queries.normalize_verdicts(v)
+    row = out[out.metric == "psnr_y vs official code"].iloc[0]
+    assert (row.measure, row.kind) == ("psnr_y", "official code")
+
+
+def test_checkpoint_section_lists_measured_verdicts_and_groups_the_rest(fixture_root):
+    measured, not_run = queries.checkpoint_results(inputs(fixture_root).verdicts)
+    assert [(v["measure"], v["status"]) for v in measured] == [("psnr_y", "pass"), ("ssim_y", "fail")]
+    assert not_run == []
 
 
 def test_knob_effects_are_measured_from_the_same_images(fixture_root):
-    results = store.read("results", fixture_root)
-    assert "Y vs RGB" not in {e["knob"] for e in report.knob_effects(results)}  # smoke outputs say nothing
+    results = inputs(fixture_root).results
+    assert "Y vs RGB" not in {
+        e["knob"] for e in run_tables.knob_effects(results)
+    }  # smoke outputs say nothing
     results.loc[results.run_id == "smoke01", "profile"] = "full"
-    effects = {e["knob"]: e for e in report.knob_effects(results)}
+    effects = {e["knob"]: e for e in run_tables.knob_effects(results)}
     rgb = [ms["psnr_y"] - ms["psnr_rgb"] for ms in SET5.values()]
     edsr = [ms["psnr_edsr"] - ms["psnr_y"] for ms in SET5.values()]
     assert effects["Y vs RGB"]["mean"] == pytest.approx(np.mean(rgb)) and effects["Y vs RGB"]["n"] == 2
@@ -259,38 +306,84 @@ def test_markdown_tables_keep_their_heading_as_caption():
         "# Kernels\n\n## soft threshold\n\nold\n\nTimes on\nthe GPU.\n\n    python bench.py\n\n"
         "| N | ms |\n|---:|---|\n| 64 | 0.1 |\n| 128 | 0.3 |\n\n| a |\n|---|\n| b |\n"
     )
-    assert report.markdown_tables(text) == [
-        {
-            "caption": "soft threshold",
-            "intro": "Times on the GPU.",
-            "head": ["N", "ms"],
-            "rows": [["64", "0.1"], ["128", "0.3"]],
-        },
+    assert markdown_tables(text) == [
+        {"caption": "soft threshold", "intro": "Times on the GPU.", "head": ["N", "ms"],
+         "rows": [["64", "0.1"], ["128", "0.3"]]},
         {"caption": "soft threshold", "intro": "", "head": ["a"], "rows": [["b"]]},
-    ]
+    ]  # fmt: skip
 
 
-def test_plot_points_fall_inside_the_axes():
-    series = [
-        {
-            "name": "a",
-            "color": "#000",
-            "dash": False,
-            "filled": True,
-            "points": [{"x": 0.2, "y": 31.0, "label": "p"}, {"x": 30.0, "y": 33.5, "label": "q"}],
-        }
+def test_plot_points_fall_inside_the_axes_and_non_finite_points_are_dropped():
+    points = [
+        {"x": 0.2, "y": 31.0, "label": "p", "tag": "32s"},
+        {"x": 30.0, "y": 33.5, "label": "q", "tag": "48m"},
+        {"x": 3.0, "y": math.inf, "label": "identical images", "tag": "inf"},
     ]
-    p = report.plot(series, "params", "PSNR", "t", log_x=True)
+    p = plot(
+        [{"name": "a", "color": "#000", "dash": "", "filled": True, "points": points}],
+        "x",
+        "y",
+        "t",
+        log_x=True,
+    )
     placed = p["series"][0]["points"]
+    assert [q["tag"] for q in placed] == ["32s", "48m"]
     assert all(0 <= q["px"] <= p["inner_w"] and 0 <= q["py"] <= p["inner_h"] for q in placed)
     assert placed[0]["px"] < placed[1]["px"] and placed[0]["py"] > placed[1]["py"]
     assert [t["label"] for t in p["x_ticks"]][:2] == ["0.2", "0.5"]
+    only_inf = [{"name": "b", "color": "#000", "dash": "", "filled": True, "points": points[2:]}]
+    assert plot(only_inf, "x", "y", "t", log_x=False) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (32.288698, "M", "32.29 M"),
+        (85.4923, "G", "85.49 G"),
+        (0.150688, "M", "0.151 M"),
+        (1234.5, "G", "1234.50 G"),
+    ],
+)
+def test_counts_are_written_as_researchers_write_them(value, unit, text):
+    assert numbers.scaled(value, unit) == text
+
+
+def test_no_number_is_printed_in_e_notation():
+    assert numbers.measured(32288698.0) == "32,288,698" and numbers.measured(31.731633) == "31.7316"
+    assert numbers.significant(3.32818e-06, sign=True) == "+3.33×10⁻⁶"
+    assert numbers.fixed(math.inf, 2) == "∞" and numbers.fixed(math.nan, 2) == ""
+    assert numbers.measured(-0.00012) == "−1.20×10⁻⁴"
+
+
+@given(st.text(max_size=12), st.text(max_size=12))
+def test_page_names_are_injective_and_file_safe(a, b):
+    assert re.fullmatch(r"[A-Za-z0-9_.~-]+", page_key(a)) and not page_key(a).startswith(".")
+    if a != b:
+        assert page_key(a) != page_key(b)
+
+
+def test_the_report_package_imports_no_run_stage():
+    forbidden = {
+        "harness.verify",
+        "harness.reproduce",
+        "harness.train",
+        "harness.evaluate",
+        "harness.complexity",
+    }
+    for path in sorted((REPO / "harness" / "report").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            assert not forbidden & set(names), (path, names)
 
 
 def fixture_runs(tmp_path: Path, datasets_root: Path | None) -> Path:
-    """A run directory of the smoke run with SR outputs of two Set5 images (HR plus a ±3 level offset)."""
+    """A run directory of run ckpt01 with SR outputs of two Set5 images (HR plus a +3 level offset)."""
     runs = tmp_path / "runs"
-    sr_dir = runs / "drsan_32s_x2-smoke" / "sr" / "Set5"
+    sr_dir = runs / "drsan_32s_x2-checkpoint" / "sr" / "Set5"
     sr_dir.mkdir(parents=True)
     if datasets_root is not None:
         for name in ("baby", "bird"):
@@ -300,70 +393,184 @@ def fixture_runs(tmp_path: Path, datasets_root: Path | None) -> Path:
             h, w = hr.shape[0] - hr.shape[0] % 2, hr.shape[1] - hr.shape[1] % 2
             Image.fromarray(np.clip(hr[:h, :w] + 3, 0, 255).astype(np.uint8)).save(sr_dir / f"{name}.png")
     run = {
-        "run_id": "smoke01",
+        "run_id": "ckpt01",
         "recipe": "drsan_32s_x2",
-        "profile": "smoke",
+        "profile": "checkpoint",
         "data_root": str(datasets_root or tmp_path / "missing"),
         "sr_dirs": {"Set5": str(sr_dir)},
     }
-    (runs / "drsan_32s_x2-smoke" / "run.json").write_text(json.dumps(run))
+    (runs / "drsan_32s_x2-checkpoint" / "run.json").write_text(json.dumps(run))
     return runs
 
 
-def test_site_escapes_names_and_builds_every_page(fixture_root, tmp_path):
-    index = report.build_site(tmp_path / "site", fixture_root, fixture_runs(tmp_path, None))
-    pages = sorted(p.name for p in index.parent.glob("*.html"))
-    assert pages == ["conventions.html", "index.html", "model-drsan_32s_x2.html", "model-hspan_x2.html"]
-    html = index.read_text()
-    assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert 'lang="en"' in html and "<caption>" in html and '<th scope="col">' in html
-    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
-    model = (index.parent / "model-drsan_32s_x2.html").read_text()
-    assert "not available: no SR outputs of Set5" in model
-
-
-def test_site_is_byte_identical_for_the_same_inputs(fixture_root, tmp_path, datasets_root):
+def test_publish_copies_rows_and_crops_once(fixture_root, tmp_path, datasets_root):
+    committed, artifacts = tmp_path / "committed", tmp_path / "artifacts"
     runs = fixture_runs(tmp_path, datasets_root)
-    first = report.build_site(tmp_path / "a", fixture_root, runs).parent
-    second = report.build_site(tmp_path / "b", fixture_root, runs).parent
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
-    assert any(f.suffix == ".png" for f in files)
-    for f in files:
-        assert (first / f).read_bytes() == (second / f).read_bytes(), f
-
-
-def test_model_page_has_provenance_recipe_sources_crops_and_curve(fixture_root, tmp_path, datasets_root):
-    site = tmp_path / "site"
-    site.mkdir()
-    results = store.read("results", fixture_root)
-    page = report.model_page(
-        "drsan_32s_x2", results, report.load_runs(fixture_runs(tmp_path, datasets_root)), site
+    done = publish(["ckpt01"], source=fixture_root, target=committed, artifacts=artifacts, runs_dir=runs)
+    local = inputs(fixture_root).results
+    assert (done[0].results, done[0].crops) == ((local.run_id == "ckpt01").sum(), 6)
+    copied = store.read("results", committed)
+    assert set(copied.run_id) == {"ckpt01"} and len(copied) == done[0].results
+    assert set(store.read("verdicts", committed).run_id) == {"ckpt01"}
+    manifest = json.loads((artifacts / "ckpt01" / "crops.json").read_text())
+    assert [c["image"] for c in manifest["comparisons"]] == ["baby", "bird"]
+    hr, sr = (
+        np.asarray(Image.open(artifacts / "ckpt01" / f"Set5-baby-{k}.png"), np.int16) for k in ("HR", "SR")
     )
+    assert hr.shape == (96, 96, 3) and np.abs(sr - hr).max() == 3
+    again = publish(["ckpt01"], source=fixture_root, target=committed, artifacts=artifacts, runs_dir=runs)
+    assert (again[0].results, again[0].verdicts) == (0, 0) and len(store.read("results", committed)) == len(
+        copied
+    )
+
+
+def test_publishing_an_unknown_run_writes_nothing(fixture_root, tmp_path):
+    committed = tmp_path / "committed"
+    with pytest.raises(ValueError, match="'nope' is in neither the local store"):
+        publish(
+            ["ckpt01", "nope"],
+            source=fixture_root,
+            target=committed,
+            artifacts=tmp_path / "a",
+            runs_dir=tmp_path,
+        )
+    assert not committed.exists()
+
+
+def test_model_page_has_verdicts_provenance_recipe_sources_crops_and_curve(
+    fixture_root, tmp_path, datasets_root
+):
+    artifacts = tmp_path / "artifacts"
+    runs = fixture_runs(tmp_path, datasets_root)
+    publish(["ckpt01"], source=fixture_root, target=tmp_path / "c", artifacts=artifacts, runs_dir=runs)
+    site = tmp_path / "site"
+    page = model_page("drsan_32s_x2", inputs(fixture_root), artifacts, site)
     recipe = load_recipe("drsan_32s_x2")
     assert page["recipe"]["hash"] == recipe.hash and page["recipe"]["stale"] == ["oldhash"]
-    assert {f["field"]: f["source"] for f in page["recipe"]["fields"]}["optim.lr"] == recipe.source(
-        "optim.lr"
-    )
+    sources = {f["field"]: f["source"] for f in page["recipe"]["fields"]}
+    assert sources["optim.lr"] == recipe.source("optim.lr")
     assert [r["provenance"]["run_id"] for r in page["runs"]] == ["static01", "smoke01", "ckpt00", "ckpt01"]
+    assert {(v["tier"], v["status"]) for v in page["verdicts"]} >= {
+        ("checkpoint", "pass"),
+        ("static", "fail"),
+    }
     smoke = page["runs"][1]
     assert smoke["provenance"]["checksums"] == [("Set5", "feed")]
     table = smoke["per_image"][0]
     assert table["metrics"] == ["psnr_y", "ssim_y", "psnr_rgb", "psnr_edsr"]
     assert [r["image"] for r in table["rows"]] == ["baby", "bird", "set mean"]
     assert table["rows"][-1]["values"][0] == pytest.approx(31.0)
-    assert [c["image"] for c in page["comparisons"]] == ["baby", "bird"] and not page["visual_notes"]
     crops = page["comparisons"][0]["crops"]
     assert [c["label"].split()[0] for c in crops] == ["HR", "bicubic", "SR"]
-    hr, sr = (np.asarray(Image.open(site / c["src"]), np.int16) for c in (crops[0], crops[2]))
-    assert hr.shape == (report.CROP, report.CROP, 3) and np.abs(sr - hr).max() == 3
+    assert (site / crops[0]["src"]).read_bytes() == (artifacts / "ckpt01" / crops[0]["file"]).read_bytes()
     assert [p["y"] for p in page["curve"]["series"][0]["points"]] == [0.3, 0.2, 0.15]
 
 
-def test_an_empty_store_still_lists_the_published_tables(tmp_path):
-    index = report.build_site(tmp_path / "site", tmp_path / "empty-store", tmp_path / "no-runs")
+def site_files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def broken_links(site: Path) -> list[str]:
+    """Every href/src of every page that resolves neither to a file of the site (and its #anchor) nor to an
+    http(s) URL."""
+    broken = []
+    ids = {p.name: set(re.findall(r'\bid="([^"]+)"', p.read_text())) for p in site.glob("*.html")}
+    for page in sorted(site.glob("*.html")):
+        for link in re.findall(r'(?:href|src)="([^"]+)"', page.read_text()):
+            if re.match(r"https?://[^\s/]+\.[^\s]+$", link):
+                continue
+            target, _, anchor = link.partition("#")
+            target = target or page.name
+            if not (site / target).is_file() or (anchor and anchor not in ids.get(target, set())):
+                broken.append(f"{page.name}: {link}")
+    return broken
+
+
+def test_site_escapes_names_links_resolve_and_builds_every_page(fixture_root, tmp_path):
+    index = build_site(tmp_path / "site", fixture_root, tmp_path / "no-artifacts")
+    pages = sorted(p.name for p in index.parent.glob("*.html"))
+    assert {"index.html", "diagnostics.html", "conventions.html", "model-drsan_32s_x2.html"} <= set(pages)
     html = index.read_text()
-    quality = published.load().query("metric == 'psnr' and dataset != '' and color == 'y'")
-    assert html.count('<section class="board"') == len(quality.groupby(["scale", "dataset"]))
-    assert "not available: the results store holds no verdicts yet" in html
-    assert sorted(p.name for p in index.parent.iterdir()) == ["conventions.html", "index.html"]
+    assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'lang="en"' in html and "<caption>" in html and '<th scope="col">' in html
+    for page in index.parent.glob("*.html"):
+        cells = re.findall(r'<td class="num[^"]*"[^>]*>(.*?)</td>', page.read_text(), flags=re.S)
+        assert not [c for c in cells if re.search(r"\d[eE][+-]?\d", c)], page.name
+    assert broken_links(index.parent) == []
+
+
+def test_site_is_byte_identical_for_the_same_inputs(fixture_root, tmp_path, datasets_root):
+    artifacts = tmp_path / "artifacts"
+    publish(["ckpt01"], source=fixture_root, target=tmp_path / "c", artifacts=artifacts,
+            runs_dir=fixture_runs(tmp_path, datasets_root))  # fmt: skip
+    first = build_site(tmp_path / "a", fixture_root, artifacts).parent
+    second = build_site(tmp_path / "b", fixture_root, artifacts).parent
+    assert site_files(first) == site_files(second) and any(f.suffix == ".png" for f in site_files(first))
+    for f in site_files(first):
+        assert (first / f).read_bytes() == (second / f).read_bytes(), f
+
+
+def test_a_rebuild_replaces_the_site_and_drops_stale_pages(fixture_root, tmp_path):
+    site = build_site(tmp_path / "site", fixture_root, tmp_path / "none").parent
+    (site / "model-gone.html").write_text("stale")
+    build_site(site, fixture_root, tmp_path / "none")
+    assert not (site / "model-gone.html").exists() and (site / "index.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "store"]  # no temporary folder left
+
+
+def test_committed_site_is_rebuilt_byte_for_byte_from_the_committed_store(tmp_path):
+    """`nox -s report` from a clean clone reproduces the committed reports/ exactly."""
+    built = build_site(tmp_path / "site").parent
+    committed = REPO / "reports"
+    assert site_files(built) == site_files(committed)
+    different = [
+        str(f) for f in site_files(built) if (built / f).read_bytes() != (committed / f).read_bytes()
+    ]
+    assert different == [], "reports/ is stale: run `nox -s report` and commit it"
+    assert broken_links(built) == []
+
+
+def test_committed_site_shows_the_ntire_checkpoint_verdict_in_front():
+    html = (REPO / "reports" / "index.html").read_text()
+    front = html.split('id="leaderboards"', 1)[0]
+    assert 'id="verdicts"' in front and "span_esr ch28 ×4" in front
+    ckpt = front.split('id="checkpoint"', 1)[1]
+    assert re.search(r"31\.7316</td>\s*<td[^>]*>31\.7316 <small>official code", ckpt)
+    assert 'data-status="pass"' in ckpt
+
+
+def test_an_empty_local_preview_is_refused_not_an_empty_leaderboard(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results store"):
+        build_site(tmp_path / "site", tmp_path / "missing-store")
+    assert not (tmp_path / "site").exists()
+
+
+def test_store_defaults_keep_local_runs_out_of_the_repository(monkeypatch, tmp_path):
+    monkeypatch.delenv("REPROSR_RESULTS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert store.default_root() == tmp_path / "cache" / "reprosr" / "results"
+    assert store.COMMITTED_ROOT == REPO / "results" / "runs"
+    monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "mine"))
+    assert store.default_root() == tmp_path / "mine"
+
+
+def test_cited_documents_are_in_the_repository():
+    from harness.report import citations
+
+    assert {d["repo_path"] for d in citations.documents()} == set(citations.CITED_DOCS.values())
+    text = "../shared/specs/fidelity-notes.md (github laoyangui/HSPAN); arXiv 2404.10343"
+    links = [s["href"] for s in citations.segments(text) if s["href"]]
+    assert links == ["doc-specs-fidelity-notes.html", "https://github.com/laoyangui/HSPAN",
+                     "https://arxiv.org/abs/2404.10343"]  # fmt: skip
+
+
+def test_publish_command_prints_what_it_added(fixture_root, tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("REPROSR_RESULTS", str(fixture_root))
+    monkeypatch.setattr(store, "COMMITTED_ROOT", tmp_path / "committed")
+    main(["publish", "ckpt01", "ckpt00", "--runs", str(tmp_path / "no-runs"), "--json"])
+    payload = json.loads(capsys.readouterr().out)["published"]
+    assert [(p["run_id"], p["crops"]) for p in payload] == [("ckpt01", 0), ("ckpt00", 0)]
+    assert all(p["results"] > 0 and "no run directory" in p["note"] for p in payload)
+    assert set(store.read("results", tmp_path / "committed").run_id) == {"ckpt00", "ckpt01"}
