@@ -268,6 +268,7 @@ def reproduce(
     outcome, run_ids = None, []
     for k in range(seeds):
         seed = recipe.train.seed + k
+        progress.stage(f"training ({profile} profile, seed {seed}) on {runtime.device_label(resolved)}")
         summary = train(
             recipe,
             out_dir=out / f"train-seed{seed}",

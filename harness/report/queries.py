@@ -18,12 +18,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from harness import published, store
-from harness.schema import ReferenceKind, Status, Tier
+from harness.schema import Status, Tier
 
 DATASET_ORDER = ("Set5", "Set14", "B100", "Urban100", "Manga109")  # the papers' table order; others after
 PAPER_ORDER = ("span_light", "span_esr", "hspan", "drsan")
-# v1 verdict labels carried the reference kind in the metric text ("psnr_y vs paper").
-_V1_KIND_SUFFIX = {" vs official code": ReferenceKind.OFFICIAL_CODE, " vs paper": ReferenceKind.PAPER}
 VERDICT_KEYS = ["tier", "paper", "model", "variant", "form", "scale", "dataset", "metric"]
 
 
@@ -79,14 +77,8 @@ def _check_json_columns(results: pd.DataFrame, root: Path) -> None:
 
 def normalize_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
     """Verdicts with ``measure`` (what was measured, e.g. ``psnr_y``), ``kind`` (the reference kind) and
-    ``confidence``; labels that carry the kind (v1: ``"psnr_y vs paper"``) are read through
-    :data:`_V1_KIND_SUFFIX`."""
-    measures, kinds = [], []
-    for metric, kind in zip(verdicts.metric, verdicts.reference_kind, strict=True):
-        suffix = next((s for s in _V1_KIND_SUFFIX if metric.endswith(s)), None)
-        measures.append(metric[: -len(suffix)] if suffix else metric)
-        kinds.append(kind or (str(_V1_KIND_SUFFIX[suffix]) if suffix else ""))
-    out = verdicts.assign(measure=measures, kind=kinds)
+    ``confidence`` (v1 labels such as ``"psnr_y vs paper"`` are already translated by ``store.read``)."""
+    out = verdicts.assign(measure=verdicts.metric, kind=verdicts.reference_kind)
     recorded = out.reference_confidence != ""
     referenced = (out.kind != "") & out.reference.notna()
     out["confidence"] = np.where(recorded, out.reference_confidence, np.where(referenced, "not recorded", ""))

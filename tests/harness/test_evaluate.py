@@ -377,7 +377,7 @@ def test_reproduce_names_each_stage_on_stderr(capsys, tmp_path, tiny_drsan):
     assert json.loads(out)["recipe"] == "drsan_32s_x2"
     stages = [line for line in err.splitlines() if line.startswith("[reprosr] ")]
     assert any("static checks" in s for s in stages)
-    assert any("training (smoke profile) on cpu" in s for s in stages)
+    assert any("training (smoke profile, seed 0) on cpu" in s for s in stages)
     assert any("evaluating on embedded" in s for s in stages) and "verdicts" in stages[-1]
     rows = store.read("results")
     assert rows[rows.metric == "runtime_ms"].device.str.startswith("cpu: ").all()
