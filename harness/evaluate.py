@@ -344,7 +344,7 @@ def _ntire_pairs(hr_dir: Path, lr_dir: Path, scale: int) -> list[Pair]:
 
 
 def _folder_checksum(folders: list[Path]) -> str:
-    from harness.data import sha256_file
+    from harness.downloads import sha256_file
 
     lines = "".join(
         f"{sha256_file(p)}  {p.parent.name}/{p.name}\n"

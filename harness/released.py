@@ -22,7 +22,7 @@ import torch
 
 import architectures
 from architectures import tf_checkpoint
-from harness import data, published
+from harness import data, downloads, published
 from harness.progress import stage
 
 
@@ -469,7 +469,7 @@ def _download(pinned: PinnedFile, dest: Path) -> Path:
     errors = []
     for url in pinned.urls:
         try:
-            path = data.download(url, dest, pinned.sha256)
+            path = downloads.download(url, dest, pinned.sha256)
         except OSError as exc:
             errors.append(str(exc))
             continue
@@ -515,7 +515,7 @@ def _manual(entry: ReleasedCheckpoint, path: Path) -> Path:
     if not path.is_file():
         raise ManualDownloadRequired(entry.manual.format(path=path))
     record = path.with_name(path.name + ".sha256")
-    digest = data.sha256_file(path)
+    digest = downloads.sha256_file(path)
     if record.exists():
         if (recorded := record.read_text().split()[0]) != digest:
             raise ValueError(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import cli, data
+from harness import cli, data, downloads
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -43,7 +43,7 @@ def _leftovers(folder: Path) -> list[str]:
 def test_first_download_records_size_and_sha256(server, tmp_path):
     body = _tar({"set/a.bin": _payload()})
     server.files["/a.tar"] = body
-    dest = data.download(server.url("/a.tar"), tmp_path / "a.tar")
+    dest = downloads.download(server.url("/a.tar"), tmp_path / "a.tar")
     record = json.loads((tmp_path / "a.tar.manifest.json").read_text())
     assert dest.read_bytes() == body
     assert record == {"url": server.url("/a.tar"), "size": len(body), "sha256": _sha(body)}
@@ -52,11 +52,11 @@ def test_first_download_records_size_and_sha256(server, tmp_path):
 def test_a_recorded_download_damaged_later_is_fetched_again(server, tmp_path):
     body = _tar({"set/a.bin": _payload()})
     server.files["/a.tar"] = body
-    data.download(server.url("/a.tar"), tmp_path / "a.tar")
+    downloads.download(server.url("/a.tar"), tmp_path / "a.tar")
     damaged = bytearray(body)
     damaged[700] ^= 0xFF
     (tmp_path / "a.tar").write_bytes(bytes(damaged))
-    data.download(server.url("/a.tar"), tmp_path / "a.tar")
+    downloads.download(server.url("/a.tar"), tmp_path / "a.tar")
     assert (tmp_path / "a.tar").read_bytes() == body and server.requests == [None, None]
 
 
@@ -64,7 +64,7 @@ def test_a_cut_off_archive_an_older_version_marked_complete_is_fetched_again(ser
     body = _tar({"set/a.bin": _payload()})
     server.files["/a.tar"] = body
     (tmp_path / "a.tar").write_bytes(body[: len(body) // 2])  # complete by name, no sidecar manifest
-    data.download(server.url("/a.tar"), tmp_path / "a.tar")
+    downloads.download(server.url("/a.tar"), tmp_path / "a.tar")
     assert (tmp_path / "a.tar").read_bytes() == body and (tmp_path / "a.tar.manifest.json").exists()
 
 
@@ -72,7 +72,7 @@ def test_resume_at_a_wrong_offset_restarts_from_zero(server, tmp_path):
     body = _payload()
     server.files["/f.bin"], server.mode = body, "wrong_offset"
     (tmp_path / "f.bin.part").write_bytes(body[:5000])
-    data.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
+    downloads.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.requests == ["bytes=5000-", None]
 
@@ -81,7 +81,7 @@ def test_a_server_ignoring_the_range_overwrites_the_partial(server, tmp_path):
     body = _payload()
     server.files["/f.bin"], server.mode = body, "ignore_range"
     (tmp_path / "f.bin.part").write_bytes(b"\0" * 5000)  # not even the right bytes
-    data.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
+    downloads.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
     assert (tmp_path / "f.bin").read_bytes() == body
 
 
@@ -89,7 +89,7 @@ def test_a_partial_longer_than_the_remote_restarts(server, tmp_path):
     body = _payload()
     server.files["/f.bin"] = body
     (tmp_path / "f.bin.part").write_bytes(body + b"junk" * 100)
-    data.download(server.url("/f.bin"), tmp_path / "f.bin")
+    downloads.download(server.url("/f.bin"), tmp_path / "f.bin")
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.requests == [f"bytes={len(body) + 400}-", None]
 
@@ -98,12 +98,12 @@ def test_a_truncated_body_is_kept_for_a_confirmed_resume_never_marked_complete(s
     body = _tar({"set/a.bin": _payload()})
     server.files["/a.tar"], server.mode = body, "truncate"
     with pytest.raises(OSError, match=r"stopped at \d+ of \d+ bytes.*resume"):
-        data.download(server.url("/a.tar"), tmp_path / "a.tar", _sha(body))
+        downloads.download(server.url("/a.tar"), tmp_path / "a.tar", _sha(body))
     assert _leftovers(tmp_path) == ["a.tar.part"]
     half = (tmp_path / "a.tar.part").stat().st_size
     assert 0 < half < len(body)
     server.mode = "ok"
-    data.download(server.url("/a.tar"), tmp_path / "a.tar", _sha(body))
+    downloads.download(server.url("/a.tar"), tmp_path / "a.tar", _sha(body))
     assert (tmp_path / "a.tar").read_bytes() == body
     assert server.requests[-1] == f"bytes={half}-"
 
@@ -111,7 +111,7 @@ def test_a_truncated_body_is_kept_for_a_confirmed_resume_never_marked_complete(s
 def test_a_cut_off_archive_of_unknown_length_is_deleted_not_marked_complete(server, tmp_path):
     server.files["/a.tar"], server.mode = _tar({"set/a.bin": _payload()}), "close_delimited"
     with pytest.raises(ValueError, match="damaged|truncated|cut off"):
-        data.download(server.url("/a.tar"), tmp_path / "a.tar")
+        downloads.download(server.url("/a.tar"), tmp_path / "a.tar")
     assert _leftovers(tmp_path) == []
 
 
@@ -121,7 +121,7 @@ def test_a_tar_cut_at_a_member_boundary_is_detected(tmp_path):
     (tmp_path / "cut.tar").write_bytes(whole[:1024])  # header + data of a.bin, nothing after
     assert first[:1024] == whole[:1024]
     with pytest.raises(ValueError, match="cut off"):
-        data.check_archive(tmp_path / "cut.tar")
+        downloads.check_archive(tmp_path / "cut.tar")
 
 
 def test_with_a_known_checksum_a_corrupt_download_is_deleted(server, tmp_path):
@@ -131,9 +131,9 @@ def test_with_a_known_checksum_a_corrupt_download_is_deleted(server, tmp_path):
     corrupt[10] ^= 1
     (tmp_path / "f.bin.part").write_bytes(bytes(corrupt))  # resumed, but the head is wrong
     with pytest.raises(ValueError, match="checksum mismatch"):
-        data.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
+        downloads.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
     assert _leftovers(tmp_path) == []
-    data.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
+    downloads.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
     assert (tmp_path / "f.bin").read_bytes() == body
 
 
@@ -142,7 +142,7 @@ def test_download_progress_counts_bytes(server, tmp_path, monkeypatch):
     real = data.progress.bar
     monkeypatch.setattr(data.progress, "bar", lambda total, desc, unit: seen.append((total, unit)) or real())
     server.files["/f.bin"] = body = _payload(50_000)
-    data.download(server.url("/f.bin"), tmp_path / "f.bin")
+    downloads.download(server.url("/f.bin"), tmp_path / "f.bin")
     assert seen == [(len(body), "B")]
 
 
@@ -161,9 +161,9 @@ def _special_tar(path: Path, kind: bytes) -> Path:
 def test_fifo_and_device_tar_members_are_refused(tmp_path, kind):
     archive = _special_tar(tmp_path / "s.tar", kind)
     with pytest.raises(ValueError, match="device or FIFO"):
-        data.extract(archive, tmp_path / "out")
+        downloads.extract(archive, tmp_path / "out")
     with pytest.raises(ValueError, match="device or FIFO"):
-        data.check_archive(archive)
+        downloads.check_archive(archive)
     assert not (tmp_path / "out" / "set" / "special").exists()
 
 
@@ -173,7 +173,7 @@ def test_a_fifo_zip_member_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "f.zip", "w") as zf:
         zf.writestr(info, b"")
     with pytest.raises(ValueError, match="not a regular file"):
-        data.extract(tmp_path / "f.zip", tmp_path / "out")
+        downloads.extract(tmp_path / "f.zip", tmp_path / "out")
 
 
 def test_a_zip_with_a_bad_crc_is_detected(tmp_path):
@@ -185,9 +185,9 @@ def test_a_zip_with_a_bad_crc_is_detected(tmp_path):
     raw[at + 3] ^= 0xFF  # a stored byte changed: the CRC no longer matches
     (tmp_path / "z.zip").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="CRC"):
-        data.check_archive(tmp_path / "z.zip")
+        downloads.check_archive(tmp_path / "z.zip")
     with pytest.raises(ValueError, match="damaged"):
-        data.extract(tmp_path / "z.zip", tmp_path / "out")
+        downloads.extract(tmp_path / "z.zip", tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------------- data fetch

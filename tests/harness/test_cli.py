@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import architectures
-from harness import data, published, store
+from harness import downloads, published, store
 from harness.cli import main
 
 
@@ -182,7 +182,7 @@ def test_a_failed_download_is_a_clear_error_not_a_traceback(capsys, monkeypatch,
     def offline(url, dest, sha256=None):
         raise OSError(f"downloading {url} failed (offline); run the command again to resume")
 
-    monkeypatch.setattr(data, "download", offline)
+    monkeypatch.setattr(downloads, "download", offline)
     monkeypatch.setenv("REPROSR_DATA", str(tmp_path))
     with pytest.raises(SystemExit) as exc:
         main(["data", "fetch", "Set5"])

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness import data
+from harness import data, downloads
 from harness.data import ImageReadError, read_image, write_image
 from harness.degrade import bicubic_downsample
 
@@ -172,7 +172,7 @@ def _url(httpd, path: str) -> str:
 def test_download_checks_sha_and_renames(server, tmp_path):
     body = bytes(range(256)) * 100
     server.files["/f.bin"] = body
-    dest = data.download(_url(server, "/f.bin"), tmp_path / "f.bin", hashlib.sha256(body).hexdigest())
+    dest = downloads.download(_url(server, "/f.bin"), tmp_path / "f.bin", hashlib.sha256(body).hexdigest())
     assert dest.read_bytes() == body and not (tmp_path / "f.bin.part").exists()
 
 
@@ -180,7 +180,7 @@ def test_download_resumes_with_range(server, tmp_path):
     body = bytes(range(256)) * 100
     server.files["/f.bin"] = body
     (tmp_path / "f.bin.part").write_bytes(body[:1000])
-    data.download(_url(server, "/f.bin"), tmp_path / "f.bin", hashlib.sha256(body).hexdigest())
+    downloads.download(_url(server, "/f.bin"), tmp_path / "f.bin", hashlib.sha256(body).hexdigest())
     assert server.ranges == ["bytes=1000-"]
     assert (tmp_path / "f.bin").read_bytes() == body
 
@@ -190,7 +190,7 @@ def test_download_mismatch_keeps_nothing(server, tmp_path):
     server.files["/f.bin"] = body
     wrong = "0" * 64
     with pytest.raises(ValueError) as info:
-        data.download(_url(server, "/f.bin"), tmp_path / "f.bin", wrong)
+        downloads.download(_url(server, "/f.bin"), tmp_path / "f.bin", wrong)
     message = str(info.value)
     assert "f.bin" in message and wrong in message and hashlib.sha256(body).hexdigest() in message
     assert list(tmp_path.iterdir()) == []
@@ -198,7 +198,7 @@ def test_download_mismatch_keeps_nothing(server, tmp_path):
 
 def test_download_file_url(tmp_path):
     (tmp_path / "src.bin").write_bytes(b"abc" * 10)
-    dest = data.download((tmp_path / "src.bin").as_uri(), tmp_path / "out" / "dst.bin")
+    dest = downloads.download((tmp_path / "src.bin").as_uri(), tmp_path / "out" / "dst.bin")
     assert dest.read_bytes() == b"abc" * 10
 
 
@@ -214,9 +214,9 @@ def test_extract_refuses_escaping_paths(tmp_path, name):
     with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
         zf.writestr(name, b"x")
     with pytest.raises(ValueError, match="refusing"):
-        data.extract(tmp_path / "bad.zip", tmp_path / "out")
+        downloads.extract(tmp_path / "bad.zip", tmp_path / "out")
     with pytest.raises(ValueError, match="refusing"):
-        data.extract(_tar_with(tmp_path / "bad.tar", tarfile.TarInfo(name)), tmp_path / "out")
+        downloads.extract(_tar_with(tmp_path / "bad.tar", tarfile.TarInfo(name)), tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists() and not list((tmp_path / "out").rglob("evil.txt"))
 
 
@@ -224,11 +224,11 @@ def test_extract_refuses_links_leading_outside(tmp_path):
     link = tarfile.TarInfo("set/link")
     link.type, link.linkname = tarfile.SYMTYPE, "../../outside"
     with pytest.raises(ValueError, match="refusing"):
-        data.extract(_tar_with(tmp_path / "link.tar", link), tmp_path / "out")
+        downloads.extract(_tar_with(tmp_path / "link.tar", link), tmp_path / "out")
     absolute = tarfile.TarInfo("set/abs")
     absolute.type, absolute.linkname = tarfile.SYMTYPE, "/etc/passwd"
     with pytest.raises(ValueError, match="refusing"):
-        data.extract(_tar_with(tmp_path / "abs.tar", absolute), tmp_path / "out")
+        downloads.extract(_tar_with(tmp_path / "abs.tar", absolute), tmp_path / "out")
 
 
 # ------------------------------------------------------------------------------------- fetch/verify

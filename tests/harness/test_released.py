@@ -116,7 +116,7 @@ def test_identify_recognises_a_release_by_its_bytes(monkeypatch, tmp_path):
 
 
 def _serve(monkeypatch, files: dict[str, Path]):
-    """Replace the network: data.download copies the local file registered for the URL's basename."""
+    """Replace the network: downloads.download copies the local file registered for the URL's basename."""
     calls = []
 
     def download(url, dest, sha256=None):
@@ -131,7 +131,7 @@ def _serve(monkeypatch, files: dict[str, Path]):
             raise ValueError("checksum mismatch")
         return Path(dest)
 
-    monkeypatch.setattr("harness.data.download", download)
+    monkeypatch.setattr("harness.downloads.download", download)
     return calls
 
 

@@ -32,7 +32,7 @@ def _offline(monkeypatch):
     def download(url, dest, sha256=None):
         raise OSError(f"downloading {url} failed ([Errno -2] Name or service not known)")
 
-    monkeypatch.setattr("harness.data.download", download)
+    monkeypatch.setattr("harness.downloads.download", download)
 
 
 def test_offline_official_checkpoint_is_not_run_with_the_reason(results, monkeypatch, tmp_path):
@@ -84,7 +84,7 @@ def test_official_tf_release_is_fetched_converted_and_evaluated(results, monkeyp
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copyfile(folder / url.rsplit("/", 1)[-1], dest))
 
-    monkeypatch.setattr("harness.data.download", download)
+    monkeypatch.setattr("harness.downloads.download", download)
     rng = np.random.default_rng(0)
     for i in range(2):
         write_image(
