@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
-from harness import data, ddp, progress, published, released, retrain, runtime, store
+from harness import data, ddp, progress, released, retrain, runtime, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
 from harness.recipes import Recipe, load
-from harness.schema import Tier
 from harness.train import TrainSummary, train
-from harness.verdicts import Subject, Verdict, judge, verdict_row
-from harness.verify import CHECKPOINT_TOL, QUALITY, checkpoint_tier, static_verdicts
+from harness.verdicts import Verdict, verdict_row
+from harness.verify import checkpoint_not_run, checkpoint_tier, static_verdicts
 
 RUNS = Path("runs")
 OFFICIAL = "official"  # --checkpoint official: the zoo's release of the recipe's model, variant and scale
@@ -122,7 +121,7 @@ def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, o
                 f"`reprosr reproduce {recipe.name} --checkpoint {checkpoint}`"
             )
     if reason:
-        verdicts = unreachable_verdicts(recipe, reason)
+        verdicts = checkpoint_not_run(recipe, reason)
         results: dict[str, EvalResult] = {}
     else:
         verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
@@ -151,19 +150,6 @@ def official_checkpoint(recipe: Recipe, checkpoint: str) -> tuple[str, str]:
             "(`reprosr checkpoints` lists the zoo); pass --checkpoint PATH"
         )
     return entry.name, ""
-
-
-def unreachable_verdicts(recipe: Recipe, reason: str) -> list[Verdict]:
-    """A "not run" verdict for every PSNR/SSIM cell of the recipe's benchmark sets, with ``reason``."""
-    verdicts = []
-    for dataset in recipe.eval.benchmarks:
-        subject = Subject(
-            Tier.CHECKPOINT, recipe.model, recipe.variant or "", recipe.scale, recipe.form, dataset
-        )
-        for metric in QUALITY:
-            reference = published.lookup(recipe.model, recipe.variant, recipe.scale, dataset, metric)
-            verdicts.append(judge(subject, metric, None, reference, CHECKPOINT_TOL[metric], not_run=reason))
-    return verdicts
 
 
 def _training_stage(

@@ -192,12 +192,22 @@ def checkpoint_tier(
     runtime = runtime_verdicts(recipe)
     model, label, form, reason = load_recipe_checkpoint(recipe, checkpoint)
     if model is None:
-        subject = _subject(Tier.CHECKPOINT, recipe, form)
-        return [
-            judge(subject, m, None, None, CHECKPOINT_TOL[m], not_run=reason) for m in QUALITY
-        ] + runtime, {}
+        return checkpoint_not_run(recipe, reason) + runtime, {}
     verdicts, results = checkpoint_verdicts(recipe, model, data_root, label, form, save_dir)
     return verdicts + runtime, results
+
+
+def checkpoint_not_run(recipe: Recipe, reason: str) -> list[Verdict]:
+    """A "not run" checkpoint verdict, with ``reason``, for every PSNR/SSIM cell of the recipe's benchmark
+    sets, each naming the published value it would check."""
+    key = (recipe.model, recipe.variant, recipe.scale)
+    form = architectures.spec(recipe.model).eval_form
+    return [
+        judge(_subject(Tier.CHECKPOINT, recipe, form, dataset), m, None, published.lookup(*key, dataset, m),
+              CHECKPOINT_TOL[m], not_run=reason)
+        for dataset in recipe.eval.benchmarks
+        for m in QUALITY
+    ]  # fmt: skip
 
 
 def runtime_verdicts(recipe: Recipe) -> list[Verdict]:

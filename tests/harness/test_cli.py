@@ -13,6 +13,7 @@ import torch
 import architectures
 from harness import downloads, published, store
 from harness.cli import main
+from harness.recipes import load as load_recipe
 
 
 def run_json(capsys, *argv: str) -> dict:
@@ -170,11 +171,17 @@ def test_verify_prints_a_truthful_verdict_table(capsys, tmp_path, monkeypatch):
     assert by_tier == {"static": {"pass"}, "checkpoint": {"not run"}, "retrain": {"not run"}}
     retrain = [v for v in payload["verdicts"] if v["tier"] == "retrain"]
     assert all("no training run is in the results store" in v["reason"] for v in retrain)
+    checkpoint = [v for v in payload["verdicts"] if v["tier"] == "checkpoint"]
+    sets = load_recipe("drsan_32s_x2").eval.benchmarks
+    assert {(v["dataset"], v["metric"]) for v in checkpoint} == {
+        (d, m) for d in sets for m in ("psnr_y", "ssim_y")
+    }
+    not_run = len(checkpoint) + len(retrain)
     main(["verify", "drsan_32s_x2", "--data-root", str(tmp_path)])
     text = capsys.readouterr().out
     assert (
         "macs_hr720p [train] vs paper" in text
-        and "verdicts: 3 pass, 0 fail, 0 indicative, 12 not run" in text
+        and f"verdicts: 3 pass, 0 fail, 0 indicative, {not_run} not run" in text
     )
 
 
