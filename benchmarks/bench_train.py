@@ -1,5 +1,5 @@
-"""Training throughput: ReproSR's loop (harness.train.fit) vs BasicSR's train loop, same recipe, same model,
-same images, side by side in one process (rounds interleaved, median iterations/s per side).
+"""Training throughput: ReproSR's loop (harness.training.loop.fit) vs BasicSR's train loop, same recipe,
+same model, same images, side by side in one process (rounds interleaved, median iterations/s per side).
 
 BasicSR side = what SPAN-light/SPAN-ESR users run today (zononhzy/SPAN is a BasicSR fork): PairedImageDataset
 (PNG read per sample, paired_random_crop, augment) through build_dataloader + EnlargedSampler +
@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import architectures  # noqa: E402
 from harness.data import iter_benchmark_pairs, write_image  # noqa: E402
 from harness.degrade import bicubic_downsample  # noqa: E402
-from harness.patches import PatchStream  # noqa: E402
-from harness.plan import make_plan  # noqa: E402
 from harness.recipes import load  # noqa: E402
-from harness.train import fit  # noqa: E402
+from harness.training.loop import fit  # noqa: E402
+from harness.training.patches import PatchStream  # noqa: E402
+from harness.training.plan import make_plan  # noqa: E402
 
 
 def make_images(root: Path, scale: int, n: int, size: int) -> None:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from harness import data  # noqa: E402
 from harness.degrade import bicubic_downsample  # noqa: E402
 from harness.recipes import load  # noqa: E402
-from harness.train import train  # noqa: E402
+from harness.training.loop import train  # noqa: E402
 
 FAMILIES = ("span_light_x4", "span_esr_ch48_x4", "hspan_x2", "drsan_32s_x2")
 DIV2K_SIZE = (1356, 2040)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
-from harness import data, ddp, progress, released, retrain, runtime, store
+from harness import data, progress, released, retrain, runtime, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
 from harness.recipes import Recipe, load
-from harness.train import TrainSummary, train
+from harness.training import ddp
+from harness.training.loop import TrainSummary, train
 from harness.verdicts import Verdict, verdict_row
 from harness.verify import checkpoint_not_run, checkpoint_tier, static_verdicts
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.patches import PatchStream
-from harness.train import NonFiniteLossError, fit
+from harness.training.loop import NonFiniteLossError, fit
+from harness.training.patches import PatchStream
 from tests.harness.test_train import tiny_plan
 
 REPO = Path(__file__).resolve().parents[2]

@@ -369,7 +369,7 @@ def test_the_report_package_imports_no_run_stage():
     forbidden = {
         "harness.verify",
         "harness.reproduce",
-        "harness.train",
+        "harness.training.loop",
         "harness.evaluate",
         "harness.complexity",
     }

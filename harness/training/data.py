@@ -12,8 +12,8 @@ from pathlib import Path
 from torch import Tensor
 
 from harness import data
-from harness.patches import to_uint8
 from harness.recipes import Recipe
+from harness.training.patches import to_uint8
 
 
 class DataSubstituteError(FileNotFoundError):

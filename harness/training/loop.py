@@ -6,9 +6,10 @@ Files in ``out_dir``: ``last.pt`` (full training state, atomic, loadable with ``
 of the evaluated model at the end: the EMA model when the recipe uses EMA), ``curves.csv`` (iteration,
 loss, lr, val_psnr_y) and ``summary.json``. Rank 0 alone writes them; the others wait at barriers.
 
-Throughput: batches are built ahead by loader workers (:func:`harness.patches.batches`); per-iteration
-losses stay on the device and reach the host every ``sync_every`` iterations (and at validation and
-checkpoints), where a non-finite loss stops the run: nothing computed after the last good sync is saved.
+Throughput: batches are built ahead by loader workers (:func:`harness.training.patches.batches`);
+per-iteration losses stay on the device and reach the host every ``sync_every`` iterations (and at
+validation and checkpoints), where a non-finite loss stops the run: nothing computed after the last good
+sync is saved.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ import torch
 from torch import Tensor, nn
 
 import architectures
-from harness import ddp
 from harness.evaluate import evaluate
 from harness.files import remove_stale_temps
-from harness.patches import PatchStream, batches
-from harness.plan import Plan, make_plan
 from harness.recipes import Recipe, load
-from harness.train_state import (
+from harness.training import ddp
+from harness.training.data import training_data
+from harness.training.patches import PatchStream, batches
+from harness.training.plan import Plan, make_plan
+from harness.training.state import (
     CHECKPOINT_FORMAT,
     EMA,
     Progress,
@@ -43,9 +45,8 @@ from harness.train_state import (
     seed_everything,
     set_rng_state,
 )
-from harness.training_data import training_data
 
-log = logging.getLogger("harness.train")
+log = logging.getLogger("harness.training.loop")
 CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y")
 SYNC_EVERY = 50  # iterations between host reads of the loss (one device sync each)
 

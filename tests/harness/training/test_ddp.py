@@ -25,11 +25,12 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import architectures
-from harness import ddp, store
+from harness import store
 from harness import train as train_module
-from harness.patches import PatchStream
-from harness.train import fit
-from harness.train_state import seed_everything
+from harness.training import ddp
+from harness.training.loop import fit
+from harness.training.patches import PatchStream
+from harness.training.state import seed_everything
 from tests.harness.test_train import TinySR, tiny_pairs, tiny_plan
 
 REPO = Path(__file__).resolve().parents[2]

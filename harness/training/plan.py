@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.patches import Sampling
 from harness.recipes import Loss, Optim, Recipe, Schedule, TrainSection
 from harness.schema import RunState
+from harness.training.patches import Sampling
 
 PROFILES = ("full", "smoke")
 

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from harness.data import embedded_pairs
-from harness.patches import PatchStream
-from harness.plan import Plan, make_plan
 from harness.recipes import load
-from harness.train import NonFiniteLossError, fit, train
-from harness.training_data import DataSubstituteError, training_data
+from harness.training.data import DataSubstituteError, training_data
+from harness.training.loop import NonFiniteLossError, fit, train
+from harness.training.patches import PatchStream
+from harness.training.plan import Plan, make_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -369,7 +369,7 @@ def test_losses_reach_the_host_only_at_sync_points(tmp_path: Path, monkeypatch):
 
 
 def test_fused_ema_is_the_basicsr_average():
-    from harness.train_state import EMA
+    from harness.training.state import EMA
 
     torch.manual_seed(0)
     model = TinySR()
