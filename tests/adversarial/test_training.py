@@ -17,7 +17,7 @@ from torch import nn
 
 from harness.training.loop import NonFiniteLossError, fit
 from harness.training.patches import PatchStream
-from tests.harness.test_train import tiny_plan
+from tests.helpers import tiny_plan
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("one_thread")

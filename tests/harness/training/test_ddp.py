@@ -26,14 +26,14 @@ from torch import nn
 
 import architectures
 from harness import store
-from harness import train as train_module
 from harness.training import ddp
+from harness.training import loop as train_module
 from harness.training.loop import fit
 from harness.training.patches import PatchStream
 from harness.training.state import seed_everything
-from tests.harness.test_train import TinySR, tiny_pairs, tiny_plan
+from tests.helpers import TinySR, tiny_pairs, tiny_plan
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FAMILIES = {  # recipe → builder arguments (the recipe's real architecture)
     "drsan_32s_x2": ("drsan", 2, "32s"),
     "hspan_x2": ("hspan", 2, None),
