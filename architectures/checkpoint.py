@@ -11,6 +11,7 @@ name the variant in width-mismatch errors.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import pickletools
@@ -226,3 +227,14 @@ def _listing(names: list[str]) -> str:
     shown = ", ".join(names[:MAX_LISTED])
     more = f" … and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
     return f"({len(names)}): {shown}{more}"
+
+
+def content_hash(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's tensors — names, dtypes, shapes and bytes, in name order — whatever file
+    format or wrapper they came in."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

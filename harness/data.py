@@ -23,6 +23,7 @@ from torch import Tensor
 
 from harness import downloads, progress
 from harness.degrade import bicubic_downsample
+from harness.errors import UserError
 from harness.files import atomic_file, clean_once, locked, remove_stale_temps
 
 EMBEDDED = Path(__file__).resolve().parent / "embedded"
@@ -31,7 +32,7 @@ GENERATED_MARKER = ".generated"  # in an LR folder: made here by bicubic_downsam
 _EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """An image file exists but cannot be decoded (corrupt, truncated, unsupported)."""
 
 

@@ -13,41 +13,24 @@ the manifest's pixel hashes all use that same uint8 image, so the PNGs re-score 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import statistics
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
-import architectures
-from harness import data, metrics, progress, released, runtime, tiles
-from harness import store as results_store
+from harness import metrics, progress, runtime, tiles
 from harness.data import Pair
+from harness.measures import MEASURES, QUALITY
+from harness.rows import RunContext, result_row
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision
+from harness.sr_outputs import save_sr
 
-CONVENTION_TEXT = {
-    "psnr_y": "Y of MATLAB rgb2ycbcr, shave=scale, SR rounded to uint8 (BasicSR/MATLAB)",
-    "ssim_y": "Y of rgb2ycbcr, shave=scale, uint8, Gaussian 11x11 sigma 1.5, valid (MATLAB ssim_index)",
-    "psnr_rgb": "RGB, shave=scale, SR rounded to uint8 (NTIRE)",
-    "psnr_edsr": "EDSR-PyTorch calc_psnr: Y-like weights/256 on the difference, shave=scale",
-}
-ALL_CONVENTIONS = tuple(CONVENTION_TEXT)  # what the main job and `reprosr eval` record for every image
-RUNTIME_TEXT = {
-    "runtime_ms": "test-time SR of one image on the device (batch 1): median of the protocol's repeats; "
-    "set: median over images",
-    "runtime_iqr_ms": "inter-quartile range of the repeats; set: median over images",
-    "peak_memory_mb": "peak CUDA memory allocated during the image's runs (weights included); set: max",
-}
-MANIFEST = "manifest.json"
+ALL_CONVENTIONS = QUALITY  # what the main job and `reprosr eval` record for every image
 
 
 @dataclass(frozen=True)
@@ -204,272 +187,32 @@ def _score_one(runner, pair, scale, conventions, test_time, device, protocol, sa
 
 
 def _set_means(rows: list[dict], conventions: Sequence[str]) -> dict[str, float]:
+    """Set values of every measured metric, each made as its measure says (mean, median or max)."""
     if not rows:
         return {}
-    mean = {c: math.fsum(r[c] for r in rows) / len(rows) for c in conventions}
-    mean["runtime_ms"] = statistics.median(r["runtime_ms"] for r in rows)
-    mean["runtime_iqr_ms"] = statistics.median(r["runtime_iqr_ms"] for r in rows)
-    if "peak_memory_mb" in rows[0]:
-        mean["peak_memory_mb"] = max(r["peak_memory_mb"] for r in rows)
-    return mean
+    make = {"mean": lambda v: math.fsum(v) / len(v), "median": statistics.median, "max": max}
+    return {m: make[MEASURES[m].set_mean]([r[m] for r in rows]) for m in rows[0] if m != "image"}
 
 
-def pixel_sha256(img: Tensor) -> str:
-    """sha256 of an image's raw pixels: (3, H, W) uint8 as H×W×3 RGB bytes in row-major order, i.e. of
-    ``numpy.asarray(PIL.Image.open(png).convert("RGB")).tobytes()``."""
-    return hashlib.sha256(img.permute(1, 2, 0).contiguous().cpu().numpy().tobytes()).hexdigest()
-
-
-def save_sr(folder: Path, name: str, sr8: Tensor) -> Path:
-    """Write one scored SR image (3, H, W) uint8 as ``folder/<name>.png``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    Image.fromarray(np.ascontiguousarray(sr8.permute(1, 2, 0).cpu().numpy()), "RGB").save(path)
-    return path
-
-
-def write_manifest(root: Path, dataset: str, result: EvalResult, context: dict) -> Path:
-    """``root/manifest.json``: per saved image (``<dataset>/<image>.png``) its pixel sha256 and scores, and
-    per dataset the run's knobs (``context``: model, checkpoint, scale…); merged with an existing manifest so
-    several calls can share one folder."""
-    path = Path(root) / MANIFEST
-    manifest = json.loads(path.read_text()) if path.is_file() else {}
-    manifest.setdefault("pixel_hash", pixel_sha256.__doc__.split(":", 1)[1].strip())
-    manifest.setdefault("datasets", {})[dataset] = {**context, **result.test_time.columns()}
-    images = manifest.setdefault("images", {})
-    for row in result.per_image:
-        png = Path(root) / dataset / f"{row['image']}.png"
-        with Image.open(png) as img:
-            pixels = np.asarray(img.convert("RGB"))
-        images[f"{dataset}/{row['image']}.png"] = {
-            "sha256_pixels": hashlib.sha256(pixels.tobytes()).hexdigest(),
-            "size": [int(pixels.shape[1]), int(pixels.shape[0])],
-            **{k: v for k, v in row.items() if k in metrics.CONVENTIONS},
-        }
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return path
-
-
-def result_rows(result: EvalResult, base: dict) -> list[dict]:
-    """Results-store rows for one evaluation: one per (image, metric) and one per set mean (image "").
-
-    The knob columns (inference, tile, tile_overlap, self_ensemble, precision) and the device come from
-    ``result``; runtime rows carry the protocol as JSON text.
-    """
-    knobs = {**result.test_time.columns(), "device": result.device or base.get("device", "")}
-    protocol = json.dumps(result.runtime_protocol, sort_keys=True)
-    rows = []
-    for image_row in [*result.per_image, {"image": "", **result.mean}]:
-        for metric, value in image_row.items():
-            if metric == "image":
-                continue
-            timing = metric in RUNTIME_TEXT
-            unit = {"runtime_ms": "ms", "runtime_iqr_ms": "ms", "peak_memory_mb": "MiB"}.get(metric, "")
-            rows.append(
-                {
-                    **base,
-                    **knobs,
-                    "image": image_row["image"],
-                    "metric": metric,
-                    "value": float(value),
-                    "unit": unit or ("dB" if metric.startswith("psnr") else ""),
-                    "convention": RUNTIME_TEXT[metric] if timing else CONVENTION_TEXT.get(metric, metric),
-                    "color": "" if timing else "rgb" if metric == "psnr_rgb" else "y",
-                    "shave": 0 if timing else base["scale"],
-                    "runtime_protocol": protocol if timing else "",
-                }
-            )
-    return rows
-
-
-PAPER_SETS = "paper"  # `--dataset paper`: the benchmark list of the model's recipe (its paper's tables)
-
-
-def dataset_names(spec: str | Sequence[str], model: str, variant: str | None, scale: int) -> list[str]:
-    """``Set5,Set14`` → [Set5, Set14]; ``paper`` → the ``eval.benchmarks`` of the recipe of this model,
-    variant and scale (a ValueError when there is none); a list is taken as given."""
-    names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else list(spec)
-    if not names or any(not n for n in names):
-        raise ValueError(f"--dataset {spec!r}: give dataset names separated by commas, or {PAPER_SETS!r}")
-    out = []
-    for name in names:
-        if name == PAPER_SETS:
-            out += _paper_sets(model, variant, scale)
-        elif name not in out:
-            out.append(name)
-    return out
-
-
-def _paper_sets(model: str, variant: str | None, scale: int) -> list[str]:
-    from harness import recipes
-
-    for name in recipes.RECIPES:
-        recipe = recipes.load(name)
-        if (recipe.model, recipe.variant, recipe.scale) == (model, variant, scale):
-            return list(recipe["eval.benchmarks"])
-    raise ValueError(
-        f"--dataset {PAPER_SETS}: no recipe for {model} {variant or ''} ×{scale} names its paper's benchmark "
-        "sets; list them instead (e.g. --dataset Set5,Set14)"
-    )
-
-
-def load_pairs(name: str, scale: int, root: Path | None) -> tuple[list[Pair], str]:
-    """The pairs of a benchmark set and its checksum. ``<root>/<name>/HR`` (+ ``LR_bicubic/X<s>``) is the
-    registry layout (``harness.data``); ``<root>/<name>_HR`` + ``<root>/<name>_LR/<image>x<s>.png`` is the
-    NTIRE challenges' layout (e.g. ``DIV2K_LSDIR_valid``), read as the challenge's ``test_demo.py`` does."""
-
-    base = data.cache_dir() if root is None else Path(root)
-    ntire_hr, ntire_lr = base / f"{name}_HR", base / f"{name}_LR"
-    if not (base / name / "HR").is_dir() and ntire_hr.is_dir():
-        return _ntire_pairs(ntire_hr, ntire_lr, scale), _folder_checksum([ntire_hr, ntire_lr])
-    return data.benchmark_pairs(name, scale, root), data.dataset_checksum(name, root)
-
-
-def _ntire_pairs(hr_dir: Path, lr_dir: Path, scale: int) -> list[Pair]:
-    from harness.data import read_image
-
-    pairs = []
-    for hr_path in sorted(hr_dir.glob("*.png")):
-        lr_path = lr_dir / f"{hr_path.stem}x{scale}.png"
-        if not lr_path.is_file():
-            raise FileNotFoundError(f"{lr_path} missing: the NTIRE layout names the LR of {hr_path.name} so")
-        hr, lr = read_image(hr_path), read_image(lr_path)
-        h, w = lr.shape[-2] * scale, lr.shape[-1] * scale
-        if hr.shape[-2] < h or hr.shape[-1] < w:
-            raise ValueError(f"{lr_path} ×{scale} is larger than {hr_path}: is it the ×{scale} LR?")
-        pairs.append(Pair(hr_path.stem, hr[:, :h, :w], lr))
-    if not pairs:
-        raise FileNotFoundError(f"no HR images in {hr_dir}")
-    return pairs
-
-
-def _folder_checksum(folders: list[Path]) -> str:
-    from harness.downloads import sha256_file
-
-    lines = "".join(
-        f"{sha256_file(p)}  {p.parent.name}/{p.name}\n"
-        for folder in folders
-        for p in sorted(folder.glob("*.png"))
-    )
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
-def evaluate_checkpoint(
-    model_name: str,
-    scale: int,
-    *,
-    variant: str | None,
-    form: str,
-    checkpoint: str,
-    dataset: str | Sequence[str],
-    data_root: Path | None = None,
-    inference: str | None = None,
-    tile: int = 0,
-    tile_overlap: int = 0,
-    self_ensemble: bool = False,
-    precision: str = "fp32",
-    device: str = "auto",
-    runtime_warmup: int | None = None,
-    runtime_repeats: int | None = None,
-    save_sr_dir: Path | None = None,
-    store: bool = True,
-) -> dict:
-    """`reprosr eval`: build the model, load a checkpoint (path or released name), score benchmark sets.
-
-    ``dataset``: one name, a comma-separated list, or ``paper`` (:func:`dataset_names`). ``inference``
-    defaults to the paper's own procedure, or ``tile`` when ``tile`` > 0. Returns, for one set, its means,
-    per-image rows and knobs; for several, ``{"results": [one such object per set]}``. Appends the rows to
-    the results store (profile "checkpoint") unless ``store`` is false; ``save_sr_dir`` keeps the SR images
-    as ``<dir>/<dataset>/<image>.png`` with ``<dir>/manifest.json``.
-    """
-
-    spec = architectures.spec(model_name)
-    variant = spec.default_variant if variant is None else variant
-    if tile and inference not in (None, Inference.TILE):
-        raise ValueError(f"--tile replaces the {inference!r} procedure: give one of them")
-    test_time = TestTime(
-        Inference.TILE if tile else Inference(inference or spec.test_time),
-        tile,
-        tile_overlap,
-        self_ensemble,
-        Precision(precision),
-    )
-    where = runtime.resolve_device(device)
-    runtime.check_precision(test_time.precision, where)
-    default = RuntimeProtocol.default(where)
-    protocol = RuntimeProtocol(
-        default.warmup if runtime_warmup is None else runtime_warmup,
-        default.repeats if runtime_repeats is None else runtime_repeats,
-    )
-    names = dataset_names(dataset, model_name, variant, scale)
-    path = released.resolve(checkpoint)
-    model = architectures.load_checkpoint(architectures.build(model_name, scale, variant, form=form), path)
-    run_id = uuid.uuid4().hex[:12]
-    payloads, rows = [], []
-    for name in names:
-        pairs, checksum = load_pairs(name, scale, data_root)
-        save_dir = None if save_sr_dir is None else Path(save_sr_dir) / name
-        result = evaluate(
-            model,
-            pairs,
-            scale,
-            conventions=ALL_CONVENTIONS,
-            save_dir=save_dir,
-            test_time=test_time,
-            device=where,
-            protocol=protocol,
-            desc=f"{name} ×{scale}",
-        )
-        context = {
-            "model": model_name,
-            "variant": variant,
-            "scale": scale,
-            "form": form,
-            "checkpoint": str(path),
-        }
-        if save_sr_dir is not None:
-            write_manifest(Path(save_sr_dir), name, result, context)
-        payloads.append(
-            {
-                **context,
-                "dataset": name,
-                **result.test_time.columns(),
-                "device": result.device,
-                "runtime_protocol": {
-                    "warmup": protocol.warmup,
-                    "repeats": protocol.repeats,
-                    **result.runtime_protocol,
-                },
-                "run_id": run_id,
-                **result.mean,
-                "per_image": result.per_image,
-            }
-        )
-        base = {
-            **results_store.provenance(),
-            "run_id": run_id,
-            "profile": "checkpoint",
-            "tier": "checkpoint",
-            "recipe": "",
-            "recipe_hash": "",
-            "paper": spec.paper,
-            "model": model_name,
-            "variant": variant or "",
-            "form": form,
-            "scale": scale,
-            "dataset": name,
-            "degradation": "matlab_bicubic",
-            "training_data": "",
-            "run_state": "",
-            "checkpoint": str(path),
-            "seed": -1,
-            "step": -1,
-            "dataset_checksum": checksum,
-        }
-        rows += result_rows(result, base)
-    if store:
-        results_store.append(rows)
-    else:
-        for p in payloads:
-            del p["run_id"]
-    return payloads[0] if len(payloads) == 1 else {"results": payloads}
+def result_rows(
+    result: EvalResult, ctx: RunContext, *, dataset: str, dataset_checksum: str = ""
+) -> list[dict]:
+    """Results-store rows for one evaluation of ``ctx``'s model on ``dataset``: one per (image, metric) and
+    one per set mean (image ""), with the knob columns and the device of ``result``."""
+    ctx = ctx.but(device=result.device or ctx.device)
+    knobs = result.test_time.columns()
+    return [
+        result_row(
+            ctx,
+            metric,
+            value,
+            dataset=dataset,
+            image=image_row["image"],
+            knobs=knobs,
+            runtime_protocol=result.runtime_protocol,
+            dataset_checksum=dataset_checksum,
+        )  # fmt: skip
+        for image_row in [*result.per_image, {"image": "", **result.mean}]
+        for metric, value in image_row.items()
+        if metric != "image"
+    ]

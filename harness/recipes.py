@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import architectures
+from harness.errors import UserError
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECONSTRUCTED = "reconstructed — not published in the available sources"
@@ -121,7 +122,7 @@ SECTIONS: dict[str, type] = {
 SCHEMA: dict[str, dict[str, Any]] = {s: typing.get_type_hints(cls) for s, cls in SECTIONS.items()}
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe file that does not match the schema; the message names the file and the field."""
 
 

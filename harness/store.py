@@ -31,11 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from harness.files import clean_once
+from harness.errors import UserError
+from harness.files import atomic_file, clean_once
 from harness.paths import REPO, repo_file
 from harness.schema import Confidence, Inference, Precision, Profile, ReferenceKind, RunState, Status, Tier
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 COMMITTED_ROOT = repo_file("results/runs")
 _S, _I32, _I64, _F64, _B = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -46,7 +47,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("scale", _I32), ("dataset", _S), ("image", _S), ("metric", _S), ("value", _F64), ("unit", _S),
         ("convention", _S), ("color", _S), ("shave", _I32), ("inference", _S), ("tile", _I32),
         ("tile_overlap", _I32), ("self_ensemble", _B), ("precision", _S), ("runtime_protocol", _S),
-        ("degradation", _S), ("training_data", _S), ("run_state", _S), ("checkpoint", _S), ("seed", _I32),
+        ("degradation", _S), ("training_data", _S), ("run_state", _S), ("checkpoint", _S),
+        ("checkpoint_hash", _S), ("seed", _I32),
         ("git_commit", _S), ("package_versions", _S), ("device", _S), ("dataset_checksum", _S),
         ("step", _I64),
     ]),
@@ -70,9 +72,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "status": tuple(Status),
 }
 
-# v1 parts stay readable: renamed columns and the defaults of the columns v2 added.
+# Older parts stay readable: v1's renamed columns, and the defaults of the columns v2 and v3 added.
 _V1_RENAMED = {"published": "reference", "published_source": "reference_source"}
-_V2_DEFAULTS = {
+_ADDED_DEFAULTS = {"checkpoint_hash": "",
     "form": "", "tile": 0, "tile_overlap": 0, "self_ensemble": False, "precision": "", "runtime_protocol": "",
     "training_data": "", "run_state": "", "reference_kind": "", "reference_confidence": "", "n_runs": 0,
     "std": math.nan, "ci_low": math.nan, "ci_high": math.nan,
@@ -174,27 +176,28 @@ def append(rows: list[dict], table: str = "results", root: Path | None = None) -
 
 
 def _upgrade(data: pa.Table, table: str, part: Path) -> pa.Table:
-    """A part file as this schema version: v1 parts get v2's renamed columns and defaults."""
+    """A part file as this schema version: v1 parts get v2's renamed columns, older parts the defaults of the
+    columns added since."""
     schema = _schema(table)
     if data.schema.equals(schema):
         return data
     has_version = "schema_version" in data.schema.names and data.num_rows
     version = data.column("schema_version")[0].as_py() if has_version else None
-    if version != 1:
+    if version not in (1, 2):
         raise ValueError(
-            f"{part} has neither the {table} schema version {SCHEMA_VERSION} nor version 1; "
-            "move it out of the store or migrate it"
+            f"{part} has neither the {table} schema version {SCHEMA_VERSION} nor an older one this code "
+            "reads (1, 2); move it out of the store or migrate it"
         )
     data = data.rename_columns([_V1_RENAMED.get(n, n) for n in data.schema.names])
     columns = {}
     for field in schema:
         if field.name in data.schema.names:
             columns[field.name] = data.column(field.name).cast(field.type)
-        elif field.name in _V2_DEFAULTS:
-            columns[field.name] = pa.array([_V2_DEFAULTS[field.name]] * data.num_rows, field.type)
+        elif field.name in _ADDED_DEFAULTS:
+            columns[field.name] = pa.array([_ADDED_DEFAULTS[field.name]] * data.num_rows, field.type)
         else:
-            raise ValueError(f"{part}: version-1 part lacks column {field.name!r}")
-    if table == "verdicts":
+            raise ValueError(f"{part}: version-{version} part lacks column {field.name!r}")
+    if table == "verdicts" and version == 1:
         columns = _v1_verdict_identity(columns)
     return pa.table(columns, schema=schema)
 
@@ -271,3 +274,30 @@ def provenance() -> dict[str, str]:
         "device": _device(),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def check_writable(root: Path | None = None) -> Path:
+    """The store ``root`` (default :func:`default_root`), created if needed; a UserError before any work when
+    it cannot be written (a read-only folder would otherwise fail after the whole evaluation)."""
+    root = Path(root or default_root())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with atomic_file(root / ".write-check") as f:
+            f.write(b"")
+        (root / ".write-check").unlink()
+    except OSError as exc:
+        raise UserError(
+            f"the results store {root} cannot be written ({exc.strerror or exc}); set REPROSR_RESULTS to a "
+            "writable folder, or pass --no-store"
+        ) from None
+    return root
+
+
+def keep_config(run_id: str, text: str, root: Path | None = None) -> Path:
+    """Keep the evaluation config a run was made from as ``<root>/configs/<run_id>.toml``."""
+    folder = Path(root or default_root()) / "configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{run_id}.toml"
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
+    return path

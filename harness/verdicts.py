@@ -6,9 +6,10 @@ A verdict's identity is typed: ``tier`` (:class:`Tier`), ``model``/``variant``/`
 ``psnr_rgb``, ``runtime_ms``) and the reference's ``kind``. Nothing is encoded in a label and parsed
 back: :attr:`Verdict.label` is for people only.
 
-Judging (:func:`judge`): a reason given as ``not_run`` wins; no reference gives ``no published value``; a
-low-confidence reference (e.g. a value read off a plot) gives ``indicative``, never pass or fail; otherwise
-``|measured − reference| ≤ tolerance`` passes.
+Judging (:func:`judge`): no reference gives ``no published value`` in every tier, measured or not; with a
+reference, a reason given as ``not_run`` (or no measurement) gives ``not run``; a low-confidence reference
+(e.g. a value read off a plot) gives ``indicative``, never pass or fail; otherwise ``|measured − reference| ≤
+tolerance`` passes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,20 @@ import math
 from dataclasses import dataclass
 
 from harness.schema import Confidence, ReferenceKind, Status, Tier
+
+CHECK_KEYS = (
+    "tier",
+    "model",
+    "variant",
+    "scale",
+    "form",
+    "dataset",
+    "metric",
+    "reference_kind",
+    "reference_source",
+)
+"""A check's identity in the verdicts table, the same in every schema version: a re-run that measures the same
+cell against the same reference adds a measurement of this check, never a new check."""
 
 
 @dataclass(frozen=True)
@@ -168,15 +183,13 @@ def judge(
         return Verdict(subject.tier, subject.model, subject.variant, subject.scale, subject.dataset,
                        subject.form, metric, value, reference, bound, status, reason)  # fmt: skip
 
-    if not_run:
-        return verdict(Status.NOT_RUN, not_run)
     if reference is None:
         return verdict(
             Status.NO_PUBLISHED_VALUE, "the sources hold no value for this; nothing to compare against"
         )
     bound = tolerance * abs(reference.value) if relative else tolerance
-    if measured is None:
-        return verdict(Status.NOT_RUN, "nothing was measured", bound)
+    if not_run or measured is None:
+        return verdict(Status.NOT_RUN, not_run or "nothing was measured", bound)
     gap = abs(value - reference.value)
     ok = gap <= bound + 1e-12
     reason = f"|Δ| = {gap:.6g} {'≤' if ok else '>'} {bound:.6g}"

@@ -158,8 +158,7 @@ def checkpoint_verdicts(
         try:
             pairs = data.benchmark_pairs(dataset, recipe.scale, data_root)
         except FileNotFoundError as exc:
-            subject = _subject(Tier.CHECKPOINT, recipe, form, dataset)
-            verdicts += [judge(subject, m, None, None, CHECKPOINT_TOL[m], not_run=str(exc)) for m in QUALITY]
+            verdicts += checkpoint_not_run(recipe, str(exc), [dataset])
             continue
         result = evaluate(
             model,
@@ -197,15 +196,16 @@ def checkpoint_tier(
     return verdicts + runtime, results
 
 
-def checkpoint_not_run(recipe: Recipe, reason: str) -> list[Verdict]:
-    """A "not run" checkpoint verdict, with ``reason``, for every PSNR/SSIM cell of the recipe's benchmark
-    sets, each naming the published value it would check."""
+def checkpoint_not_run(recipe: Recipe, reason: str, datasets: list[str] | None = None) -> list[Verdict]:
+    """The checkpoint verdict of every PSNR/SSIM cell of ``datasets`` (default: the recipe's benchmark sets)
+    when nothing could be measured: "not run" with ``reason`` where a published value exists (naming it),
+    "no published value" elsewhere."""
     key = (recipe.model, recipe.variant, recipe.scale)
     form = architectures.spec(recipe.model).eval_form
     return [
         judge(_subject(Tier.CHECKPOINT, recipe, form, dataset), m, None, published.lookup(*key, dataset, m),
               CHECKPOINT_TOL[m], not_run=reason)
-        for dataset in recipe.eval.benchmarks
+        for dataset in (recipe.eval.benchmarks if datasets is None else datasets)
         for m in QUALITY
     ]  # fmt: skip
 

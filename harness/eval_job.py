@@ -1,0 +1,210 @@
+"""`reprosr eval`: one typed request → one model → the pairs of every set → scores → rows → the store.
+
+An :class:`EvalRequest` is built from the command line or from a TOML file (``reprosr eval --config``); the
+job checks every set before the first image, builds and loads the model once, and appends each finished set
+to the results store before starting the next, so a failure later keeps what was measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import architectures
+from architectures.checkpoint import content_hash
+from harness import data, progress, released, runtime
+from harness import store as results_store
+from harness.data import Pair
+from harness.errors import UserError
+from harness.eval_request import EvalRequest
+from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate, result_rows
+from harness.rows import RunContext
+from harness.runtime import RuntimeProtocol
+from harness.schema import Inference, Precision, Profile, Tier
+from harness.sr_outputs import write_manifest
+
+PAPER_SETS = "paper"  # `--dataset paper`: the benchmark list of the model's recipe (its paper's tables)
+
+
+def dataset_names(spec: str | Sequence[str], model: str, variant: str | None, scale: int) -> list[str]:
+    """``Set5,Set14`` → [Set5, Set14]; ``paper`` → the ``eval.benchmarks`` of the recipe of this model,
+    variant and scale; a list is taken as given (each entry may itself be comma-separated)."""
+    items = [spec] if isinstance(spec, str) else list(spec)
+    names = [n.strip() for item in items for n in item.split(",")]
+    if not names or any(not n for n in names):
+        raise UserError(f"--dataset {spec!r}: give dataset names separated by commas, or {PAPER_SETS!r}")
+    out = []
+    for name in names:
+        for n in _paper_sets(model, variant, scale) if name == PAPER_SETS else [name]:
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def _paper_sets(model: str, variant: str | None, scale: int) -> list[str]:
+    from harness import recipes
+
+    for name in recipes.RECIPES:
+        recipe = recipes.load(name)
+        if (recipe.model, recipe.variant or "", recipe.scale) == (model, variant or "", scale):
+            return list(recipe.eval.benchmarks)
+    raise UserError(
+        f"--dataset {PAPER_SETS}: no recipe for {model} {variant or ''} ×{scale} names its paper's benchmark "
+        "sets; list them instead (e.g. --dataset Set5,Set14)"
+    )
+
+
+def _test_time(request: EvalRequest, spec) -> TestTime:
+    if request.tile and request.inference not in (None, Inference.TILE):
+        raise UserError(f"--tile replaces the {request.inference!r} procedure: give one of them")
+    inference = Inference.TILE if request.tile else Inference(request.inference or spec.test_time)
+    try:
+        return TestTime(
+            inference, request.tile, request.tile_overlap, request.self_ensemble, Precision(request.precision)
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def run_eval(request: EvalRequest) -> dict:
+    """Evaluate ``request``; returns, for one set, its means, per-image rows and knobs, for several
+    ``{"results": [...]}``; with ``run_id`` and ``stored`` (the results store written, "" if none)."""
+    request.check()
+    path = released.resolve(request.checkpoint)
+    model_name, variant, scale, form = _identity(request, path)
+    spec = architectures.spec(model_name)
+    test_time = _test_time(request, spec)
+    where = runtime.resolve_device(request.device)
+    runtime.check_precision(test_time.precision, where)
+    default = RuntimeProtocol.default(where)
+    protocol = RuntimeProtocol(
+        default.warmup if request.runtime_warmup is None else request.runtime_warmup,
+        default.repeats if request.runtime_repeats is None else request.runtime_repeats,
+    )
+    names = dataset_names(request.datasets, model_name, variant, scale)
+    sets = _load_sets(names, scale, request.data_root)  # every set before the first image
+    root = results_store.default_root()
+    if request.store:
+        results_store.check_writable(root)
+    model = architectures.build(model_name, scale, variant, form=form)
+    model = architectures.load_checkpoint(model, path)
+    ctx = RunContext.new(
+        profile=Profile.CHECKPOINT,
+        tier=Tier.CHECKPOINT,
+        paper=spec.paper,
+        model=model_name,
+        variant=variant or "",
+        form=form,
+        scale=scale,
+        checkpoint=str(path),
+        checkpoint_hash=content_hash(model.state_dict()),
+    )
+    if request.store and request.config_text:
+        results_store.keep_config(ctx.run_id, request.config_text, root)
+    payloads = []
+    for name, (pairs, checksum) in sets.items():
+        result = evaluate(
+            model, pairs, scale, conventions=ALL_CONVENTIONS, test_time=test_time, device=where,
+            protocol=protocol, desc=f"{name} ×{scale}",
+            save_dir=None if request.save_sr is None else Path(request.save_sr) / name,
+        )  # fmt: skip
+        context = {"model": model_name, "variant": variant or "", "scale": scale, "form": form,
+                   "checkpoint": str(path), "checkpoint_hash": ctx.checkpoint_hash}  # fmt: skip
+        if request.save_sr is not None:
+            write_manifest(Path(request.save_sr), name, result, {**context, "run_id": ctx.run_id})
+        if request.store:
+            results_store.append(result_rows(result, ctx, dataset=name, dataset_checksum=checksum))
+        payloads.append(
+            {
+                **context,
+                "dataset": name,
+                **result.test_time.columns(),
+                "device": result.device,
+                "runtime_protocol": {
+                    "warmup": protocol.warmup,
+                    "repeats": protocol.repeats,
+                    **result.runtime_protocol,
+                },  # fmt: skip
+                "run_id": ctx.run_id,
+                "stored": str(root) if request.store else "",
+                **result.mean,
+                "per_image": result.per_image,
+            }
+        )
+    return payloads[0] if len(payloads) == 1 else {"results": payloads, "run_id": ctx.run_id}
+
+
+def _identity(request: EvalRequest, path: Path) -> tuple[str, str | None, int, str]:
+    """(model, variant, scale, form): as given, the rest detected from the checkpoint's tensors."""
+    if request.model is not None and request.scale is not None:
+        spec = architectures.spec(request.model)
+        variant = spec.default_variant if request.variant is None else request.variant
+        return request.model, variant, request.scale, request.form or "train"
+    detected = architectures.detect(path, param_key=request.param_key)
+    for key, given in (("model", request.model), ("variant", request.variant), ("scale", request.scale),
+                       ("form", request.form)):  # fmt: skip
+        if given is not None and given != getattr(detected, key):
+            raise UserError(
+                f"{path} holds {detected.describe()}, but --{key} {given} was given: drop the flag or pass "
+                "the matching checkpoint"
+            )
+    progress.stage(f"detected {detected.describe()} in {path}")
+    return detected.model, detected.variant, detected.scale, detected.form
+
+
+def _load_sets(names: list[str], scale: int, root: Path | None) -> dict[str, tuple[list[Pair], str]]:
+    """The pairs and checksum of every named set; one UserError naming every set that is missing."""
+    sets, missing = {}, []
+    for name in names:
+        try:
+            sets[name] = load_pairs(name, scale, root)
+        except FileNotFoundError as exc:
+            missing.append(f"{name} ({exc})")
+    if missing:
+        raise UserError(
+            f"benchmark sets not found: {'; '.join(missing)} — nothing was evaluated; "
+            "`reprosr data fetch NAME` or --data-root DIR"
+        )
+    return sets
+
+
+def load_pairs(name: str, scale: int, root: Path | None) -> tuple[list[Pair], str]:
+    """The pairs of a benchmark set and its checksum. ``<root>/<name>/HR`` (+ ``LR_bicubic/X<s>``) is the
+    registry layout (``harness.data``); ``<root>/<name>_HR`` + ``<root>/<name>_LR/<image>x<s>.png`` is the
+    NTIRE challenges' layout (e.g. ``DIV2K_LSDIR_valid``), read as the challenge's ``test_demo.py`` does."""
+
+    base = data.cache_dir() if root is None else Path(root)
+    ntire_hr, ntire_lr = base / f"{name}_HR", base / f"{name}_LR"
+    if not (base / name / "HR").is_dir() and ntire_hr.is_dir():
+        return _ntire_pairs(ntire_hr, ntire_lr, scale), _folder_checksum([ntire_hr, ntire_lr])
+    return data.benchmark_pairs(name, scale, root), data.dataset_checksum(name, root)
+
+
+def _ntire_pairs(hr_dir: Path, lr_dir: Path, scale: int) -> list[Pair]:
+    from harness.data import read_image
+
+    pairs = []
+    for hr_path in sorted(hr_dir.glob("*.png")):
+        lr_path = lr_dir / f"{hr_path.stem}x{scale}.png"
+        if not lr_path.is_file():
+            raise FileNotFoundError(f"{lr_path} missing: the NTIRE layout names the LR of {hr_path.name} so")
+        hr, lr = read_image(hr_path), read_image(lr_path)
+        h, w = lr.shape[-2] * scale, lr.shape[-1] * scale
+        if hr.shape[-2] < h or hr.shape[-1] < w:
+            raise ValueError(f"{lr_path} ×{scale} is larger than {hr_path}: is it the ×{scale} LR?")
+        pairs.append(Pair(hr_path.stem, hr[:, :h, :w], lr))
+    if not pairs:
+        raise FileNotFoundError(f"no HR images in {hr_dir}")
+    return pairs
+
+
+def _folder_checksum(folders: list[Path]) -> str:
+    from harness.downloads import sha256_file
+
+    lines = "".join(
+        f"{sha256_file(p)}  {p.parent.name}/{p.name}\n"
+        for folder in folders
+        for p in sorted(folder.glob("*.png"))
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
