@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
 from harness import data, progress, released, retrain, runtime, store
+from harness.errors import UserError
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
+from harness.files import atomic_file
 from harness.recipes import Recipe, load
+from harness.rows import RunContext, result_row
+from harness.schema import Profile, Tier
 from harness.training import ddp
 from harness.training.loop import TrainSummary, train
 from harness.verdicts import Verdict, verdict_row
-from harness.verify import checkpoint_not_run, checkpoint_tier, static_verdicts
+from harness.verify import checkpoint_tier, static_verdicts
 
 RUNS = Path("runs")
 OFFICIAL = "official"  # --checkpoint official: the zoo's release of the recipe's model, variant and scale
@@ -96,7 +99,7 @@ class Stage:
 
     verdicts: list[Verdict]
     results: dict[str, EvalResult]
-    rows: list[dict]
+    curve: list[tuple[int, float]]
     profile: str
     tier: str
     checkpoint: str
@@ -108,49 +111,56 @@ class Stage:
 def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, out: Path) -> Stage:
     """Evaluate ``checkpoint`` (a path, a zoo name, or "official") on every benchmark set of the recipe.
 
-    A zoo checkpoint is fetched and verified first; when that is impossible (offline, a manual download,
-    a file that fails its pins) every cell of the tier is "not run" with the reason and what to do."""
-    name, reason = official_checkpoint(recipe, checkpoint)
-    if not reason and name in released.RELEASED:
-        try:
-            released.fetch_released(name)
-        except released.ManualDownloadRequired as exc:
-            reason = f"{name} needs a manual download: {exc}"
-        except (OSError, ValueError) as exc:
-            reason = (
-                f"{name} could not be fetched here: {exc} — on a machine with internet run "
-                f"`reprosr reproduce {recipe.name} --checkpoint {checkpoint}`"
-            )
-    if reason:
-        verdicts = checkpoint_not_run(recipe, reason)
-        results: dict[str, EvalResult] = {}
-    else:
-        verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
-    known = released.identify(name) if name and name not in released.RELEASED else None
+    A zoo checkpoint is fetched and verified first; when that is impossible (offline, a manual download, a
+    file that fails its pins) this is a UserError that says where to put a file fetched by other means:
+    nothing is evaluated or stored. A checkpoint run trains nothing, so it has no retrain verdicts."""
+    name = official_checkpoint(recipe, checkpoint)
+    if name in released.RELEASED:
+        fetch_release(name)
+    verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
+    known = released.identify(name) if name not in released.RELEASED else None
     label = f"{known.name} = {name}" if known else name  # a release under another name is reported as such
-    instead = "a checkpoint was evaluated instead of training"
     return Stage(
-        verdicts,
-        results,
-        [],
-        "checkpoint",
-        "checkpoint",
-        label,
-        lambda rows: retrain.not_run(recipe, instead),
-    )
+        verdicts=verdicts, results=results, curve=[], profile="checkpoint", tier="checkpoint",
+        checkpoint=label, retrain=lambda rows: [],
+    )  # fmt: skip
 
 
-def official_checkpoint(recipe: Recipe, checkpoint: str) -> tuple[str, str]:
-    """(zoo name or path, "") for a checkpoint argument; ("", reason) when "official" has no release."""
+def fetch_release(name: str) -> Path:
+    """Release ``name`` fetched (or reused) and verified; a UserError in a few lines when that cannot be done
+    here: what failed, where a copy fetched by other means goes, and that ``--checkpoint PATH`` takes any
+    file. Resuming is advised only when a partial download exists."""
+    target = released.cached_path(name)
+    try:
+        return released.fetch_released(name)
+    except released.ManualDownloadRequired as exc:
+        raise UserError(f"{name} needs a manual download: {exc}") from None
+    except (OSError, ValueError) as exc:
+        first = str(exc).split(" | ")[0].splitlines()[0]
+        partial = any(target.parent.glob("*.part"))
+        raise UserError(
+            f"could not fetch {name}: {first[:200]}. Nothing was evaluated or stored. Put a copy fetched by "
+            f"other means at {target} (it is checked against the pins), or evaluate any file with "
+            f"--checkpoint PATH"
+            + (
+                f"; a partial download is in {target.parent}: run the command again to resume it"
+                if partial
+                else ""
+            )
+        ) from None
+
+
+def official_checkpoint(recipe: Recipe, checkpoint: str) -> str:
+    """The zoo name or path a checkpoint argument names; "official" without a release is a UserError."""
     if checkpoint != OFFICIAL:
-        return (released.released(checkpoint).name if checkpoint in released.RELEASED else checkpoint), ""
+        return released.released(checkpoint).name if checkpoint in released.RELEASED else checkpoint
     entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
     if entry is None:
-        return "", (
+        raise UserError(
             f"no official checkpoint of {recipe.model} {recipe.variant or ''} ×{recipe.scale} is published "
             "(`reprosr checkpoints` lists the zoo); pass --checkpoint PATH"
         )
-    return entry.name, ""
+    return entry.name
 
 
 def _training_stage(
@@ -213,10 +223,10 @@ def _training_stage(
         "training_data": training_data,
         "dataset_checksum": summary.dataset_checksum,
     }
-    curve = _curve_rows(summary.curves, {"profile": profile, "tier": "retrain", **columns})
-    verdicts = checkpoint_tier(recipe, None, data_root)[0]
-    stage = Stage(verdicts, results, curve, profile, "retrain", str(weights), retrain_verdicts, columns)
-    stage.curves = str(summary.curves)
+    stage = Stage(
+        verdicts=[], results=results, curve=curve(summary.curves), profile=profile, tier="retrain",
+        checkpoint=str(weights), retrain=retrain_verdicts, columns=columns, curves=str(summary.curves),
+    )  # fmt: skip
     return stage
 
 
@@ -238,20 +248,24 @@ def reproduce(
     ``seeds`` training runs (seeds ``train.seed + k``); ``max_iters`` (≥ 1) truncates them (stored as
     truncated, never judged); ``allow_substitutes`` permits disclosed substitutes for missing data.
     ``device`` ("auto": CUDA when present, the local rank's GPU under torchrun) is where training and every
-    evaluation of the run happen. Returns the outcome of the last run on rank 0, None on the other ranks.
+    evaluation of the run happen. The static tier is measured once per call and stored with each run.
+    Returns the outcome of the last run on rank 0, None on the other ranks.
     """
     recipe = load(name)
     resolved = runtime.resolve_device(device)
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, not {seeds}")
+        raise UserError(f"--seeds must be at least 1, not {seeds}")
     if max_iters is not None and max_iters < 1:
-        raise ValueError(f"--max-iters must be a positive number of iterations, not {max_iters}")
+        raise UserError(f"--max-iters must be a positive number of iterations, not {max_iters}")
     out = Path(out_dir) if out_dir else RUNS / f"{recipe.name}-{'checkpoint' if checkpoint else profile}"
-    out.mkdir(parents=True, exist_ok=True)
+    if ddp.is_main():
+        store.check_writable()
     if checkpoint:
         with runtime.on_device(resolved):
-            stage = _checkpoint_stage(recipe, checkpoint, data_root, out)
-            return _store_run(recipe, stage, data_root, out, [])
+            stage = _checkpoint_stage(recipe, checkpoint, data_root, out)  # a failed fetch stores nothing
+            static = _static(recipe)
+            return _store_run(recipe, static, stage, data_root, out, [])
+    static = _static(recipe) if ddp.is_main() else None
     outcome, run_ids = None, []
     for k in range(seeds):
         seed = recipe.train.seed + k
@@ -272,120 +286,82 @@ def reproduce(
         notes = []
         with runtime.on_device(resolved):
             stage = _training_stage(recipe, summary, data_root, out, notes)
-            outcome = _store_run(recipe, stage, data_root, out, notes)
+            outcome = _store_run(recipe, static, stage, data_root, out, notes)
         run_ids.append(outcome.run_id)
     if outcome is not None:
         outcome.runs = run_ids
     return outcome
 
 
-def _store_run(recipe: Recipe, stage: Stage, data_root: Path | None, out: Path, notes: list[str]) -> Outcome:
-    """Static verdicts, this run's results and the retrain verdicts (over the store and this run), stored."""
-    run_id = uuid.uuid4().hex[:12]
-    base = {
-        **store.provenance(),
-        "run_id": run_id,
-        "recipe": recipe.name,
-        "recipe_hash": recipe.hash,
-        "paper": recipe.paper,
-        "model": recipe.model,
-        "variant": recipe.variant or "",
-        "form": recipe.form,
-        "scale": recipe.scale,
-        "tile": 0,
-        "tile_overlap": 0,
-        "self_ensemble": False,
-        "precision": "fp32",
-        "runtime_protocol": "",
-        "degradation": "matlab_bicubic",
-        "training_data": "",
-        "run_state": "",
-        "seed": recipe.train.seed,
-        "step": -1,
-    }
-
+def _static(recipe: Recipe) -> tuple[list[Verdict], list[dict]]:
     progress.stage(f"{recipe.name}: static checks (parameter counts, MACs)")
-    verdicts, static_rows = static_verdicts(recipe)
-    rows = [
-        {
-            **base,
-            "profile": stage.profile,
-            "tier": "static",
-            "dataset": "",
-            "image": "",
-            "color": "",
-            "shave": 0,
-            "inference": "",
-            "checkpoint": "",
-            "dataset_checksum": "",
-            **r,
-        }
-        for r in static_rows
-    ]
+    return static_verdicts(recipe)
 
-    progress.stage("verdicts and results store")
-    verdicts += stage.verdicts
-    rows += [{**base, **r} for r in stage.rows]
+
+def _store_run(
+    recipe: Recipe,
+    static: tuple[list[Verdict], list[dict]],
+    stage: Stage,
+    data_root: Path | None,
+    out: Path,
+    notes: list[str],
+) -> Outcome:
+    """The static verdicts, this run's results and the retrain verdicts (over the store and this run), stored
+    together: both tables are validated before either is written."""
+    ctx = RunContext.new(
+        profile=Profile(stage.profile), tier=Tier.STATIC, paper=recipe.paper, model=recipe.model,
+        variant=recipe.variant or "", form=recipe.form, scale=recipe.scale, recipe=recipe.name,
+        recipe_hash=recipe.hash, seed=stage.columns.get("seed", recipe.train.seed),
+        run_state=stage.columns.get("run_state", ""), training_data=stage.columns.get("training_data", ""),
+        precision=stage.columns.get("precision", "fp32"),
+    )  # fmt: skip
+    static_verdicts_, measured = static
+    rows = [
+        result_row(
+            ctx.but(form=m["form"]), m["metric"], m["value"], convention=m["convention"], unit=m["unit"]
+        )
+        for m in measured
+    ]
+    run = ctx.but(tier=Tier(stage.tier), checkpoint=stage.checkpoint)
+    rows += [
+        result_row(
+            run, "train_loss", loss, step=step, dataset_checksum=stage.columns.get("dataset_checksum", "")
+        )
+        for step, loss in stage.curve
+    ]
     for dataset, result in stage.results.items():
         checksum = "" if dataset == "embedded" else data.dataset_checksum(dataset, data_root)
-        rows += result_rows(
-            result,
-            {
-                **base,
-                **stage.columns,
-                "profile": stage.profile,
-                "tier": stage.tier,
-                "dataset": dataset,
-                "inference": recipe.eval.inference,
-                "checkpoint": stage.checkpoint,
-                "dataset_checksum": checksum,
-            },
-        )
-    verdicts += stage.retrain(rows)  # aggregates over the stored runs and this one
-    context = {k: base[k] for k in ("run_id", "timestamp", "recipe", "paper")}
+        rows += result_rows(result, run, dataset=dataset, dataset_checksum=checksum)
+    verdicts = static_verdicts_ + stage.verdicts + stage.retrain(rows)  # retrain: over the store and this run
+    context = {"run_id": ctx.run_id, "timestamp": ctx.timestamp, "recipe": recipe.name, "paper": recipe.paper}
     verdict_rows = [verdict_row(v, profile=stage.profile, **context) for v in verdicts]
-    # Both tables are validated before either is written, so a bad row leaves no half-stored run.
     store.validate(rows)
     store.validate(verdict_rows, table="verdicts")
     store.append(rows)
     store.append(verdict_rows, table="verdicts")
     means = {k: r.mean for k, r in stage.results.items()}
-    outcome = Outcome(recipe.name, stage.profile, run_id, out, verdicts, means, notes, [run_id])
-    (out / "run.json").write_text(
-        json.dumps(
-            {
-                **outcome.as_dict(),
-                "data_root": str(data_root or ""),
-                "sr_dirs": {k: str(out / "sr" / k) for k in stage.results},
-                "curves": stage.curves,
-            },
-            indent=2,
-            default=str,
+    outcome = Outcome(recipe.name, stage.profile, ctx.run_id, out, verdicts, means, notes, [ctx.run_id])
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / "run.json") as f:
+        f.write(
+            json.dumps(
+                {
+                    **outcome.as_dict(),
+                    "out_dir": str(out.resolve()),
+                    "data_root": str(Path(data_root).resolve()) if data_root else "",
+                    "sr_dirs": {k: str((out / "sr" / k).resolve()) for k in stage.results},
+                    "curves": stage.curves,
+                },
+                indent=2,
+                default=str,
+            ).encode()
         )
-    )
     return outcome
 
 
-def _curve_rows(curves: Path, base: dict) -> list[dict]:
-    """The training curve (loss per logged iteration) as results rows, metric ``train_loss``."""
+def curve(curves: Path) -> list[tuple[int, float]]:
+    """The training curve as (iteration, L1 loss) per logged iteration."""
     if not curves.exists():
         return []
     with curves.open() as f:
-        return [
-            {
-                **base,
-                "dataset": "",
-                "image": "",
-                "metric": "train_loss",
-                "value": float(r["loss"]),
-                "unit": "",
-                "convention": "L1 training loss",
-                "color": "",
-                "shave": 0,
-                "inference": "",
-                "checkpoint": "",
-                "step": int(r["iteration"]),
-            }
-            for r in csv.DictReader(f)
-            if r["loss"]
-        ]
+        return [(int(r["iteration"]), float(r["loss"])) for r in csv.DictReader(f) if r["loss"]]
