@@ -69,31 +69,35 @@ def report(session: nox.Session) -> None:
 @nox.session(default=False)
 def checkpoints(session: nox.Session) -> None:
     """Checkpoint tier of every recipe with an official release in the zoo (`reprosr checkpoints`): fetch,
-    verify, evaluate on the paper's benchmark sets, verdicts. An entry that cannot be reached (offline, a
-    manual download) gives "not run" verdicts with the reason; a recipe without a release says so."""
+    verify, evaluate on the paper's benchmark sets, verdicts. Prints one line per recipe (judged cells, or
+    why nothing was judged) and fails when no recipe could be judged (offline, say)."""
     from harness import released
 
+    summary, judged_recipes = [], 0
     for name in RECIPES:
         recipe = load(name)
         entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
         if entry is None:
-            session.log(
-                f"{name}: not run: no official checkpoint is published for it (see `reprosr checkpoints`)"
-            )
+            summary.append(f"{name}: no official checkpoint is published (see `reprosr checkpoints`)")
             continue
         out = session.run(
             "reprosr", "reproduce", name, "--checkpoint", "official", "--quiet", "--json", *session.posargs,
-            silent=True,
+            silent=True, success_codes=[0, 2],
         )  # fmt: skip
         payload = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("{")))
+        if "error" in payload:
+            summary.append(f"{name} ({entry.name}): not judged: {payload['error']}")
+            continue
         cells = [v for v in payload["verdicts"] if v["tier"] == "checkpoint"]
-        judged = [v for v in cells if v["status"] != "not run"]
-        reasons = dict.fromkeys(v["reason"] for v in cells if v["status"] == "not run")
-        session.log(
+        judged = [v for v in cells if v["status"] not in ("not run", "no published value")]
+        judged_recipes += bool(judged)
+        summary.append(
             f"{name} ({entry.name}): {len(judged)} cells judged "
-            f"({sum(v['status'] == 'pass' for v in judged)} pass), {len(cells) - len(judged)} not run"
-            + "".join(f"\n    not run: {r}" for r in reasons)
+            f"({sum(v['status'] == 'pass' for v in judged)} pass) of {len(cells)}, run {payload['run_id']}"
         )
+    session.log("checkpoint tier per recipe:\n  " + "\n  ".join(summary))
+    if not judged_recipes:
+        session.error("no recipe could be judged: see the reasons above")
 
 
 def _reproduce(recipe: str):

@@ -130,7 +130,8 @@ def fetch_release(name: str) -> Path:
     """Release ``name`` fetched (or reused) and verified; a UserError in a few lines when that cannot be done
     here: what failed, where a copy fetched by other means goes, and that ``--checkpoint PATH`` takes any
     file. Resuming is advised only when a partial download exists."""
-    target = released.cached_path(name)
+    entry, target = released.released(name), released.cached_path(name)
+    files = ", ".join(f.name for f in entry.files if f.required)
     try:
         return released.fetch_released(name)
     except released.ManualDownloadRequired as exc:
@@ -139,9 +140,9 @@ def fetch_release(name: str) -> Path:
         first = str(exc).split(" | ")[0].splitlines()[0]
         partial = any(target.parent.glob("*.part"))
         raise UserError(
-            f"could not fetch {name}: {first[:200]}. Nothing was evaluated or stored. Put a copy fetched by "
-            f"other means at {target} (it is checked against the pins), or evaluate any file with "
-            f"--checkpoint PATH"
+            f"could not fetch {name}: {first[:160]}. Nothing was evaluated or stored. Put {files} fetched by "
+            f"other means in {target.parent} (checked against the pins on the next run), or evaluate any "
+            "file with --checkpoint PATH"
             + (
                 f"; a partial download is in {target.parent}: run the command again to resume it"
                 if partial
