@@ -231,19 +231,14 @@ def load_recipe_checkpoint(recipe: Recipe, checkpoint: str | None):
     A re-parameterisable model is evaluated in its deploy form, which loads both checkpoint forms."""
     form = architectures.spec(recipe.model).eval_form
     if checkpoint is None:
-        matches = [
-            r
-            for r in released.RELEASED.values()
-            if (r.model, r.variant or None, r.scale) == (recipe.model, recipe.variant, recipe.scale)
-        ]
-        if not matches:
+        entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+        if entry is None:
             return (
                 None,
                 "",
                 form,
                 "no released checkpoint of this model/variant/scale is known; pass --checkpoint",
             )
-        entry = matches[0]
         if not released.cached_path(entry.name).exists():
             return None, "", form, (
                 f"released checkpoint {entry.name} is not downloaded; "

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from harness import store
+from harness import released, store
 from harness.paths import repo_file
 from harness.recipes import load as load_recipe
 from harness.report import assets, citations, fingerprint, leaderboards, numbers, queries, run_tables
@@ -159,6 +159,34 @@ def _guard(out: Path) -> None:
             )
 
 
+def accuracy_sentence(counts: dict) -> str:
+    """One paper's accuracy numbers in words: published, checked, reproduced, and why the rest were not
+    checked (:func:`.queries.paper_accuracy`)."""
+    n, checked, ok = counts["published"], counts["checked"], counts["reproduce"]
+    if not n:
+        return f"{counts['paper']}: the published tables hold no accuracy number (PSNR/SSIM) of it."
+    text = (
+        f"{counts['paper']}: {n} published accuracy numbers (PSNR/SSIM); {checked} checked, {ok} reproduce."
+    )
+    why = []
+    if counts["set_missing"]:
+        why.append(
+            f"{counts['set_missing']} are on benchmark sets that were not available where the evaluated "
+            "checkpoints were run (user-provided sets such as the NTIRE validation data)"
+        )
+    if counts["released_not_evaluated"]:
+        why.append(
+            f"{counts['released_not_evaluated']} belong to released weights that have not been evaluated in "
+            "the committed store (they could not be fetched where it was built: no network)"
+        )
+    if counts["no_weights"]:
+        why.append(
+            f"{counts['no_weights']} have no released weights, so only a full training run on a GPU can "
+            "check them (none has been published yet)"
+        )
+    return text + (f" Not checked: {'; '.join(why)}." if why else "")
+
+
 def _render(out: Path, inputs: queries.Inputs, artifacts: Path) -> None:
     results, verdicts, pub = inputs.results, inputs.verdicts, inputs.published
     recipes = sorted(set(results.recipe) - {""})
@@ -190,10 +218,12 @@ def _render(out: Path, inputs: queries.Inputs, artifacts: Path) -> None:
         html = env.get_template(template).render(**common, page=name, **context)
         (out / name).write_text(html, encoding="utf-8")
 
+    zoo = {(c.model, c.variant or "", c.scale) for c in released.RELEASED.values()}
     write(
         "index.html",
         "index.html",
         title="ReproSR leaderboard",
+        accuracy=[accuracy_sentence(r) for r in queries.paper_accuracy(verdicts, pub, zoo)],
         summary=queries.verdict_summary(verdicts),
         statuses=[str(s) for s in Status],
         checkpoint=checkpoint,

@@ -18,11 +18,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from harness import published, store
-from harness.schema import Status, Tier
+from harness.schema import ReferenceKind, Status, Tier
+from harness.verdicts import CHECK_KEYS
 
 DATASET_ORDER = ("Set5", "Set14", "B100", "Urban100", "Manga109")  # the papers' table order; others after
 PAPER_ORDER = ("span_light", "span_esr", "hspan", "drsan")
-VERDICT_KEYS = ["tier", "paper", "model", "variant", "form", "scale", "dataset", "metric"]
+VERDICT_KEYS = ["paper", *CHECK_KEYS]  # one check per identity (harness.verdicts.CHECK_KEYS)
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,52 @@ def checkpoint_results(verdicts: pd.DataFrame) -> tuple[list[dict], list[dict]]:
 def dataset_rank(dataset: str) -> tuple:
     known = dataset in DATASET_ORDER
     return (not known, DATASET_ORDER.index(dataset) if known else 0, dataset)
+
+
+JUDGED = (Status.PASS, Status.FAIL, Status.INDICATIVE)
+
+
+def paper_accuracy(
+    verdicts: pd.DataFrame, pub: pd.DataFrame, released: set[tuple[str, str, int]]
+) -> list[dict]:
+    """Per paper: how many accuracy numbers (PSNR/SSIM on a benchmark set) its sources publish (the paper, a
+    challenge report; not the official code's own outputs), how many a
+    checkpoint or retrain verdict has judged against that very number, how many reproduce (a pass), and why
+    the rest were not checked: ``released`` holds the (model, variant, scale) with released weights."""
+    numbers = pub[
+        pub.metric.isin(["psnr", "ssim"]) & (pub.dataset != "") & (pub.kind != ReferenceKind.OFFICIAL_CODE)
+    ]
+    latest = latest_verdicts(verdicts)
+    judged = latest[latest.tier.isin([Tier.CHECKPOINT, Tier.RETRAIN]) & latest.status.isin(JUDGED)]
+    measured = latest[(latest.tier == Tier.CHECKPOINT) & latest.measured.notna()]
+    evaluated = {
+        (m, v, int(s)) for m, v, s in zip(measured.model, measured.variant, measured.scale, strict=True)
+    }
+    outcome: dict[tuple, set[str]] = {}
+    for v in judged.itertuples():
+        metric, _, color = v.metric.partition("_")
+        key = (v.model, v.variant, int(v.scale), v.dataset, metric, color, v.reference_source)
+        outcome.setdefault(key, set()).add(v.status)
+    rows = []
+    for paper in sorted(set(pub.paper) | set(verdicts.paper), key=paper_order):
+        group = numbers[numbers.paper == paper]
+        counts = {
+            "checked": 0,
+            "reproduce": 0,
+            "set_missing": 0,
+            "released_not_evaluated": 0,
+            "no_weights": 0,
+        }
+        for n in group.itertuples():
+            statuses = outcome.get((n.model, n.variant, int(n.scale), n.dataset, n.metric, n.color, n.source))
+            if statuses:
+                counts["checked"] += 1
+                counts["reproduce"] += Status.PASS in statuses
+            elif (n.model, n.variant, int(n.scale)) in evaluated:
+                counts["set_missing"] += 1
+            elif (n.model, n.variant, int(n.scale)) in released:
+                counts["released_not_evaluated"] += 1
+            else:
+                counts["no_weights"] += 1
+        rows.append({"paper": paper, "published": len(group), **counts})
+    return rows

@@ -17,7 +17,8 @@ import architectures
 from harness import metrics, runtime, store, tiles
 from harness.cli import main
 from harness.data import Pair, read_image
-from harness.evaluate import TestTime, dataset_names, evaluate, super_resolve
+from harness.eval_job import dataset_names
+from harness.evaluate import TestTime, evaluate, super_resolve
 from harness.schema import Inference, Precision
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "harness" / "embedded"
@@ -384,21 +385,14 @@ def test_reproduce_names_each_stage_on_stderr(capsys, tmp_path, tiny_drsan):
 
 
 def test_python_api_evaluates_several_sets_and_saves_what_it_scored(tiny_drsan, tiny_root, tmp_path):
-    from harness.evaluate import evaluate_checkpoint
+    from harness.eval_job import run_eval
+    from harness.eval_request import EvalRequest
 
-    payload = evaluate_checkpoint(
-        "drsan",
-        4,
-        variant="32s",
-        form="train",
-        checkpoint=str(tiny_drsan),
-        dataset=["TinyA", "TinyNTIRE"],
-        data_root=tiny_root,
-        precision="fp16",
-        device="cpu",
-        save_sr_dir=tmp_path / "sr",
-        store=False,
-    )
+    request = EvalRequest(
+        str(tiny_drsan), ("TinyA", "TinyNTIRE"), model="drsan", variant="32s", scale=4, form="train",
+        data_root=tiny_root, precision="fp16", device="cpu", save_sr=tmp_path / "sr", store=False,
+    )  # fmt: skip
+    payload = run_eval(request)
     assert [r["dataset"] for r in payload["results"]] == ["TinyA", "TinyNTIRE"]
     assert {r["precision"] for r in payload["results"]} == {"fp16"}
     manifest = json.loads((tmp_path / "sr" / "manifest.json").read_text())
@@ -415,29 +409,14 @@ def test_precision_ensemble_and_tiles_are_knob_effects_of_the_report():
 
     from harness.evaluate import result_rows
     from harness.report.run_tables import knob_effects
+    from harness.rows import RunContext
+    from harness.schema import Profile, Tier
 
     pairs = _pairs(2, n=2)
-    base = {
-        **store.provenance(),
-        "run_id": "r",
-        "profile": "checkpoint",
-        "tier": "checkpoint",
-        "recipe": "",
-        "recipe_hash": "",
-        "paper": "p",
-        "model": "tiny",
-        "variant": "",
-        "form": "train",
-        "scale": 2,
-        "dataset": "Tiny",
-        "degradation": "matlab_bicubic",
-        "training_data": "",
-        "run_state": "",
-        "checkpoint": "c.pth",
-        "seed": -1,
-        "step": -1,
-        "dataset_checksum": "",
-    }
+    ctx = RunContext.new(
+        profile=Profile.CHECKPOINT, tier=Tier.CHECKPOINT, paper="p", model="tiny", variant="", form="train",
+        scale=2, checkpoint="c.pth", checkpoint_hash="h",
+    )  # fmt: skip
     results = {}
     for name, test_time in (
         ("fp32", TestTime()),
@@ -446,7 +425,7 @@ def test_precision_ensemble_and_tiles_are_knob_effects_of_the_report():
         ("tiles", TestTime(Inference.TILE, tile=12, tile_overlap=1)),
     ):
         results[name] = evaluate(TinySR(), pairs, 2, test_time=test_time)
-    rows = pd.DataFrame([r for res in results.values() for r in result_rows(res, base)])
+    rows = pd.DataFrame([r for res in results.values() for r in result_rows(res, ctx, dataset="Tiny")])
     effects = {(e["knob"], e["expression"]): e for e in knob_effects(rows)}
     for knob, expression, name in (
         ("precision", "psnr_y(precision=bf16) − psnr_y(precision=fp32)", "bf16"),
