@@ -82,13 +82,13 @@ def run_eval(request: EvalRequest) -> dict:
         default.warmup if request.runtime_warmup is None else request.runtime_warmup,
         default.repeats if request.runtime_repeats is None else request.runtime_repeats,
     )
+    model = architectures.build(model_name, scale, variant, form=form)
+    model = architectures.load_checkpoint(model, path)
     names = dataset_names(request.datasets, model_name, variant, scale)
     sets = _load_sets(names, scale, request.data_root)  # every set before the first image
     root = results_store.default_root()
     if request.store:
         results_store.check_writable(root)
-    model = architectures.build(model_name, scale, variant, form=form)
-    model = architectures.load_checkpoint(model, path)
     ctx = RunContext.new(
         profile=Profile.CHECKPOINT,
         tier=Tier.CHECKPOINT,

@@ -42,8 +42,9 @@ MEASURES: dict[str, Measure] = {
         Measure("psnr_edsr", Kind.QUALITY, "PSNR (EDSR calc_psnr)", "dB", "y",
                 "EDSR-PyTorch calc_psnr: Y-like weights/256 on the difference, shave=scale"),
         Measure("runtime_ms", Kind.RUNTIME, "runtime", "ms", "",
-                "test-time SR of one image on the device (batch 1): median of the protocol's repeats; set: "
-                "median over images", ("runtime_ms", ""), "median"),
+                "test-time SR of one image on the device (batch 1; the LR is on the device before timing and "
+                "the SR stays there: host copies excluded): median of the protocol's repeats; set: median "
+                "over images", ("runtime_ms", ""), "median"),
         Measure("runtime_iqr_ms", Kind.RUNTIME, "runtime IQR", "ms", "",
                 "inter-quartile range of the repeats; set: median over images", None, "median"),
         Measure("peak_memory_mb", Kind.RUNTIME, "peak memory", "MiB", "",

@@ -333,6 +333,7 @@ def _store_run(
     for dataset, result in stage.results.items():
         checksum = "" if dataset == "embedded" else data.dataset_checksum(dataset, data_root)
         rows += result_rows(result, run, dataset=dataset, dataset_checksum=checksum)
+    progress.stage("verdicts and results store")
     verdicts = static_verdicts_ + stage.verdicts + stage.retrain(rows)  # retrain: over the store and this run
     context = {"run_id": ctx.run_id, "timestamp": ctx.timestamp, "recipe": recipe.name, "paper": recipe.paper}
     verdict_rows = [verdict_row(v, profile=stage.profile, **context) for v in verdicts]

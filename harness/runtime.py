@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from harness.measures import MEASURES
 from harness.schema import Precision
 
 CAST = {Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
@@ -151,7 +152,7 @@ class RuntimeProtocol:
             **asdict(self),
             "timer": "cuda events, synchronised" if device.type == "cuda" else "perf_counter",
             "statistic": "median over repeats (IQR alongside)",
-            "scope": "test-time SR of one image on the device (host copies excluded)",
+            "scope": MEASURES["runtime_ms"].convention,
         }
 
     def as_json(self, device: torch.device) -> str:

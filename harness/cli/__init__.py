@@ -47,7 +47,7 @@ def _run(argv: list[str]) -> None:
             add_papers_from_env()
         args.fn(args)
     except Exception as exc:
-        if not is_user_error(exc):
+        if isinstance(exc, BrokenPipeError) or not is_user_error(exc):
             raise
         msg = exc
         if json_requested:

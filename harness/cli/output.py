@@ -16,14 +16,11 @@ class UsageError(UserError):
     """Arguments that parse but make no sense together (exit 2, like argparse's own errors)."""
 
 
-# What the command line reports as the user's input (exit 2): the typed user error, files the user named
-# that are missing or unreadable, and the typed errors of the readers (images, checkpoints, TF bundles).
+# What the command line reports as the user's input or environment (exit 2): the typed user error, OS
+# errors, and the typed errors of the checkpoint readers.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     UserError,
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
+    OSError,  # files the user named, disks, the network: the environment, not the code
     FloatingPointError,  # NaN/Inf out of a model or a training run: the checkpoint's or recipe's doing
 )
 # The checkpoint readers' typed errors (``architectures`` cannot import ``harness``); looked up only once

@@ -73,8 +73,8 @@ def parser() -> argparse.ArgumentParser:
             help="published variant, e.g. ch28 (span_esr) or 32s (drsan); default: the model's default",
         )  # fmt: skip
         sp.add_argument(
-            "--form", default=None, choices=("train", "deploy"),
-            help="train form, or deploy (re-parameterised, SPAN-ESR); default: train",
+            "--form", default="train", choices=("train", "deploy"),
+            help="train form (default), or deploy (re-parameterised, SPAN-ESR)",
         )  # fmt: skip
 
     add("models", commands.cmd_models, "registered models with their variants and scales", "reprosr models")

@@ -23,6 +23,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness import released, store
+from harness.measures import MEASURES
 from harness.paths import repo_file
 from harness.recipes import load as load_recipe
 from harness.report import assets, citations, fingerprint, leaderboards, numbers, queries, run_tables
@@ -230,6 +231,7 @@ def _render(out: Path, inputs: queries.Inputs, artifacts: Path) -> None:
         checkpoint_not_run=checkpoint_not_run,
         boards=boards,
         runtimes=run_tables.runtimes(inputs),
+        runtime_scope=MEASURES["runtime_ms"].convention,
         published_runtimes=run_tables.published_runtimes(pub),
         static=static,
         benchmarks=markdown_tables(bench_md.read_text(encoding="utf-8")) if bench_md.is_file() else None,

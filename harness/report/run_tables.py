@@ -109,7 +109,14 @@ def knob_effects(results: pd.DataFrame) -> list[dict]:
         & results.metric.isin([*PSNR_METRICS, "ssim_y"])
         & (results.profile != Profile.SMOKE)
     ]
-    keys = ["run_id", "model", "variant", "scale", "dataset", "image", "inference"]
+    # The weights a score came from: the tensors' content hash, else the run itself (no pairing across runs by
+    # a path string); each image of one set of weights under one set of knobs counts once (the newest).
+    images = images.assign(weights=images.checkpoint_hash.where(images.checkpoint_hash != "", images.run_id))
+    knobs = ["inference", "tile", "tile_overlap", "self_ensemble", "precision"]
+    images = images.sort_values(["timestamp", "run_id"], kind="stable").drop_duplicates(
+        ["weights", "model", "variant", "scale", "dataset", "image", "metric", *knobs], keep="last"
+    )
+    keys = ["weights", "model", "variant", "scale", "dataset", "image", "inference"]
     wide = images.pivot_table(index=keys, columns="metric", values="value", aggfunc="first").reset_index()
     effects = []
     for knob, a, b in (
@@ -120,7 +127,7 @@ def knob_effects(results: pd.DataFrame) -> list[dict]:
             both = wide.dropna(subset=[a, b])
             effects += _summaries(knob, f"{a} − {b}", both, both[a] - both[b])
     by_mode = images[images.metric == "psnr_y"].pivot_table(
-        index=["model", "variant", "scale", "dataset", "image", "checkpoint"], columns="inference",
+        index=["model", "variant", "scale", "dataset", "image", "weights"], columns="inference",
         values="value", aggfunc="last").reset_index()  # fmt: skip
     if {"chop", "whole"} <= set(by_mode.columns):
         both = by_mode.dropna(subset=["chop", "whole"])
@@ -143,7 +150,7 @@ def _test_time_effects(psnr: pd.DataFrame) -> list[dict]:
         ("tiles vs whole image", "procedure", "whole"),
     ):
         others = [c for c in ("procedure", "self_ensemble", "precision") if c != column]
-        keys = ["model", "variant", "scale", "dataset", "image", "checkpoint", *others]
+        keys = ["model", "variant", "scale", "dataset", "image", "weights", *others]
         wide = rows.pivot_table(index=keys, columns=column, values="value", aggfunc="last").reset_index()
         if base not in wide.columns:
             continue

@@ -284,7 +284,7 @@ def test_several_sets_give_one_result_object_each_and_store_the_knobs(capsys, ti
         "2",
         "--quiet",
     )
-    assert list(payload) == ["results"]
+    assert list(payload) == ["results", "run_id"]
     single, _ = _eval(capsys, tiny_drsan, tiny_root, "--dataset", "TinyB", "--quiet", "--no-store")
     assert [r["dataset"] for r in payload["results"]] == ["TinyA", "TinyB", "TinyNTIRE"]
     for r in payload["results"]:
