@@ -18,7 +18,8 @@ ROW = {
     "recipe_hash": "abc", "paper": "drsan", "model": "drsan", "variant": "32s", "scale": 2,
     "dataset": "Set5", "image": "", "metric": "psnr_y", "value": 37.5, "unit": "dB",
     "convention": "Y, shave=scale", "color": "y", "shave": 2, "inference": "whole",
-    "degradation": "matlab_bicubic", "checkpoint": "", "checkpoint_hash": "", "seed": 0, "dataset_checksum": "", "step": -1,
+    "degradation": "matlab_bicubic", "checkpoint": "", "checkpoint_hash": "", "seed": 0,
+    "dataset_checksum": "", "step": -1,
     "form": "train", "tile": 0, "tile_overlap": 0, "self_ensemble": False, "precision": "fp32",
     "runtime_protocol": "", "training_data": "", "run_state": "",
 }  # fmt: skip

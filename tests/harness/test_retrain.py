@@ -31,7 +31,8 @@ def result(run_id: str, seed: int, value: float, *, state="complete", commit="c1
         "unit": "dB", "convention": "", "color": "y", "shave": 2, "inference": "whole", "tile": 0,
         "tile_overlap": 0, "self_ensemble": False, "precision": "fp32", "runtime_protocol": "",
         "degradation": "matlab_bicubic", "training_data": "", "run_state": state, "checkpoint": "",
-        "checkpoint_hash": "", "seed": seed, "git_commit": commit, "package_versions": "{}", "device": "cpu", "dataset_checksum": "",
+        "checkpoint_hash": "", "seed": seed, "git_commit": commit, "package_versions": "{}", "device": "cpu",
+        "dataset_checksum": "",
         "step": -1,
     }  # fmt: skip
 
