@@ -1,8 +1,10 @@
 """`reprosr reproduce RECIPE --checkpoint official`: the zoo release is fetched, verified, converted and
-evaluated on the recipe's benchmark sets; when it cannot be reached every cell says "not run" and why."""
+evaluated on the recipe's benchmark sets; when it cannot be reached the command says so in a few lines (where
+to put a file fetched by other means, the --checkpoint PATH alternative) and stores nothing."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tarfile
@@ -14,7 +16,9 @@ import pytest
 import torch
 
 from harness import released, store
+from harness.cli import main
 from harness.data import write_image
+from harness.errors import UserError
 from harness.released import PinnedFile
 from harness.reproduce import reproduce
 
@@ -35,33 +39,54 @@ def _offline(monkeypatch):
     monkeypatch.setattr("harness.downloads.download", download)
 
 
-def test_offline_official_checkpoint_is_not_run_with_the_reason(results, monkeypatch, tmp_path):
+def _nothing_stored(results: Path) -> bool:
+    return not any(results.glob("*/part-*.parquet"))
+
+
+def test_offline_official_checkpoint_is_a_short_error_and_stores_nothing(results, monkeypatch, tmp_path):
     _offline(monkeypatch)
-    outcome = reproduce(
-        "drsan_32s_x2", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r"
-    )
-    cells = [v for v in outcome.verdicts if v.tier == "checkpoint"]
-    assert {v.dataset for v in cells} == {"Set5", "Set14", "B100", "Urban100", "Manga109"}
-    assert {v.status for v in cells} == {"not run"}
-    assert all("drsan_32s_x2_official could not be fetched here" in v.reason for v in cells)
-    assert all("--checkpoint official" in v.reason for v in cells)
-    set5 = next(v for v in cells if v.dataset == "Set5" and v.metric.startswith("psnr_y"))
-    assert set5.reference.value == pytest.approx(37.99)  # the published cell it would check
-    stored = store.read("verdicts")
-    assert (stored[stored.tier == "checkpoint"].status == "not run").all()
+    with pytest.raises(UserError) as info:
+        reproduce("drsan_32s_x2", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r")
+    message = str(info.value)
+    assert message.startswith("could not fetch drsan_32s_x2_official")
+    assert str(released.cached_path("drsan_32s_x2_official").parent) in message  # where a copy goes
+    assert "DRSAN32sx2.index" in message and "--checkpoint PATH" in message
+    assert "resume" not in message  # no partial download exists
+    assert len(message) < 600 and _nothing_stored(results)
+
+
+def test_offline_official_checkpoint_exits_2_on_the_command_line(results, monkeypatch, tmp_path, capsys):
+    _offline(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            ["reproduce", "drsan_32s_x2", "--checkpoint", "official", "--out", str(tmp_path / "r"), "--json"]
+        )
+    assert exit_.value.code == 2
+    assert json.loads(capsys.readouterr().out)["error"].startswith("could not fetch")
+    assert _nothing_stored(results)
+
+
+def test_a_partial_download_is_the_only_case_that_advises_resuming(results, monkeypatch, tmp_path):
+    _offline(monkeypatch)
+    folder = released.cached_path("drsan_32s_x2_official").parent
+    folder.mkdir(parents=True)
+    (folder / "DRSAN32sx2.data-00000-of-00001.part").write_bytes(b"half")
+    with pytest.raises(UserError, match="run the command again to resume"):
+        reproduce("drsan_32s_x2", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r")
 
 
 def test_official_without_a_release_says_so(results, tmp_path):
-    outcome = reproduce("hspan_x2", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r")
-    cells = [v for v in outcome.verdicts if v.tier == "checkpoint"]
-    assert cells and all(v.status == "not run" and "no official checkpoint" in v.reason for v in cells)
+    with pytest.raises(UserError, match="no official checkpoint of hspan"):
+        reproduce("hspan_x2", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r")
+    assert _nothing_stored(results)
 
 
 def test_manual_release_says_where_to_put_the_file(results, tmp_path):
-    outcome = reproduce("hspan_x4", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r")
-    cells = [v for v in outcome.verdicts if v.tier == "checkpoint"]
-    assert cells and all(v.status == "not run" and "pan.baidu.com" in v.reason for v in cells)
-    assert all(str(released.cached_path("hspan_x4_official")) in v.reason for v in cells)
+    with pytest.raises(UserError) as info:
+        reproduce("hspan_x4", checkpoint="official", data_root=tmp_path / "d", out_dir=tmp_path / "r")
+    assert "pan.baidu.com" in str(info.value)
+    assert str(released.cached_path("hspan_x4_official")) in str(info.value)
+    assert _nothing_stored(results)
 
 
 def test_official_tf_release_is_fetched_converted_and_evaluated(results, monkeypatch, tmp_path):
@@ -99,4 +124,7 @@ def test_official_tf_release_is_fetched_converted_and_evaluated(results, monkeyp
     rows = store.read("results")
     assert set(rows[rows.tier == "checkpoint"].checkpoint) == {entry.name}
     others = [v for v in outcome.verdicts if v.tier == "checkpoint" and v.dataset == "Urban100"]
-    assert {v.status for v in others} == {"not run"}  # not in this data root
+    assert {v.status for v in others} == {"not run"}  # a published value exists, the set is not here
+    manga = [v for v in outcome.verdicts if v.tier == "checkpoint" and v.dataset == "Manga109"]
+    assert {v.status for v in manga} == {"no published value"}  # nothing published: never "not run"
+    assert not [v for v in outcome.verdicts if v.tier == "retrain"]  # nothing was trained
