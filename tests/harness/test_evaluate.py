@@ -436,3 +436,38 @@ def test_precision_ensemble_and_tiles_are_knob_effects_of_the_report():
         pairs_of_rows = zip(results[name].per_image, results["fp32"].per_image, strict=True)
         diffs = [a["psnr_y"] - b["psnr_y"] for a, b in pairs_of_rows]
         assert effect["n"] == 2 and effect["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-12)
+
+
+def test_a_missing_set_is_named_before_the_first_image_and_nothing_is_stored(capsys, tiny_drsan, tiny_root):
+    with pytest.raises(SystemExit) as exit_:
+        _eval(capsys, tiny_drsan, tiny_root, "--dataset", "TinyA,Missing", "--quiet")
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert "Missing" in json.loads(out)["error"] and "TinyA" not in json.loads(out)["error"]
+    assert "per_image" not in out and store.read("results").empty
+
+
+def test_each_finished_set_is_stored_before_the_next_starts(capsys, tiny_drsan, tiny_root, monkeypatch):
+    from harness import eval_job
+
+    calls = []
+
+    def evaluate_then_fail(model, pairs, *args, **kwargs):
+        if calls:
+            raise FloatingPointError("TinyB: the model produced NaN/Inf")
+        calls.append(len(pairs))
+        return evaluate(model, pairs, *args, **kwargs)
+
+    monkeypatch.setattr(eval_job, "evaluate", evaluate_then_fail)
+    with pytest.raises(SystemExit):
+        _eval(capsys, tiny_drsan, tiny_root, "--dataset", "TinyA,TinyB", "--quiet")
+    rows = store.read("results")
+    assert set(rows.dataset) == {"TinyA"} and len(rows[rows.image == ""]) > 0
+
+
+def test_text_eval_prints_its_run_id_and_where_the_rows_went(capsys, tiny_drsan, tiny_root):
+    argv = ["eval", "drsan", "--scale", "4", "--checkpoint", str(tiny_drsan), "--data-root", str(tiny_root)]
+    main([*argv, "--dataset", "TinyB", "--quiet"])
+    out = capsys.readouterr().out
+    run_id = store.read("results").run_id.iloc[0]
+    assert f"run {run_id}: rows appended to {store.default_root()}" in out
