@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import architectures
 from harness.complexity import count_params
@@ -57,3 +58,21 @@ def test_registry_entries_are_consistent():
             "ntire256",
         )
         assert spec.default_variant in spec.scales
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(("name", "variant", "scale", "form"), combinations())
+def test_every_registered_model_upscales_a_batch_of_three_as_three_single_images(name, variant, scale, form):
+    """The model contract for every model × variant × scale × form: (B, 3, h, w) float32 → (B, 3, s·h, s·w)
+    float32 with ``model.scale`` = s, finite, and each image of a batch of three the same as alone (no
+    cross-talk between batch items: normalisation, attention and padding are per image)."""
+    torch.manual_seed(0)
+    model = architectures.build(name, scale, variant, form=form).eval()
+    x = torch.rand(3, 3, 16, 13)  # SPAN-light needs sides of at least 13
+    with torch.no_grad():
+        batch = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(3)])
+    assert model.scale == scale and batch.dtype == torch.float32
+    assert batch.shape == (3, 3, 16 * scale, 13 * scale) and torch.isfinite(batch).all()
+    torch.testing.assert_close(batch, alone, rtol=1e-4, atol=1e-4)  # float32 rounding of batched matmuls
+    assert not torch.equal(batch[0], batch[1])  # the images differ, so must their outputs
