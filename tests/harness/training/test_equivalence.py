@@ -112,11 +112,12 @@ def plan_for(recipe_name: str, fx: Fixture, **changes) -> Plan:
     s = {**fx.meta["settings"], **changes}
     k, batch, unit = s["k"], s["batch"], s.get("unit", "iteration")
     iters_per_epoch = s.get("iters_per_epoch", k)
+    total = k // iters_per_epoch if unit == "epoch" else k
     recipe = _with_fields(load(recipe_name), {
         "data.hr_patch": s["lr_side"] * s["scale"], "data.batch_per_gpu": batch, "data.gpus": 1,
         "data.enlarge": 1, "optim.lr": s["lr"], "optim.betas": s["betas"], "optim.eps": s["eps"],
         "optim.weight_decay": s["weight_decay"], "schedule.unit": unit,
-        "schedule.milestones": s["milestones"], "schedule.gamma": s["gamma"], "schedule.total": k // iters_per_epoch if unit == "epoch" else k,
+        "schedule.milestones": s["milestones"], "schedule.gamma": s["gamma"], "schedule.total": total,
         "train.ema_decay": s["ema_decay"], "train.grad_clip": s["grad_clip"], "train.precision": "fp32",
         "train.channels_last": False, "train.checkpoint_every": k, "train.val_every": k, "train.keep": "last",
     })  # fmt: skip
