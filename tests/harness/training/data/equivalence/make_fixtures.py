@@ -169,17 +169,20 @@ def run_basicsr_family(args, arch: str, network: dict, settings: dict, init: dic
     save(args, init, lr_u8, hr_u8, settings, steps, meta)
 
 
-def save(args, init: dict, lr_u8, hr_u8, settings: dict, steps: dict, meta: dict) -> None:
+def save(
+    args, init: dict, lr_u8, hr_u8, settings: dict, steps: dict, meta: dict, store_init: bool = True
+) -> None:
     """``fixture.pt``: the initial state flattened into one float32 vector (names and shapes in meta.json),
     the uint8 batches, and the (k, tensors, 3) float64 digests of the weights (and EMA) after each step;
     packed into a few tensors so that the zip holds a handful of records."""
     names = list(init)
     tensors = {
-        "init": torch.cat([init[k].detach().float().flatten() for k in names]),
         "lr": torch.from_numpy(lr_u8),
         "hr": torch.from_numpy(hr_u8),
         "model": torch.tensor([[s[k] for k in names] for s in steps["model"]], dtype=torch.float64),
     }
+    if store_init:
+        tensors["init"] = torch.cat([init[k].detach().float().flatten() for k in names])
     if steps.get("ema"):
         tensors["ema"] = torch.tensor([[s[k] for k in names] for s in steps["ema"]], dtype=torch.float64)
     torch.save(tensors, args.out / "fixture.pt")
@@ -306,10 +309,131 @@ def hspan(args) -> None:
     save(args, init, lr_u8, hr_u8, settings, steps, meta)
 
 
+# ------------------------------------------------------------------------------------------ DRSAN (TF1)
+
+
+def formula_init(variables: list[tuple[str, list[int]]]) -> dict[str, np.ndarray]:
+    """A fixed initial state for the full-size model without storing it (368k values): tensor j takes
+    u_i = frac(i·φ + j·√2) − ½ (float64, then float32); conv kernels (HWIO) 2·u·√(6/(fan_in + fan_out))
+    (Glorot-uniform's range), biases 0.1·u, PReLU slopes 0.1 + 0.1·u."""
+    arrays = {}
+    for j, (name, shape) in enumerate(variables):
+        u = np.modf(np.arange(math.prod(shape), dtype=np.float64) * PHI + j * math.sqrt(2))[0] - 0.5
+        if len(shape) == 4:
+            value = 2 * u * math.sqrt(6 / (shape[0] * shape[1] * (shape[2] + shape[3])))
+        elif "alpha" in name:
+            value = 0.1 + 0.1 * u
+        else:
+            value = 0.1 * u
+        arrays[name] = value.reshape(shape).astype(np.float32)
+    return arrays
+
+
+def drsan(args) -> None:
+    """The released TF1 TRAINING graph of DRSAN 32s ×2 (``ckpt/x2/DRSAN_32s/DRSAN32sx2.meta``, imported
+    with ``tf.compat.v1.train.import_meta_graph``): its L1 loss ``Mean(Abs(Placeholder_1 − output))``, its
+    ``exponential_decay`` learning rate on the int32 global step and its ``AdamOptimizer`` train op run as
+    saved. Weights come from :func:`formula_init`; the global step starts at 199998 so that the staircase
+    halving at 200000 falls at the third of k = 5 updates. Batches are fed to the graph's placeholders as
+    its own tf.data map function makes them (uint8 → float32 ÷ the function's ``truediv/y``)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    v1.disable_eager_execution()
+    meta_path = args.official / "ckpt" / "x2" / "DRSAN_32s" / "DRSAN32sx2.meta"
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.train.import_meta_graph(str(meta_path), clear_devices=True)
+        consts = _graph_constants(graph)
+        divisor = _dataset_divisor(graph)
+        train_op = graph.get_collection("train_op")[0]
+        trainable = v1.trainable_variables()
+        variables = [(v.op.name, v.shape.as_list()) for v in trainable]
+        init = formula_init(variables)
+        settings = {
+            "scale": 2, "variant": "32s", "k": 5, "batch": 2, "lr_side": 12,
+            "lr": consts["ExponentialDecay/learning_rate"],
+            "betas": [consts["AdamOptimizer/beta1"], consts["AdamOptimizer/beta2"]],
+            "eps": consts["AdamOptimizer/epsilon"], "weight_decay": 0.0, "milestones": [2],
+            "gamma": consts["ExponentialDecay/Cast_1/x"], "ema_decay": 0.0, "grad_clip": 0.0,
+        }  # fmt: skip
+        step_variable = graph.get_tensor_by_name("Variable:0")
+        decay_steps = int(consts["ExponentialDecay/Cast/x"])
+        lr_u8, hr_u8 = uint8_batches(args.seed, settings["k"], settings["batch"], settings["lr_side"],
+                                     settings["scale"])  # fmt: skip
+        x = graph.get_tensor_by_name("Placeholder:0")
+        y = graph.get_tensor_by_name("Placeholder_1:0")
+        loss = graph.get_tensor_by_name("Mean:0")
+        rate = graph.get_tensor_by_name("ExponentialDecay:0")
+        steps = {"loss": [], "lr": [], "model": []}
+        with v1.Session(graph=graph) as sess:
+            sess.run(graph.get_operation_by_name("init"))
+            for v in trainable:
+                v.load(init[v.op.name], sess)
+            v1.Variable.load(_variable(graph, "Variable"), decay_steps - 2, sess)
+            for t in range(settings["k"]):
+                feed = {
+                    x: lr_u8[t].transpose(0, 2, 3, 1).astype(np.float32) / np.float32(divisor),
+                    y: hr_u8[t].transpose(0, 2, 3, 1).astype(np.float32) / np.float32(divisor),
+                }
+                value, lr_now, _ = sess.run([loss, rate, train_op], feed)
+                steps["loss"].append(float(value))
+                steps["lr"].append(float(lr_now))
+                values = zip(trainable, sess.run(trainable), strict=True)
+                steps["model"].append({v.op.name: digest(a) for v, a in values})
+            assert sess.run(step_variable) == decay_steps - 2 + settings["k"]
+    meta = {
+        "architecture": "DRSAN 32s x2 (released training graph)",
+        "graph": str(meta_path.relative_to(args.official)),
+        "init": "formula_init (make_fixtures.py) over the graph's trainable variables, in TF layout",
+        "global_step_start": decay_steps - 2,
+        "graph_constants": consts,
+        "dataset_divisor": divisor,
+        "tensorflow": tf.__version__,
+    }
+    save(args, {k: torch.from_numpy(v) for k, v in init.items()}, lr_u8, hr_u8, settings, steps, meta,
+         store_init=False)  # fmt: skip
+
+
+def _variable(graph, name: str):
+    import tensorflow as tf
+
+    return next(v for v in tf.compat.v1.global_variables() if v.op.name == name)
+
+
+def _graph_constants(graph) -> dict[str, float]:
+    """The scalar Consts of the graph's optimiser and learning-rate schedule."""
+    from tensorflow.python.framework import tensor_util
+
+    wanted = (
+        "AdamOptimizer/beta1", "AdamOptimizer/beta2", "AdamOptimizer/epsilon",
+        "ExponentialDecay/learning_rate", "ExponentialDecay/Cast/x", "ExponentialDecay/Cast_1/x",
+    )  # fmt: skip
+    return {
+        name: float(tensor_util.MakeNdarray(graph.get_operation_by_name(name).get_attr("value")))
+        for name in wanted
+    }
+
+
+def _dataset_divisor(graph) -> float:
+    """The ``truediv/y`` constant of the graph's tf.data map function (uint8 → float ÷ y), which must be
+    the same for the input and the label."""
+    from tensorflow.python.framework import tensor_util
+
+    values = set()
+    for function in graph.as_graph_def().library.function:
+        for node in function.node_def:
+            if node.op == "Const" and node.name in ("truediv/y", "truediv_1/y"):
+                values.add(float(tensor_util.MakeNdarray(node.attr["value"].tensor)))
+    assert len(values) == 1, values
+    return values.pop()
+
+
 # ------------------------------------------------------------------------------------------ main
 
 FAMILIES = {
     "span_esr": (span_esr, "hongyuanyu/SPAN", "basicsr/models/sr_model.py SRModel (BasicSR 1.4.2 copy)"),
+    "drsan": (drsan, "saturnian77/DRSAN", "ckpt/x2/DRSAN_32s/DRSAN32sx2.meta (the saved TF1 training graph)"),
     "hspan": (hspan, "laoyangui/HSPAN", "src/trainer.py Trainer.train (EDSR-PyTorch), src/main.py order"),
 }
 
