@@ -75,9 +75,15 @@ def import_basicsr(root: Path):
 
     try:
         import torchvision  # noqa: F401
-    except ImportError:  # only make_grid (image writing) and the deformable conv use it
+    except ImportError:  # used by image writing, VGG and the deformable conv only
         stub("torchvision", __version__="0.0.0", __path__=[])
         stub("torchvision.utils", make_grid=None)
+        stub("torchvision.models", vgg=None)
+    try:
+        import fvcore.nn  # noqa: F401
+    except ImportError:  # zononhzy/SPAN's span_arch.py imports it for its __main__ only
+        stub("fvcore", __path__=[])
+        stub("fvcore.nn", FlopCountAnalysis=None, flop_count_table=None)
     pkg = root / "basicsr"
     stub("basicsr", pkg)
     stub("basicsr.models", pkg / "models")
@@ -121,6 +127,8 @@ def basicsr_run(root: Path, network: dict, settings: dict, init: dict, lr_u8, hr
     }
     model = SRModel(opt)
     weights.unlink()
+    if "rng_seed" in settings:  # stochastic depth draws from the global torch RNG during the updates
+        torch.manual_seed(settings["rng_seed"])
     steps = {"loss": [], "lr": [], "model": [], "ema": []}
     for current_iter in range(1, len(lr_u8) + 1):
         model.update_learning_rate(current_iter, warmup_iter=-1)
@@ -159,6 +167,29 @@ def span_esr(args) -> None:
     torch.manual_seed(0)
     init = {k: v.clone() for k, v in SPAN(3, 3, feature_channels=4, upscale=4).state_dict().items()}
     run_basicsr_family(args, "SPAN (SPAN-ESR)", network, settings, init)
+
+
+def span_light(args) -> None:
+    """SPAN-light (zononhzy/SPAN, its own BasicSR copy): one group of 2 blocks, 12 channels, 2 heads, the
+    published 12×12 windows overlapping by 3 and stochastic depth 0.1 (the class default, drawn from the
+    torch RNG seeded with ``rng_seed`` right before the first update). LR 16×16 is reflect-padded to 21."""
+    import_basicsr(args.official)
+    from basicsr.archs.span_arch import SPAN
+
+    settings = {
+        "scale": 2, "k": 5, "batch": 2, "lr_side": 16, "lr": 5e-4, "betas": [0.9, 0.99], "eps": 1e-8,
+        "weight_decay": 0.0, "milestones": [2, 4], "gamma": 0.5, "ema_decay": 0.9, "grad_clip": 0.0,
+        "rng_seed": 1,
+    }  # fmt: skip
+    network = {
+        "type": "SPAN", "upscale": 2, "in_chans": 3, "img_size": 64, "window_size": 12, "overlap_size": 3,
+        "padding_size": 0, "img_range": 1.0, "depths": [2], "embed_dim": 12, "num_heads": [2],
+        "mlp_ratio": 2, "drop_path_rate": 0.1, "upsampler": "pixelshuffledirect", "resi_connection": "1conv",
+    }  # fmt: skip
+    torch.manual_seed(0)
+    kwargs = {k: v for k, v in network.items() if k != "type"}
+    init = {k: v.clone() for k, v in SPAN(**kwargs).state_dict().items()}
+    run_basicsr_family(args, "SPAN (SPAN-light)", network, settings, init)
 
 
 def run_basicsr_family(args, arch: str, network: dict, settings: dict, init: dict) -> None:
@@ -434,6 +465,7 @@ def _dataset_divisor(graph) -> float:
 FAMILIES = {
     "span_esr": (span_esr, "hongyuanyu/SPAN", "basicsr/models/sr_model.py SRModel (BasicSR 1.4.2 copy)"),
     "drsan": (drsan, "saturnian77/DRSAN", "ckpt/x2/DRSAN_32s/DRSAN32sx2.meta (the saved TF1 training graph)"),
+    "span_light": (span_light, "zononhzy/SPAN", "basicsr/models/sr_model.py SRModel (its BasicSR copy)"),
     "hspan": (hspan, "laoyangui/HSPAN", "src/trainer.py Trainer.train (EDSR-PyTorch), src/main.py order"),
 }
 
