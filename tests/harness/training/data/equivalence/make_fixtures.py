@@ -10,19 +10,20 @@ ReproSR, so the fixture is the official code's word alone::
     TF_USE_LEGACY_KERAS=1 venv/bin/python make_fixtures.py drsan --official /scratch/saturnian77+DRSAN \
         --commit <sha> --out drsan/
 
-Each family: a FIXED initial state (the official module's own seeded initialisation, saved in full), a
-fixed sequence of k batches (uint8 RGB, saved), and the official trainer's k updates, after each of which
-the loss, the learning rate and a digest of every tensor (float64 sum, L2 norm and a projection on a fixed
-pseudo-random vector, see :func:`digest`) of the trained weights (and of the EMA when the trainer keeps
-one) are recorded. ``fixture.pt`` holds the tensors, ``meta.json`` the settings, the official commit and
-the per-step losses and learning rates.
+Each family: a FIXED initial state (the official module's own seeded initialisation, saved in full; for
+DRSAN's full-size graph a formula, :func:`formula_init`), a fixed sequence of k batches (uint8 RGB, saved),
+and the official trainer's k updates, after each of which the loss, the learning rate and a digest of every
+tensor (float64 sum, L2 norm and a projection on a fixed pseudo-random vector, see :func:`digest`) of the
+trained weights (and of the EMA when the trainer keeps one) are recorded. ``fixture.pt`` holds the
+tensors, ``meta.json`` the settings, the official commit and the per-step losses and learning rates.
 
 Shims (here only, never in the product): BasicSR's package ``__init__`` imports every module, some of which
 need torchvision or compiled ops; the packages ``basicsr``, ``basicsr.models`` and ``basicsr.metrics`` are
 therefore entered without running their ``__init__`` and the few unused imports (torchvision, deformable
-convolution, VGG) are stubbed. EDSR-PyTorch's ``Trainer`` is driven with a list of batches as its loader
-and a stand-in for its ``checkpoint`` logger; the official ``Model``, ``Loss`` and ``make_optimizer`` run
-as they are.
+convolution, VGG, fvcore) are stubbed; batches reach ``SRModel.feed_data`` through BasicSR's own image
+decoding (PNG bytes → ``imfrombytes`` → ``img2tensor``), as its ``PairedImageDataset`` makes them.
+EDSR-PyTorch's ``Trainer`` is driven with a list of batches as its loader and a stand-in for its
+``checkpoint`` logger; the official ``Model``, ``Loss`` and ``make_optimizer`` run as they are.
 """
 
 from __future__ import annotations
@@ -97,6 +98,20 @@ def import_basicsr(root: Path):
     return SRModel
 
 
+def paired_dataset_tensors(batch_u8) -> torch.Tensor:
+    """A uint8 RGB batch (B, 3, h, w) as BasicSR's PairedImageDataset makes it from PNG files: the official
+    ``imfrombytes(float32=True)`` (cv2 decode, ÷ 255.) and ``img2tensor(bgr2rgb=True)`` on each image."""
+    import cv2
+    from basicsr.utils.img_util import imfrombytes, img2tensor
+
+    images = []
+    for rgb in batch_u8:
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb.transpose(1, 2, 0)[:, :, ::-1]))
+        assert ok
+        images.append(img2tensor(imfrombytes(png.tobytes(), float32=True), bgr2rgb=True, float32=True))
+    return torch.stack(images)
+
+
 def basicsr_run(root: Path, network: dict, settings: dict, init: dict, lr_u8, hr_u8, out: Path) -> dict:
     """k updates of BasicSR's SRModel (its train.py order: update_learning_rate(current_iter) then
     feed_data + optimize_parameters), recording loss, lr and digests after each."""
@@ -134,9 +149,7 @@ def basicsr_run(root: Path, network: dict, settings: dict, init: dict, lr_u8, hr
         model.update_learning_rate(current_iter, warmup_iter=-1)
         steps["lr"].append(model.get_current_learning_rate()[0])
         t = current_iter - 1
-        lq = torch.from_numpy(lr_u8[t]).float() / 255.0  # PairedImageDataset: uint8 / 255.
-        gt = torch.from_numpy(hr_u8[t]).float() / 255.0
-        model.feed_data({"lq": lq, "gt": gt})
+        model.feed_data({"lq": paired_dataset_tensors(lr_u8[t]), "gt": paired_dataset_tensors(hr_u8[t])})
         model.optimize_parameters(current_iter)
         steps["loss"].append(float(model.log_dict["l_pix"]))
         steps["model"].append({k: digest(v) for k, v in model.net_g.state_dict().items()})
