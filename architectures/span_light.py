@@ -48,7 +48,9 @@ def _trunc_normal_init(module: nn.Module) -> None:
 
 
 class DropPath(nn.Module):
-    """Stochastic depth per sample (timm), active in training mode only."""
+    """Stochastic depth per sample, active in training mode only. The mask is the official code's (timm's
+    older rule): ``floor(keep + rand)``, i.e. a sample is kept when ``rand >= p`` — the same probability as
+    ``rand < keep`` but, for the same random draws, the same samples as the official trainer drops."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -58,7 +60,9 @@ class DropPath(nn.Module):
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device) < keep
+        mask = (
+            keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)
+        ).floor_()
         return x / keep * mask
 
 

@@ -20,9 +20,9 @@ an update of up to lr·|noise|/ε). Measured: at most 0.40 of the tolerance (SPA
 missed, doubled or mis-scaled update, another learning rate, β, ε, decay, EMA or loss scale fails
 (``test_a_wrong_setting_fails``: β2 0.999 for 0.99 is 9.6×, ε 1e-6 ~7,000×, EMA 0.99 ~5,000×).
 
-Two official trainers differ from ReproSR's in one known way each, kept as strict xfails with a test that
-shows the difference is the only one: DRSAN (TensorFlow 1's Adam ε convention) and SPAN-light (the
-stochastic-depth mask rule); see TF1_EPSILON and DROP_PATH_RULE.
+One official trainer differs from ReproSR's in one known way, kept as a strict xfail with a test that shows
+the difference is the only one: DRSAN (TensorFlow 1's Adam ε convention; see TF1_EPSILON). SPAN-light's
+stochastic-depth mask rule, found the same way, is now the official one (``span_light.DropPath``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import torch
 from torch import Tensor, nn
 
 import architectures
-from architectures import span_light
 from architectures.drsan import tf_variable_map
 from harness.recipes import Recipe, load
 from harness.training import loop
@@ -283,12 +282,7 @@ TF1_EPSILON = (
     "step 1 for ε = 1e-8, β2 = 0.999), PyTorch's after: the first updates of weights whose gradient is "
     "below ~1e-6 differ (test_drsan_differs_only_by_the_tf1_adam_epsilon)"
 )
-DROP_PATH_RULE = (
-    "stochastic depth keeps a sample when rand < 1 − p here, when floor(1 − p + rand) = 1 (rand ≥ p) in "
-    "the official drop_path: the same draws drop other samples "
-    "(test_span_light_differs_only_by_the_drop_path_rule)"
-)
-KNOWN = {"drsan": TF1_EPSILON, "span_light": DROP_PATH_RULE}
+KNOWN = {"drsan": TF1_EPSILON}
 FAMILY_CASES = [
     pytest.param(f, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN[f]))
     if f in KNOWN
@@ -309,23 +303,6 @@ def test_drsan_differs_only_by_the_tf1_adam_epsilon(tmp_path, monkeypatch):
     reproduces the released DRSAN training graph: loss, input range, schedule and update agree."""
     fx = load_fixture("drsan")
     check(run_reprosr(fx, "drsan", tmp_path, monkeypatch, tf1_epsilon=True), fx)
-
-
-def official_drop_path(self, x: Tensor) -> Tensor:
-    """zononhzy/SPAN's ``drop_path``: mask = floor(keep + rand), i.e. keep when rand ≥ p."""
-    if self.p == 0.0 or not self.training:
-        return x
-    keep = 1.0 - self.p
-    mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)).floor_()
-    return x.div(keep) * mask
-
-
-def test_span_light_differs_only_by_the_drop_path_rule(tmp_path, monkeypatch):
-    """With the official mask rule for the same random draws, ReproSR's trainer reproduces BasicSR's
-    SRModel on SPAN-light: loss, EMA, schedule, padding and the sliding-proxy attention agree."""
-    monkeypatch.setattr(span_light.DropPath, "forward", official_drop_path)
-    fx = load_fixture("span_light")
-    check(run_reprosr(fx, "span_light", tmp_path, monkeypatch), fx)
 
 
 @pytest.mark.parametrize(
