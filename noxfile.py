@@ -100,6 +100,44 @@ def checkpoints(session: nox.Session) -> None:
         session.error("no recipe could be judged: see the reasons above")
 
 
+@nox.session(name="regenerate-store", default=False)
+def regenerate_store(session: nox.Session) -> None:
+    """Maintainers: rebuild the committed store (results/runs, results/artifacts) and the site (reports/)
+    from the current code: one smoke run of every recipe (static tier, the training pipeline, verdicts) and
+    the checkpoint runs of the released files at hand, all published, then `reprosr report`. Arguments:
+    `-- DATA_ROOT CHECKPOINT_DIR` (default ../shared/datasets ../shared/checkpoints)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    given = session.posargs or ["../shared/datasets", "../shared/checkpoints"]
+    data_root, checkpoints = (Path(a).resolve() for a in given)
+    local = Path(tempfile.mkdtemp(prefix="reprosr-regenerate-"))
+    env = {"REPROSR_RESULTS": str(local / "store")}
+    runs = local / "runs"
+    jobs = [[name, "--out", str(runs / name)] for name in RECIPES]
+    for recipe, filename in CHECKPOINT_RUNS:
+        if (checkpoints / filename).is_file():
+            jobs.append([recipe, "--checkpoint", str(checkpoints / filename), "--data-root", str(data_root),
+                         "--out", str(runs / f"{recipe}-checkpoint")])  # fmt: skip
+        else:
+            session.warn(f"{filename} not in {checkpoints}: its checkpoint run is left out")
+    run_ids = []
+    for job in jobs:
+        out = session.run("reprosr", "reproduce", *job, "--quiet", "--json", env=env, silent=True)
+        run_ids.append(json.loads(out.strip().splitlines()[-1])["run_id"])
+    for folder in ("results/runs", "results/artifacts"):
+        shutil.rmtree(folder, ignore_errors=True)
+    session.run("reprosr", "publish", *run_ids, "--source", str(local / "store"), "--runs", str(runs),
+                "--data-root", str(data_root), env=env)  # fmt: skip
+    session.run("reprosr", "report", "--out", "reports")
+    shutil.rmtree(local)
+
+
+# Released files the committed store evaluates (recipe, file name in the checkpoint folder).
+CHECKPOINT_RUNS = (("span_esr_ch28_x4", "ntire2024_team38_span_ch28_x4.pth"),)
+
+
 def _reproduce(recipe: str):
     def session_fn(session: nox.Session) -> None:
         session.run("reprosr", "reproduce", recipe, *session.posargs)
