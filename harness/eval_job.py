@@ -19,6 +19,7 @@ from harness.data import Pair
 from harness.errors import UserError
 from harness.eval_request import EvalRequest
 from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate, result_rows
+from harness.reproduce import checkpoint_label
 from harness.rows import RunContext
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision, Profile, Tier
@@ -97,7 +98,7 @@ def run_eval(request: EvalRequest) -> dict:
         variant=variant or "",
         form=form,
         scale=scale,
-        checkpoint=str(path),
+        checkpoint=checkpoint_label(request.checkpoint),
         checkpoint_hash=content_hash(model.state_dict()),
     )
     if request.store and request.config_text:
@@ -110,7 +111,7 @@ def run_eval(request: EvalRequest) -> dict:
             save_dir=None if request.save_sr is None else Path(request.save_sr) / name,
         )  # fmt: skip
         context = {"model": model_name, "variant": variant or "", "scale": scale, "form": form,
-                   "checkpoint": str(path), "checkpoint_hash": ctx.checkpoint_hash}  # fmt: skip
+                   "checkpoint": ctx.checkpoint, "checkpoint_hash": ctx.checkpoint_hash}  # fmt: skip
         if request.save_sr is not None:
             write_manifest(Path(request.save_sr), name, result, {**context, "run_id": ctx.run_id})
         if request.store:

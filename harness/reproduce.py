@@ -118,8 +118,7 @@ def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, o
     if name in released.RELEASED:
         fetch_release(name)
     verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
-    known = released.identify(name) if name not in released.RELEASED else None
-    label = f"{known.name} = {name}" if known else name  # a release under another name is reported as such
+    label = checkpoint_label(name)
     return Stage(
         verdicts=verdicts, results=results, curve=[], profile="checkpoint", tier="checkpoint",
         checkpoint=label, retrain=lambda rows: [],
@@ -149,6 +148,15 @@ def fetch_release(name: str) -> Path:
                 else ""
             )
         ) from None
+
+
+def checkpoint_label(checkpoint: str) -> str:
+    """How a checkpoint is recorded: a release's zoo name (also when a file is one, whatever its name), else
+    the file's name — never a path of this machine."""
+    if checkpoint in released.RELEASED:
+        return checkpoint
+    known = released.identify(checkpoint)
+    return known.name if known else Path(checkpoint).name
 
 
 def official_checkpoint(recipe: Recipe, checkpoint: str) -> str:
