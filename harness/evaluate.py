@@ -100,13 +100,10 @@ def _forward(model: nn.Module, test_time: TestTime, scale: int):
     return base
 
 
-def super_resolve(
-    model: nn.Module, lr: Tensor, inference: str = "whole", *, test_time: TestTime | None = None
-) -> Tensor:
+def super_resolve(model: nn.Module, lr: Tensor, test_time: TestTime = TestTime()) -> Tensor:
     """SR of one LR image (3, h, w) in [0, 1] → (3, s·h, s·w) float32 on the model's device, unclipped.
-    ``test_time`` (else ``TestTime(inference)``) picks tiles, ensemble and precision; the model must
-    already be in that precision (``runtime.cast_model``)."""
-    test_time = test_time or TestTime(Inference(inference))
+    ``test_time`` picks the procedure, tiles, ensemble and precision; the model must already be in that
+    precision (``runtime.cast_model``)."""
     device = next(model.parameters()).device
     forward = _forward(model, test_time, model.scale)
     x = runtime.cast_input(lr.unsqueeze(0).to(device), test_time.precision)
@@ -119,17 +116,16 @@ def evaluate(
     pairs: Sequence[Pair],
     scale: int,
     *,
-    inference: str = "whole",
+    test_time: TestTime = TestTime(),
     conventions: Sequence[str] = ("psnr_y", "ssim_y"),
     save_dir: Path | None = None,
-    test_time: TestTime | None = None,
     device: str | torch.device | None = None,
     protocol: RuntimeProtocol | None = None,
     desc: str = "",
 ) -> EvalResult:
     """Score ``model`` on ``pairs``.
 
-    ``test_time`` (default ``TestTime(inference)``) sets the procedure, tiles, self-ensemble and precision;
+    ``test_time`` (default: whole image, fp32) sets the procedure, tiles, self-ensemble and precision;
     ``device`` ("auto", "cpu", "cuda[:i]"; default: that of an enclosing ``runtime.on_device`` block,
     else where the model is) is where the model is moved and the SR and the metrics run; ``protocol``
     times each image (default ``RuntimeProtocol.default``). ``save_dir`` keeps each SR output as
@@ -139,7 +135,6 @@ def evaluate(
     unknown = [c for c in conventions if c not in metrics.CONVENTIONS]
     if unknown:
         raise ValueError(f"unknown metric conventions {unknown}; known: {sorted(metrics.CONVENTIONS)}")
-    test_time = test_time or TestTime(Inference(inference))
     if device is not None:
         where = runtime.resolve_device(device)
     else:

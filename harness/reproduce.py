@@ -20,7 +20,7 @@ from pathlib import Path
 import architectures
 from harness import data, progress, released, retrain, runtime, store
 from harness.errors import UserError
-from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows
+from harness.evaluate import ALL_CONVENTIONS, EvalResult, TestTime, evaluate, result_rows
 from harness.files import atomic_file
 from harness.recipes import Recipe, load
 from harness.rows import RunContext, result_row
@@ -74,7 +74,7 @@ def _evaluate_sets(recipe: Recipe, model, sets: dict[str, list], out_dir: Path) 
             model,
             pairs,
             recipe.scale,
-            inference=recipe.eval.inference,
+            test_time=TestTime(recipe.eval.inference),
             conventions=ALL_CONVENTIONS,
             save_dir=out_dir / "sr" / name,
             desc=f"{name} ×{recipe.scale}",

@@ -22,7 +22,7 @@ from pathlib import Path
 import architectures
 from harness import data, published, released, retrain
 from harness.complexity import CONVENTIONS, complexity, count_params
-from harness.evaluate import ALL_CONVENTIONS, evaluate
+from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate
 from harness.recipes import Recipe, load
 from harness.schema import Tier
 from harness.verdicts import Reference, Subject, Verdict, format_verdicts, judge, rounds_to
@@ -154,7 +154,7 @@ def checkpoint_verdicts(
     the SR outputs as ``<save_dir>/<dataset>/<image>.png``.
     """
     verdicts, results = [], {}
-    for dataset in recipe["eval.benchmarks"]:
+    for dataset in recipe.eval.benchmarks:
         try:
             pairs = data.benchmark_pairs(dataset, recipe.scale, data_root)
         except FileNotFoundError as exc:
@@ -164,7 +164,7 @@ def checkpoint_verdicts(
             model,
             pairs,
             recipe.scale,
-            inference=recipe["eval.inference"],
+            test_time=TestTime(recipe.eval.inference),
             conventions=ALL_CONVENTIONS,
             save_dir=None if save_dir is None else save_dir / dataset,
         )

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 import architectures
-from harness.evaluate import evaluate
+from harness.evaluate import TestTime, evaluate
 from harness.files import remove_stale_temps
 from harness.recipes import Recipe, load
 from harness.training import ddp
@@ -243,7 +243,11 @@ class _Trainer:
             if self.ema is not None:
                 target = _clone_with(self.model, self.ema.state)
             psnr = evaluate(
-                target, val_pairs, self.plan.scale, inference=self.plan.inference, conventions=("psnr_y",)
+                target,
+                val_pairs,
+                self.plan.scale,
+                test_time=TestTime(self.plan.inference),
+                conventions=("psnr_y",),
             ).mean["psnr_y"]
         return ddp.broadcast_float(psnr, self.device)
 
