@@ -63,6 +63,7 @@ def result(run_id: str, second: int, **kw) -> dict:
         "inference": "whole",
         "degradation": "matlab_bicubic",
         "checkpoint": "ckpt.pth",
+        "checkpoint_hash": "",
         "seed": 0,
         "dataset_checksum": "feed",
         "step": -1,
@@ -577,3 +578,47 @@ def test_publish_command_prints_what_it_added(fixture_root, tmp_path, monkeypatc
     assert [(p["run_id"], p["crops"]) for p in payload] == [("ckpt01", 0), ("ckpt00", 0)]
     assert all(p["results"] > 0 and "no run directory" in p["note"] for p in payload)
     assert set(store.read("results", tmp_path / "committed").run_id) == {"ckpt00", "ckpt01"}
+
+
+def test_publishing_a_second_run_of_a_published_checkpoint_adds_a_measurement_not_a_check(tmp_path):
+    """Re-publishing the same measurement under the same conventions: the index counts and every check of
+    every model page stay as they were; only the new run's measurements are added."""
+    local, committed = tmp_path / "local", tmp_path / "committed"
+
+    def run(run_id: str, second: int) -> None:
+        rows = scores(run_id, second, SET5, checkpoint_hash="c0ffee")
+        store.append(rows, root=local)
+        checks = [
+            verdict(run_id, t, m, s)
+            for t, m, s in (
+                ("checkpoint", "psnr_y", "pass"),
+                ("checkpoint", "ssim_y", "pass"),
+                ("static", "params", "pass"),
+            )
+        ]
+        for v in checks:
+            v["timestamp"] = rows[0]["timestamp"]
+        checks.append(
+            {
+                **verdict(run_id, "checkpoint", "psnr_y", "pass", kind=ReferenceKind.OFFICIAL_CODE),
+                "reference_source": "official code",
+                "timestamp": rows[0]["timestamp"],
+            }
+        )
+        store.append(checks, "verdicts", local)  # fmt: skip
+
+    def views() -> tuple:
+        inputs = queries.load(committed)
+        latest = queries.latest_verdicts(inputs.verdicts)
+        checks = sorted(latest[[*queries.VERDICT_KEYS, "status"]].astype(str).itertuples(index=False))
+        return queries.verdict_summary(inputs.verdicts), checks, len(inputs.results)
+
+    run("first0000001", 1)
+    publish(["first0000001"], source=local, target=committed, artifacts=tmp_path / "a", runs_dir=tmp_path)
+    summary, checks, n_results = views()
+    run("second000002", 2)
+    publish(["second000002"], source=local, target=committed, artifacts=tmp_path / "a", runs_dir=tmp_path)
+    summary2, checks2, n_results2 = views()
+    assert summary2 == summary and checks2 == checks
+    assert n_results2 == 2 * n_results  # the new measurements are there
+    assert sum(r["total"] for r in summary) == 4  # psnr_y (paper, official code), ssim_y, params
