@@ -140,8 +140,8 @@ def mismatch(
         )
         if differs
     ]
-    if not options:
-        return cause
+    if not options or options == [f"--form {found.form}"]:
+        return cause  # the model's adapt_state_dict explains its own forms
     return CheckpointError(
         f"{origin}: this file is a {found} checkpoint but the model is {own_id}: pass {' '.join(options)}"
     )

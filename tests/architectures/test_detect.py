@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import architectures
-from architectures import CheckpointError, content_hash, detect, load_detected
-from architectures.detect import Identity, matches
+from architectures import CheckpointError, content_hash, load_detected
+from architectures.detect import Identity, detect, matches
 from tests.conftest import shared_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
