@@ -12,9 +12,10 @@ import re
 from typing import Any
 
 import architectures
+from harness.errors import UserError
 
 
-class ReleaseDataError(ValueError):
+class ReleaseDataError(UserError, ValueError):
     """A release data file that does not match the schema; the message names file, entry and field."""
 
 
