@@ -4,6 +4,7 @@ hash does not depend on the file format."""
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -152,3 +153,12 @@ def test_detection_leaves_the_global_rng_alone():
     torch.manual_seed(5)
     matches({"conv_first.weight": torch.zeros(60, 3, 3, 3)})
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("model", ["hspan", "span_light"])
+def test_official_layouts_are_detected(model):
+    """The state_dict layouts the official code writes (recorded from it in ``data/``), per scale."""
+    layouts = json.loads((Path(__file__).with_name("data") / f"{model}_official_state_dict.json").read_text())
+    for scale, shapes in layouts.items():
+        state_dict = {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
+        assert matches(state_dict) == [Identity(model, None, int(scale), "train")]
