@@ -162,3 +162,21 @@ def test_official_layouts_are_detected(model):
     for scale, shapes in layouts.items():
         state_dict = {k: torch.empty(shape, device="meta") for k, shape in shapes.items()}
         assert matches(state_dict) == [Identity(model, None, int(scale), "train")]
+
+
+NTIRE2025 = json.loads((Path(__file__).with_name("data") / "ntire2025_span_family_layouts.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(NTIRE2025["files"]))
+def test_ntire2025_span_family_releases_match_no_registered_architecture(name):
+    """Real NTIRE 2025 SPAN-family files (layouts recorded from the releases): SPAN's names, other
+    architectures (SPANF's conv_near, ESPAN's teacher branch, team51's narrower fusion): no match, and no
+    variant or scale offered as a remedy."""
+    layout = NTIRE2025["files"][name]["layout"]
+    with pytest.raises(CheckpointError) as info:
+        detect({k: torch.empty(shape, device="meta") for k, shape in layout.items()})
+    message = str(info.value)
+    assert (
+        "matches no registered architecture" in message and "nearest registered layout, span_esr" in message
+    )
+    assert "--variant" not in message and "--scale" not in message and "pass " not in message
