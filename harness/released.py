@@ -39,8 +39,6 @@ from harness.release_data import ReleaseDataError, parse_file
 
 RELEASE_DIR = Path(__file__).with_name("releases")
 
-__all__ = ["RELEASED", "ReleaseDataError", "ReleasedCheckpoint", "PinnedFile", "lookup", "fetch_released"]
-
 
 class Format(StrEnum):
     """How a release stores its weights."""
@@ -128,16 +126,6 @@ class ReleasedCheckpoint:
     content_hash: str | None = None  # of its tensors; None until measured on the downloaded file
     known_files: tuple[KnownFile, ...] = field(default=())
     defined_in: str = ""  # the data file of the entry
-
-    @property
-    def url(self) -> str:
-        """The first file's first URL ("" for a manual entry)."""
-        return self.files[0].urls[0] if self.files[0].urls else ""
-
-    @property
-    def sha256(self) -> str | None:
-        """The first file's sha256 pin, if known."""
-        return self.files[0].sha256
 
     @property
     def filename(self) -> str:
