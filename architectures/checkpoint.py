@@ -1,66 +1,90 @@
-"""Load official checkpoints into the registry's models, strictly, with errors that say what to pass.
+"""Load checkpoints into the registry's models, strictly, with errors that say what the file is.
 
-Recognised layouts: TensorFlow 1 checkpoints (a released folder, a prefix, or its ``.index``/``.data-*``
-file; read by :mod:`architectures.tf_checkpoint`) for models with ``from_tf_variables(arrays) -> sd``
-(DRSAN); BasicSR (``{"params_ema": sd, "params": sd}``, EMA weights preferred), a plain
-state_dict (EDSR-PyTorch, the NTIRE 2024 release), ``{"state_dict": sd}`` / ``{"model": sd}`` wrappers, and
-``module.`` prefixes from DataParallel. A model may define ``adapt_state_dict(sd) -> sd`` to map an
-official layout onto its own (extra keys, re-parameterised forms) and ``variant_for_width(n) -> str`` to
-name the variant in width-mismatch errors.
+Files are read by :mod:`architectures.reading` (PyTorch files and their wrappers, ``param_key``) and
+:mod:`architectures.tf_checkpoint` (TF1 bundles, for models with ``from_tf_variables(arrays) -> sd``,
+i.e. DRSAN). A model may define ``adapt_state_dict(sd) -> sd`` to map an official layout onto its own
+(re-parameterised forms). When a file does not fit, :mod:`architectures.detect` says what it is: another
+model, another variant, scale or form of this one, or no registered architecture at all.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import pickletools
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from architectures import tf_checkpoint
+from architectures import detect, tf_checkpoint
+from architectures.errors import CheckpointError
+from architectures.reading import content_hash, read_checkpoint, unwrap
+from architectures.registry import MODELS, build, spec
+
+__all__ = ["CheckpointError", "content_hash", "load_checkpoint", "load_detected"]
 
 logger = logging.getLogger(__name__)
 
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
-MAX_LISTED = 8
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message says what to do."""
-
-
-def load_checkpoint(model: nn.Module, path_or_state_dict: str | Path | Mapping) -> nn.Module:
-    """Load a checkpoint file (read with ``weights_only=True`` onto the CPU) or a state_dict into ``model``.
+def load_checkpoint(
+    model: nn.Module, path_or_state_dict: str | Path | Mapping, param_key: str | None = None
+) -> nn.Module:
+    """Load a checkpoint file (read with ``weights_only=True`` onto the CPU), TF1 bundle or (wrapped)
+    state_dict into ``model``; ``param_key`` picks a wrapper entry (default: :func:`reading.unwrap`).
 
     Strict: every key and shape must match after unwrapping and the model's ``adapt_state_dict``.
-    Returns ``model``. Raises :class:`CheckpointError` (or ``FileNotFoundError``) with a remedy.
+    Returns ``model``. Raises :class:`CheckpointError` (or ``FileNotFoundError``) saying what the file is.
     """
     if isinstance(path_or_state_dict, Mapping):
         raw, origin = path_or_state_dict, "state_dict argument"
     elif tf_checkpoint.is_tf_checkpoint(path_or_state_dict):
+        if param_key is not None:
+            raise CheckpointError(f"{path_or_state_dict} is a TF checkpoint: it has no --param-key entries")
         raw, origin = read_tf_checkpoint(model, Path(path_or_state_dict)), str(path_or_state_dict)
     else:
         raw, origin = read_checkpoint(Path(path_or_state_dict)), str(path_or_state_dict)
-    state_dict, entry = unwrap(raw, origin)
-    if hasattr(model, "adapt_state_dict"):
-        state_dict = model.adapt_state_dict(state_dict)
-    check_fits(model, state_dict, origin)
+    found = unwrap(raw, origin, param_key)
+    try:
+        state_dict = found.state_dict
+        if hasattr(model, "adapt_state_dict"):
+            state_dict = model.adapt_state_dict(state_dict)
+        check_fits(model, state_dict, origin)
+    except CheckpointError as exc:
+        raise mismatch(model, found.state_dict, origin, exc) from None
     model.load_state_dict(state_dict, strict=True)
-    logger.info("loaded %s (%s) into %s", origin, entry, type(model).__name__)
+    logger.info("loaded %s (%s) into %s", origin, found.entry, type(model).__name__)
     return model
+
+
+def load_detected(
+    path_or_state: str | Path | Mapping, param_key: str | None = None, form: str | None = None
+) -> tuple[nn.Module, detect.Detected]:
+    """Detect what a checkpoint is, build that model and load it: ``(model, detected)``.
+
+    ``form`` defaults to the registry's ``eval_form`` (deploy for re-parameterisable models, which load
+    either checkpoint form). A variant the registry does not publish at the detected scale is refused.
+    """
+    weights = detect.read_weights(path_or_state, param_key)
+    found = detect.detect_weights(weights)
+    if not found.published:
+        scales = spec(found.model).scales.get(found.variant, ())
+        raise CheckpointError(
+            f"{weights.origin} is a {found} checkpoint, but {found.model} {found.variant or ''} is published "
+            f"at scales {scales} only; ReproSR builds published variants and scales"
+        )
+    model = build(found.model, found.scale, found.variant, form=form or spec(found.model).eval_form)
+    return load_checkpoint(model, weights.state_dict), found
 
 
 def read_tf_checkpoint(model: nn.Module, path: Path) -> dict[str, Tensor]:
     """The TF checkpoint at ``path`` as ``model``'s state_dict (its ``from_tf_variables`` mapping)."""
     if not hasattr(model, "from_tf_variables"):
+        try:
+            what = f"it is a {detect.detect(path)} checkpoint"
+        except CheckpointError as exc:
+            what = str(exc)
         raise CheckpointError(
             f"{path} is a TensorFlow checkpoint, but {type(model).__name__} has no mapping from TF variables "
-            "(of the ported models only DRSAN was released in TensorFlow)"
+            f"(of the ported models only DRSAN was released in TensorFlow): {what}"
         )
     try:
         arrays = tf_checkpoint.read_variables(path)
@@ -69,172 +93,55 @@ def read_tf_checkpoint(model: nn.Module, path: Path) -> dict[str, Tensor]:
     return model.from_tf_variables(arrays)
 
 
-def read_checkpoint(path: Path) -> object:
-    """``torch.load`` on the CPU with ``weights_only=True``; unreadable files raise CheckpointError.
-
-    Three kinds of failure are told apart: a file that is no PyTorch checkpoint at all (neither the zip
-    archive ``torch.save`` writes nor a pickle), a pickle that needs code to run to be loaded (classes or
-    functions besides tensors: refused for safety, never loaded), and a damaged file.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise CheckpointError(
-            f"not a PyTorch checkpoint: {path} is neither a torch.save zip archive nor a pickle (it starts "
-            f"with {head!r}); pass the .pth/.pt file of the weights"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged pickle fails in many ways (IndexError, KeyError, EOFError, …)
-        code = _code_references(path)
-        if code:
-            raise CheckpointError(
-                f"{path} is a pickle that needs Python code to run to be loaded (it references "
-                f"{', '.join(code[:MAX_LISTED])}); it was refused for safety, as this harness loads only "
-                "tensors. Use a checkpoint that holds only tensors (a state_dict saved with "
-                "torch.save(model.state_dict(), path))"
-            ) from exc
-        raise _corrupt(path, exc) from exc
-
-
-def _code_references(path: Path) -> list[str]:
-    """The ``module.name`` globals a checkpoint's pickle refers to, other than PyTorch's own and the
-    OrderedDict of state_dicts (which the weights-only loader accepts); [] if unreadable."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
-                data = zf.read(name) if name else b""
-        else:
-            data = path.read_bytes()
-    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
-        return []
-    found, strings = [], []
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings.append(arg)
-            elif opcode.name == "GLOBAL":
-                found.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-    except (ValueError, EOFError):
-        pass  # a damaged pickle: what was read so far still counts
-    safe = ("torch.", "collections.OrderedDict", "_codecs.encode")
-    return list(dict.fromkeys(g for g in found if not g.startswith(safe)))
-
-
-def _corrupt(path: Path, exc: Exception) -> CheckpointError:
-    # torch's weights_only wording advises weights_only=False, wrong for a damaged file: keep the cause only.
-    text = str(exc).split("WeightsUnpickler error:")[-1]
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip()
-        and "weights_only" not in line
-        and "Weights only load failed" not in line
-        and not line.strip().startswith("Check the documentation")
-    ]
-    detail = lines[0][:200] if lines else type(exc).__name__
-    return CheckpointError(
-        f"{path} is damaged: it is not a readable PyTorch checkpoint ({detail}); download or copy it again"
-    )
-
-
-def unwrap(raw: object, origin: str) -> tuple[dict[str, Tensor], str]:
-    """Find the state_dict inside a checkpoint; returns it (``module.`` stripped) and where it was found."""
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{origin} holds a {type(raw).__name__}, not a state_dict")
-    entry = "plain state_dict"
-    if not _is_state_dict(raw):
-        key = next((k for k in WRAPPER_KEYS if k in raw and _is_state_dict(raw[k])), None)
-        if key is None:
-            raise CheckpointError(
-                f"no state_dict found in {origin}: top-level keys {_listing(list(raw))}; expected a "
-                f"state_dict or one of {WRAPPER_KEYS}"
-            )
-        entry = f"entry {key!r}"
-        if key == "params_ema" and "params" in raw:
-            entry += " (EMA weights, preferred over 'params')"
-        raw = raw[key]
-    state_dict = dict(raw)
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    return state_dict, entry
-
-
 def check_fits(model: nn.Module, state_dict: Mapping[str, Tensor], origin: str) -> None:
-    """Raise CheckpointError naming the scale, width or keys that differ between checkpoint and model."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [k for k in expected if k in state_dict and expected[k].shape != state_dict[k].shape]
-    if not (missing or unexpected or mismatched):
-        return
-    hints = []
-    width, model_width = feature_width(state_dict), feature_width(expected)
-    if width is not None and model_width is not None and width != model_width:
-        namer = getattr(model, "variant_for_width", None)
-        remedy = f"pass --variant {namer(width)}" if namer else f"build the variant with {width} channels"
-        hints.append(
-            f"checkpoint has {width} feature channels but the model was built with {model_width}: {remedy}"
+    """Raise CheckpointError listing the keys and shapes that differ between checkpoint and model."""
+    count, parts = detect.layout_difference(
+        detect.layout_of(state_dict), detect.layout_of(model.state_dict())
+    )
+    if count:
+        raise CheckpointError(f"{origin} does not fit {type(model).__name__}: {'; '.join(parts)}")
+
+
+def mismatch(
+    model: nn.Module, state_dict: Mapping[str, Tensor], origin: str, cause: CheckpointError
+) -> CheckpointError:
+    """The error for a checkpoint that does not fit ``model``, saying what the file is when detection
+    knows: another registered model (no variant hint: build that model), another variant, scale or form
+    of this one (the options to pass), or no registered architecture. Otherwise ``cause``."""
+    own = detect.matches(model.state_dict())
+    theirs = detect.matches(state_dict)
+    if len(own) != 1:
+        return cause
+    own_id = own[0]
+    if not theirs:
+        _, parts = detect.layout_difference(
+            detect.layout_of(state_dict), detect.layout_of(model.state_dict())
         )
-    scale, model_scale = pixel_shuffle_scale(state_dict), getattr(model, "scale", None)
-    if scale is not None and model_scale is not None and scale != model_scale:
-        hints.append(f"checkpoint is for ×{scale} but the model is ×{model_scale}: pass --scale {scale}")
-    if not hints:
-        shapes = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}" for k in mismatched]
-        details = [
-            f"{label} {_listing(names)}"
-            for label, names in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatches", shapes),
-            )
-            if names
-        ]
-        hints.append(
-            f"{origin} does not fit {type(model).__name__}: {'; '.join(details)} "
-            "(checkpoint for another model, variant or form?)"
+        return CheckpointError(
+            f"{origin} matches no registered architecture (registered models: {', '.join(sorted(MODELS))}), "
+            f"so it is not a {own_id} checkpoint either; against {own_id}: {'; '.join(parts)}"
         )
-    raise CheckpointError("; ".join(hints))
-
-
-def feature_width(state_dict: Mapping[str, Tensor]) -> int | None:
-    """Output channels of the first conv on the RGB input (weight (C, 3, k, k), C ≠ 3), if any."""
-    for tensor in state_dict.values():
-        if tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[0] != 3:
-            return int(tensor.shape[0])
-    return None
-
-
-def pixel_shuffle_scale(state_dict: Mapping[str, Tensor]) -> int | None:
-    """Scale s of a final conv producing 3·s² channels for a pixel shuffle (s ≥ 2), if there is one."""
-    convs = [t for t in state_dict.values() if t.ndim == 4]
-    if not convs or convs[-1].shape[0] % 3:
-        return None
-    s = math.isqrt(convs[-1].shape[0] // 3)
-    return s if s >= 2 and 3 * s * s == convs[-1].shape[0] else None
-
-
-def _is_state_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:MAX_LISTED])
-    more = f" … and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
-    return f"({len(names)}): {shown}{more}"
-
-
-def content_hash(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """sha256 of a state dict's tensors — names, dtypes, shapes and bytes, in name order — whatever file
-    format or wrapper they came in."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    if len(theirs) > 1:
+        return cause
+    found = theirs[0]
+    if found.model != own_id.model:
+        return CheckpointError(
+            f"{origin}: this file is a {found} checkpoint, not {own_id.model}: build {found.model} "
+            f"{found.flags} for it"
+        )
+    # A deploy-form model loads train-form checkpoints (re-parameterised on loading): no --form for those.
+    form_fits = found.form == own_id.form or (own_id.form, found.form) == ("deploy", "train")
+    options = [
+        f"--{name} {value}"
+        for name, value, differs in (
+            ("variant", found.variant, found.variant != own_id.variant),
+            ("scale", found.scale, found.scale != own_id.scale),
+            ("form", found.form, not form_fits),
+        )
+        if differs
+    ]
+    if not options or options == [f"--form {found.form}"]:
+        return cause  # the model's adapt_state_dict explains its own forms
+    return CheckpointError(
+        f"{origin}: this file is a {found} checkpoint but the model is {own_id}: pass {' '.join(options)}"
+    )

@@ -11,8 +11,11 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch import nn
+
 import architectures
-from architectures.checkpoint import content_hash
+from architectures import detect
+from architectures.reading import content_hash
 from harness import data, progress, released, runtime
 from harness import store as results_store
 from harness.data import Pair
@@ -73,7 +76,8 @@ def run_eval(request: EvalRequest) -> dict:
     ``{"results": [...]}``; with ``run_id`` and ``stored`` (the results store written, "" if none)."""
     request.check()
     path = released.resolve(request.checkpoint)
-    model_name, variant, scale, form = _identity(request, path)
+    model, identity, digest = _load(request, path)
+    model_name, variant, scale, form = identity
     spec = architectures.spec(model_name)
     test_time = _test_time(request, spec)
     where = runtime.resolve_device(request.device)
@@ -83,8 +87,6 @@ def run_eval(request: EvalRequest) -> dict:
         default.warmup if request.runtime_warmup is None else request.runtime_warmup,
         default.repeats if request.runtime_repeats is None else request.runtime_repeats,
     )
-    model = architectures.build(model_name, scale, variant, form=form)
-    model = architectures.load_checkpoint(model, path)
     names = dataset_names(request.datasets, model_name, variant, scale)
     sets = _load_sets(names, scale, request.data_root)  # every set before the first image
     root = results_store.default_root()
@@ -99,7 +101,7 @@ def run_eval(request: EvalRequest) -> dict:
         form=form,
         scale=scale,
         checkpoint=checkpoint_label(request.checkpoint),
-        checkpoint_hash=content_hash(model.state_dict()),
+        checkpoint_hash=digest,
     )
     if request.store and request.config_text:
         results_store.keep_config(ctx.run_id, request.config_text, root)
@@ -136,22 +138,27 @@ def run_eval(request: EvalRequest) -> dict:
     return payloads[0] if len(payloads) == 1 else {"results": payloads, "run_id": ctx.run_id}
 
 
-def _identity(request: EvalRequest, path: Path) -> tuple[str, str | None, int, str]:
-    """(model, variant, scale, form): as given, the rest detected from the checkpoint's tensors."""
+def _load(request: EvalRequest, path: Path) -> tuple[nn.Module, tuple[str, str | None, int, str], str]:
+    """The model with the checkpoint loaded, its (model, variant, scale, form) and the content hash of the
+    checkpoint's tensors. Without --model/--scale everything comes from the file's tensors; flags that are
+    given must agree with what the file is."""
     if request.model is not None and request.scale is not None:
         spec = architectures.spec(request.model)
         variant = spec.default_variant if request.variant is None else request.variant
-        return request.model, variant, request.scale, request.form or "train"
-    detected = architectures.detect(path, param_key=request.param_key)
+        form = request.form or "train"
+        model = architectures.build(request.model, request.scale, variant, form=form)
+        model = architectures.load_checkpoint(model, path, param_key=request.param_key)
+        digest = content_hash(detect.read_weights(path, request.param_key).state_dict)
+        return model, (request.model, variant, request.scale, form), digest
+    model, found = architectures.load_detected(path, request.param_key, form=request.form)
+    digest = found.content_hash
     for key, given in (("model", request.model), ("variant", request.variant), ("scale", request.scale),
                        ("form", request.form)):  # fmt: skip
-        if given is not None and given != getattr(detected, key):
-            raise UserError(
-                f"{path} holds {detected.describe()}, but --{key} {given} was given: drop the flag or pass "
-                "the matching checkpoint"
-            )
-    progress.stage(f"detected {detected.describe()} in {path}")
-    return detected.model, detected.variant, detected.scale, detected.form
+        if given is not None and given != getattr(found, key):
+            raise UserError(f"{path} is a {found} checkpoint, but --{key} {given} was given: drop the flag")
+    form = request.form or architectures.spec(found.model).eval_form
+    progress.stage(f"detected {found} ({found.flags}) in {path.name}; content hash {digest[:12]}")
+    return model, (found.model, found.variant, found.scale, form), digest
 
 
 def _load_sets(names: list[str], scale: int, root: Path | None) -> dict[str, tuple[list[Pair], str]]:

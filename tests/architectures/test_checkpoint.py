@@ -37,6 +37,25 @@ def test_basicsr_prefers_params_ema_and_says_so(tmp_path, caplog):
     assert "'params_ema'" in caplog.text and "preferred over 'params'" in caplog.text
 
 
+def test_param_key_picks_the_entry(tmp_path):
+    source = span().state_dict()
+    ema, plain = shifted(source, 1.0), shifted(source, 2.0)
+    path = tmp_path / "net_g_latest.pth"
+    torch.save({"params": plain, "params_ema": ema}, path)
+    assert_loaded(load_checkpoint(span(), path, param_key="params"), plain)
+    assert_loaded(load_checkpoint(span(), path, param_key="params_ema"), ema)
+
+
+def test_a_missing_param_key_names_the_entries_there(tmp_path):
+    path = tmp_path / "net_g.pth"
+    torch.save({"params": span().state_dict()}, path)
+    with pytest.raises(CheckpointError, match=r"no state_dict under 'params_ema'; it holds \['params'\]"):
+        load_checkpoint(span(), path, param_key="params_ema")
+    torch.save(span().state_dict(), path)
+    with pytest.raises(CheckpointError, match="plain state_dict with no 'params' entry: drop --param-key"):
+        load_checkpoint(span(), path, param_key="params")
+
+
 @pytest.mark.parametrize("wrapper", ["params", "state_dict", "model"])
 def test_wrappers_and_module_prefix(wrapper, tmp_path):
     source = shifted(span().state_dict(), 0.5)
@@ -63,14 +82,46 @@ def test_adapt_state_dict_hook_maps_official_extras():
 
 
 def test_wrong_scale_names_the_scale_to_pass():
-    with pytest.raises(CheckpointError, match="checkpoint is for ×4 but the model is ×2: pass --scale 4"):
+    expected = (
+        "a span_esr ch12 x4 deploy checkpoint but the model is span_esr ch12 x2 deploy: pass --scale 4$"
+    )
+    with pytest.raises(CheckpointError, match=expected):
         load_checkpoint(span(scale=2), span(scale=4).state_dict())
 
 
 def test_wrong_width_names_the_variant_to_pass():
-    expected = "checkpoint has 28 feature channels but the model was built with 48: pass --variant ch28"
-    with pytest.raises(CheckpointError, match=expected):
+    expected = (
+        "span_esr ch28 x4 deploy checkpoint but the model is span_esr ch48 x4 deploy: pass --variant ch28$"
+    )
+    with pytest.raises(CheckpointError, match=expected.replace("(", r"\(")):
         load_checkpoint(span(scale=4, variant="ch48"), span(scale=4, variant="ch28").state_dict())
+
+
+def test_a_train_form_file_of_another_width_needs_only_the_variant_in_deploy_form():
+    train = span(scale=4, variant="ch28", form="train").state_dict()
+    with pytest.raises(
+        CheckpointError, match=r"ch28 x4 train checkpoint but .* ch48 x4 deploy: pass --variant ch28$"
+    ):
+        load_checkpoint(span(scale=4, variant="ch48"), train)
+
+
+def test_a_deploy_file_in_a_train_model_names_variant_and_form():
+    deploy = span(scale=4, variant="ch28").state_dict()
+    with pytest.raises(CheckpointError, match="pass --variant ch28 --form deploy$"):
+        load_checkpoint(span(scale=4, variant="ch48", form="train"), deploy)
+
+
+def test_another_architecture_is_named_without_a_variant_hint():
+    """The issue's case: a SPAN-ESR release loaded into HSPAN or SPAN-light."""
+    deploy = span(scale=4, variant="ch28").state_dict()
+    for name in ("span_light", "hspan"):
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(architectures.build(name, 4), deploy)
+        message = str(info.value)
+        assert message.startswith(
+            f"state_dict argument: this file is a span_esr ch28 x4 deploy checkpoint, not {name}"
+        )
+        assert "build span_esr --variant ch28 --scale 4 --form deploy" in message
 
 
 def test_missing_and_unexpected_keys_are_listed_and_truncated():
@@ -79,6 +130,7 @@ def test_missing_and_unexpected_keys_are_listed_and_truncated():
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(span(), broken)
     message = str(info.value)
+    assert "matches no registered architecture" in message and "not a span_esr ch12 x2 deploy" in message
     assert "missing keys (36): block_1.c1_r.eval_conv.weight" in message
     assert "unexpected keys (36): blk_1.c1_r.eval_conv.weight" in message
     assert "… and 28 more" in message

@@ -87,9 +87,11 @@ def test_shared_ntire_files_match_their_pins(shared, name):
     path = shared_checkpoint(shared)
     if path is None:
         pytest.skip(f"not run: {shared} not found (set REPROSR_TEST_CHECKPOINTS to shared/checkpoints)")
-    pinned = released.RELEASED[name].files[0]
+    entry = released.RELEASED[name]
+    pinned = entry.files[0]
     assert pinned.check(path) == pinned.sha256
     assert released.git_blob_id(path.read_bytes()) == pinned.git_blob
+    assert released.tensors_hash(path) == entry.content_hash  # measured on these files, recorded in the zoo
 
 
 def test_identify_recognises_a_release_by_its_bytes(monkeypatch, tmp_path):
@@ -236,7 +238,7 @@ def test_manual_entry_says_where_to_put_the_file_then_records_its_hash(monkeypat
 def test_resolve_takes_names_aliases_and_paths(monkeypatch, tmp_path):
     monkeypatch.setattr(released, "fetch_released", lambda name: Path("/fetched") / name)
     assert released.resolve("span_esr_ch28_x4_ntire2026_baseline") == Path(
-        "/fetched/span_esr_ch28_x4_ntire2026_baseline"
+        "/fetched/span_esr_ch28_x4_ntire2024"
     )
     assert released.resolve(tmp_path / "x.pth") == tmp_path / "x.pth"
 
@@ -252,6 +254,7 @@ def test_cli_checkpoints_json(capsys, monkeypatch, tmp_path):
     entries = json.loads(capsys.readouterr().out)["checkpoints"]
     assert len(entries) == len(released.RELEASED) == 21
     keys = {"name", "paper", "model", "variant", "scale", "form", "files", "source", "licence", "verifies"}
+    keys |= {"content_hash", "known_files"}
     assert all(keys <= set(e) for e in entries)
     drsan = next(e for e in entries if e["name"] == "drsan_32s_x2_official")
     assert {(r["dataset"], r["metric"]) for r in drsan["verifies"]} >= {
@@ -261,3 +264,155 @@ def test_cli_checkpoints_json(capsys, monkeypatch, tmp_path):
     assert all(f["git_blob"] for f in drsan["files"]) and not drsan["cached"]
     cli.main(["checkpoints"])
     assert "hspan_x4_official" in capsys.readouterr().out
+
+
+ENTRY = """
+[[release]]
+name = "toy_x2_official"
+aliases = ["toy_x2_mirror"]
+paper = "span_light"
+model = "span_light"
+variant = ""
+scale = 2
+form = "train"
+layout = "pytorch"
+source = "a test"
+
+[[release.files]]
+name = "toy.pth"
+urls = ["https://example.invalid/toy.pth"]
+sha256 = "{sha256}"
+"""
+
+
+@pytest.fixture
+def zoo_restored():
+    """Every test that registers releases leaves the zoo as it found it."""
+    before = dict(released.RELEASED)
+    yield
+    released.RELEASED.clear()
+    released.RELEASED.update(before)
+
+
+def test_every_package_entry_comes_from_a_data_file():
+    folder = Path(released.__file__).with_name("releases")
+    assert {Path(e.defined_in).parent for e in released.RELEASED.values()} == {folder}
+    assert {Path(e.defined_in).stem for e in released.RELEASED.values()} == {
+        e.paper for e in released.RELEASED.values()
+    }
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("scale = 2", "scale = 8"), r"release 'toy_x2_official': field scale = 8; span_light  exists at"),
+        (('form = "train"', 'form = "deploy"'), r"field form = 'deploy'; span_light has forms"),
+        (('source = "a test"', 'sourc = "a test"'), r"unknown field\(s\) \['sourc'\]"),
+        (('source = "a test"', ""), "missing field source"),
+        (("scale = 2", 'scale = "2"'), "field scale = '2' is not a int"),
+        (('sha256 = "{sha256}"', 'sha256 = "ABC"'), "files\\[0\\]: field sha256 = 'ABC' is not 64"),
+        (('sha256 = "{sha256}"', ""), "needs a sha256 or git_blob pin"),
+        (('urls = ["https://example.invalid/toy.pth"]', "urls = []"), "field manual must say where"),
+        (('model = "span_light"', 'model = "nope"'), "field model: unknown model 'nope'"),
+    ],
+)
+def test_data_errors_name_file_entry_and_field(change, message, tmp_path, zoo_restored):
+    path = tmp_path / "toy.toml"
+    path.write_text(ENTRY.replace(*change).replace("{sha256}", "0" * 64), encoding="utf-8")
+    with pytest.raises(released.ReleaseDataError, match=f"{path}: .*{message}"):
+        released.add_file(path)
+
+
+def test_the_same_tensors_cannot_be_two_entries(tmp_path, zoo_restored):
+    ch28 = released.RELEASED["span_esr_ch28_x4_ntire2024"]
+    path = tmp_path / "copy.toml"
+    path.write_text(ENTRY.replace("{sha256}", ch28.files[0].sha256), encoding="utf-8")
+    with pytest.raises(
+        released.ReleaseDataError, match="shares .*6c80f050.* with 'span_esr_ch28_x4_ntire2024'"
+    ):
+        released.add_file(path)
+    path.write_text(ENTRY.replace("{sha256}", "1" * 64).replace("toy_x2_mirror", ch28.aliases[0]))
+    with pytest.raises(released.ReleaseDataError, match="shares \\['span_esr_ch28_x4_ntire2026_baseline'\\]"):
+        released.add_file(path)
+
+
+def test_a_paper_folder_adds_releases_without_python(tmp_path, zoo_restored):
+    from harness import papers
+
+    (tmp_path / "paper" / "releases").mkdir(parents=True)
+    (tmp_path / "paper" / "releases" / "toy.toml").write_text(ENTRY.replace("{sha256}", "2" * 64))
+    papers.add_paper(tmp_path / "paper")
+    papers.add_paper(tmp_path / "paper")  # idempotent
+    entry = released.lookup("toy_x2_mirror")
+    assert entry is not None and entry.name == "toy_x2_official" and entry.defined_in.endswith("toy.toml")
+    assert released.lookup(digest="2" * 64) == entry
+
+
+def test_one_lookup_by_name_alias_model_and_any_hash():
+    ch28 = released.lookup("span_esr_ch28_x4_ntire2026_baseline")
+    assert ch28 is released.RELEASED["span_esr_ch28_x4_ntire2024"]
+    assert released.lookup(model="span_esr", variant="ch28", scale=4) is ch28
+    assert released.lookup(model="span_light", variant="", scale=3).name == "span_light_x3_official"
+    for digest in (ch28.files[0].sha256, ch28.files[0].git_blob, ch28.content_hash):
+        assert released.lookup(digest=digest) is ch28
+    assert (
+        released.lookup("span_esr_ch28_x4_ntire2026_baseline", model="hspan", variant=None, scale=4) is None
+    )
+    assert released.for_recipe("span_esr", "ch28", 4) is ch28 and released.released(ch28.aliases[0]) is ch28
+
+
+def test_identify_knows_a_re_saved_release_by_its_content_hash(tmp_path):
+    path = shared_checkpoint("ntire2024_team38_span_ch28_x4.pth")
+    if path is None:
+        pytest.skip("not run: the NTIRE 2024 ch28 file not found (set REPROSR_TEST_CHECKPOINTS)")
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    resaved = tmp_path / "net_g_ema.pth"
+    torch.save({"params_ema": {f"module.{k}": v for k, v in state_dict.items()}}, resaved)
+    assert resaved.read_bytes() != path.read_bytes()
+    assert released.identify(resaved).name == "span_esr_ch28_x4_ntire2024"
+
+
+def _tf_entry(monkeypatch, tmp_path, **changes) -> tuple[ReleasedCheckpoint, Path, list]:
+    with tarfile.open(TF_FIXTURES) as tar:
+        tar.extractall(tmp_path / "tf", filter="data")
+    folder = tmp_path / "tf" / "drsan32s_x2"
+    files = tuple(
+        _pin(folder / n, sha256=False)
+        for n in ("checkpoint", "drsan32s_x2.index", "drsan32s_x2.data-00000-of-00001")
+    )
+    entry = replace(released.RELEASED["drsan_32s_x2_official"], name="t", files=files, **changes)
+    monkeypatch.setitem(released.RELEASED, "t", entry)
+    return entry, folder, _serve(monkeypatch, {p.name: p for p in folder.iterdir()})
+
+
+def test_a_converted_tf_release_is_tied_to_its_sources(monkeypatch, tmp_path):
+    """Issue 24: a state_dict put in place of the conversion is not trusted because it exists."""
+    entry, folder, calls = _tf_entry(monkeypatch, tmp_path)
+    cache = tmp_path / "cache"
+    path = released.fetch_released("t", cache_dir=cache)
+    expected = released.tensors_hash(path)
+    assert expected == released.tensors_hash(folder)  # the conversion holds the bundle's tensors
+    assert released.recorded_content_hash("t", cache) == expected
+    torch.save(architectures.build("drsan", 2, "32s").state_dict(), path)  # another state_dict, same layout
+    assert released.tensors_hash(released.fetch_released("t", cache_dir=cache)) == expected
+    path.with_name(path.name + ".source.json").write_text("{")  # a damaged record
+    assert released.tensors_hash(released.fetch_released("t", cache_dir=cache)) == expected
+    assert len(calls) == 3  # the verified sources were reused every time
+
+
+def test_tensors_that_are_not_the_zoos_content_hash_are_refused(monkeypatch, tmp_path):
+    _tf_entry(monkeypatch, tmp_path, content_hash="3" * 64)
+    with pytest.raises(ValueError, match="content hash .* but t has 3333"):
+        released.fetch_released("t", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "t" / "t.pth").exists()
+
+
+def test_an_empty_manual_record_is_a_clear_error(monkeypatch, tmp_path):
+    entry = replace(released.RELEASED["hspan_x4_official"], name="t", model="span_light", scale=2)
+    monkeypatch.setitem(released.RELEASED, "t", entry)
+    target = released.cached_path("t", tmp_path)
+    target.parent.mkdir(parents=True)
+    torch.save(architectures.build("span_light", 2).state_dict(), target)
+    target.with_name(target.name + ".sha256").write_text("")
+    with pytest.raises(ValueError, match="is empty or not a sha256 record: delete it"):
+        released.fetch_released("t", cache_dir=tmp_path)
