@@ -76,7 +76,7 @@ def checkpoints(session: nox.Session) -> None:
     summary, judged_recipes = [], 0
     for name in RECIPES:
         recipe = load(name)
-        entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+        entry = released.lookup(model=recipe.model, variant=recipe.variant, scale=recipe.scale)
         if entry is None:
             summary.append(f"{name}: no official checkpoint is published (see `reprosr checkpoints`)")
             continue

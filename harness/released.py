@@ -270,11 +270,6 @@ def released(name: str) -> ReleasedCheckpoint:
     return entry
 
 
-def for_recipe(model: str, variant: str | None, scale: int) -> ReleasedCheckpoint | None:
-    """:func:`lookup` of the official release of ``model``/``variant`` at ×``scale``."""
-    return lookup(model=model, variant=variant, scale=scale)
-
-
 def identify(path: str | Path) -> ReleasedCheckpoint | None:
     """The zoo entry whose tensors are in the file (or TF checkpoint folder) at ``path``, whatever it is
     called: by the weight file's sha256 or git blob id (a TF bundle's first shard), else by the content

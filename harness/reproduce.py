@@ -115,7 +115,7 @@ def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, o
     file that fails its pins) this is a UserError that says where to put a file fetched by other means:
     nothing is evaluated or stored. A checkpoint run trains nothing, so it has no retrain verdicts."""
     name = official_checkpoint(recipe, checkpoint)
-    if name in released.RELEASED:
+    if released.lookup(name) is not None:
         fetch_release(name)
     verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
     label = checkpoint_label(name)
@@ -153,8 +153,9 @@ def fetch_release(name: str) -> Path:
 def checkpoint_label(checkpoint: str) -> str:
     """How a checkpoint is recorded: a release's zoo name (also when a file is one, whatever its name), else
     the file's name — never a path of this machine."""
-    if checkpoint in released.RELEASED:
-        return checkpoint
+    entry = released.lookup(checkpoint)
+    if entry is not None:
+        return entry.name
     known = released.identify(checkpoint)
     return known.name if known else Path(checkpoint).name
 
@@ -162,8 +163,9 @@ def checkpoint_label(checkpoint: str) -> str:
 def official_checkpoint(recipe: Recipe, checkpoint: str) -> str:
     """The zoo name or path a checkpoint argument names; "official" without a release is a UserError."""
     if checkpoint != OFFICIAL:
-        return released.released(checkpoint).name if checkpoint in released.RELEASED else checkpoint
-    entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+        entry = released.lookup(checkpoint)
+        return entry.name if entry is not None else checkpoint
+    entry = released.lookup(model=recipe.model, variant=recipe.variant, scale=recipe.scale)
     if entry is None:
         raise UserError(
             f"no official checkpoint of {recipe.model} {recipe.variant or ''} ×{recipe.scale} is published "

@@ -231,7 +231,7 @@ def load_recipe_checkpoint(recipe: Recipe, checkpoint: str | None):
     A re-parameterisable model is evaluated in its deploy form, which loads both checkpoint forms."""
     form = architectures.spec(recipe.model).eval_form
     if checkpoint is None:
-        entry = released.for_recipe(recipe.model, recipe.variant, recipe.scale)
+        entry = released.lookup(model=recipe.model, variant=recipe.variant, scale=recipe.scale)
         if entry is None:
             return (
                 None,

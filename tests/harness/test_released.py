@@ -358,7 +358,10 @@ def test_one_lookup_by_name_alias_model_and_any_hash():
     assert (
         released.lookup("span_esr_ch28_x4_ntire2026_baseline", model="hspan", variant=None, scale=4) is None
     )
-    assert released.for_recipe("span_esr", "ch28", 4) is ch28 and released.released(ch28.aliases[0]) is ch28
+    assert (
+        released.lookup(model="span_esr", variant="ch28", scale=4) is ch28
+        and released.released(ch28.aliases[0]) is ch28
+    )
 
 
 def test_identify_knows_a_re_saved_release_by_its_content_hash(tmp_path):
