@@ -116,7 +116,7 @@ def complexity(
     size = (1, 3, *CONVENTIONS[convention].lr_size(scale))
     was_training = model.training
     try:
-        per_op, uncounted = (_fvcore_macs if ops == "fvcore" else _multi_adds)(model.eval(), size)
+        per_op, uncounted = (fvcore_macs if ops == "fvcore" else _multi_adds)(model.eval(), size)
     finally:
         model.train(was_training)
     return Complexity(
@@ -125,7 +125,9 @@ def complexity(
     )  # fmt: skip
 
 
-def _fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
+def fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
+    """The ``fvcore`` rule at input ``size`` (a zero input on the model's device): MACs per op (the registry's
+    attention operators under their ``prim::PythonOp.<Function>`` names) and the ops fvcore skipped."""
     device = next(model.parameters()).device
     with counting() as calls, torch.no_grad():
         replay = _Replay(calls)
