@@ -74,8 +74,8 @@ def test_crop_mode_with_the_default_overlap_equals_the_whole_image(one_thread):
         exact = tiles.tiled(model, x, 4, 16, overlap)
         short = tiles.tiled(model, x, 4, 16, overlap // 2)
     torch.testing.assert_close(exact, whole, rtol=0, atol=1e-10)  # float64: summation order only
-    # (at random init the outermost rings weigh ~1e-14: half the radius shows the loss)
-    assert (short - whole).abs().max() > 1e-4
+    # at random init the far rings weigh little (overlap 10: 3e-7, 20: 2e-14) but far above float64 noise
+    assert (short - whole).abs().max() > 1e-8
 
 
 def test_average_mode_visits_the_ntire_grid_and_divides_by_coverage():
