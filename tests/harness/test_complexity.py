@@ -240,6 +240,26 @@ def test_mac_report_names_the_custom_ops_fvcore_and_flop_counter_cannot_see():
     assert r.macs == r.totals["fvcore"] + sum(by_hand.values())
 
 
+class SdpaNet(nn.Module):
+    """torch's fused attention: fvcore skips it, FlopCounterMode counts its matmuls."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Conv2d(3, 6, 1)
+
+    def forward(self, x):
+        q = self.qkv(x).flatten(2).transpose(1, 2)  # (B, HW, 6)
+        return nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+def test_mac_report_names_a_fused_op_only_one_counter_sees():
+    r = mac_report(SdpaNet(), (1, 3, 8, 8))
+    assert r.gaps["conv"] == {"fvcore": 64 * 18, "flop_counter": 64 * 18}
+    assert r.gaps["matmul"] == {"fvcore": 0, "flop_counter": 2 * 64 * 64 * 6}
+    assert r.disagreement == ["matmul: fvcore 0 G, flop_counter 4.915e-05 G; not seen by fvcore"]
+    assert r.uncounted == ["aten::scaled_dot_product_attention"]
+
+
 def report_is_honest(r) -> None:
     """Every category within AGREEMENT between its counters, or named in ``disagreement``."""
     for category, counts in r.gaps.items():
