@@ -23,6 +23,10 @@ Op-counting rules (:data:`OPS`); each paper's rule is in the model registry (``M
 |            | ``macs()``. Skipped: sigmoid, gating products, the DRM's        |                      |
 |            | weighted sums and pooling, pixel shuffle.                       |                      |
 
+Cross-check (:func:`mac_report`): the same forward counted by fvcore alone (as NTIRE's ``test_demo.py``
+runs it), by torch's ``FlopCounterMode`` (on the meta device; FLOPs / 2) and by the operator registry;
+per op category the counters are compared and every gap above 1 % is reported by name, never summed away.
+
 How: ``fvcore`` traces a real forward on the CPU (fvcore's jit trace needs real tensors), so its cost
 is that of one forward pass; ``multi_adds`` runs the forward on the meta device (no arithmetic at all)
 and counts aten ops by their shapes. In both, the attention operators of the operator registry
@@ -43,6 +47,7 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import get_shape
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 import architectures
 from kernels import OPERATORS, counting
@@ -116,7 +121,7 @@ def complexity(
     size = (1, 3, *CONVENTIONS[convention].lr_size(scale))
     was_training = model.training
     try:
-        per_op, uncounted = (_fvcore_macs if ops == "fvcore" else _multi_adds)(model.eval(), size)
+        per_op, uncounted = (fvcore_macs if ops == "fvcore" else _multi_adds)(model.eval(), size)
     finally:
         model.train(was_training)
     return Complexity(
@@ -125,7 +130,9 @@ def complexity(
     )  # fmt: skip
 
 
-def _fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
+def fvcore_macs(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int], list[str]]:
+    """The ``fvcore`` rule at input ``size`` (a zero input on the model's device): MACs per op (the registry's
+    attention operators under their ``prim::PythonOp.<Function>`` names) and the ops fvcore skipped."""
     device = next(model.parameters()).device
     with counting() as calls, torch.no_grad():
         replay = _Replay(calls)
@@ -235,3 +242,99 @@ def _multi_adds(model: nn.Module, size: tuple[int, ...]) -> tuple[dict[str, int]
     for call in calls:
         per_op[call.op] = per_op.get(call.op, 0) + call.macs
     return per_op, sorted(counter.uncounted)
+
+
+COUNTERS = ("fvcore", "flop_counter", "registry")
+AGREEMENT = 0.01  # relative gap between counters above which an op category is reported
+# Each counter's op names → the category they are compared under; other names are their own category.
+_CATEGORY = {
+    "conv": "conv", "aten.convolution": "conv",
+    "linear": "matmul", "matmul": "matmul", "bmm": "matmul", "einsum": "matmul",
+    "aten.mm": "matmul", "aten.addmm": "matmul", "aten.bmm": "matmul", "aten.baddbmm": "matmul",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MacReport:
+    """MACs of one forward at ``input_size`` from three counters, never silently merged.
+
+    ``totals`` / ``per_op``: per counter (:data:`COUNTERS`) its total and its own op names: ``fvcore`` alone
+    (its default handles; a registry operator is an unsupported ``prim::PythonOp`` it counts as 0),
+    ``flop_counter`` (``torch.utils.flop_counter.FlopCounterMode``, FLOPs / 2), ``registry`` (the attention
+    operators' ``macs()``). ``gaps``: category → counter → MACs (the registry's operators under all three
+    counters, every other category under fvcore and FlopCounterMode). ``disagreement``: one line per
+    category whose counters differ by more than :data:`AGREEMENT` (an op one counter does not see included).
+    ``uncounted``: the ops fvcore skipped that FlopCounterMode does not name either (mostly elementwise ops,
+    which neither rule counts; a fused op FlopCounterMode counts as its parts, e.g. SDPA as bmm, stays
+    listed and shows as a gap).
+    ``macs``: what :func:`complexity` reports under the ``fvcore`` rule (fvcore + registry).
+    """
+
+    input_size: tuple[int, ...]
+    totals: dict[str, int]
+    per_op: dict[str, dict[str, int]]
+    gaps: dict[str, dict[str, int]]
+    disagreement: list[str]
+    uncounted: list[str]
+
+    @property
+    def macs(self) -> int:
+        return self.totals["fvcore"] + self.totals["registry"]
+
+
+def mac_report(model: nn.Module, input_size: tuple[int, ...]) -> MacReport:
+    """Count one eval-mode forward of a zero ``input_size`` input with every counter (see :class:`MacReport`).
+
+    fvcore traces a real forward on the model's device; ``FlopCounterMode`` runs a meta-device copy; the
+    registry's operators run as shape-only stand-ins in both.
+    """
+    was_training = model.training
+    try:
+        fvcore_ops, skipped = fvcore_macs(model.eval(), input_size)
+        counted = _flop_counter_macs(model, input_size)
+    finally:
+        model.train(was_training)
+    registry_names = {op.function_name for op in OPERATORS.values()}
+    per_op = {
+        "fvcore": {
+            op: n for op, n in fvcore_ops.items() if op.removeprefix("PythonOp.") not in registry_names
+        },
+        "flop_counter": counted["aten"],
+        "registry": counted["registry"],
+    }
+    gaps: dict[str, dict[str, int]] = {}
+    for counter, ops in per_op.items():
+        for op, n in ops.items():
+            category = _CATEGORY.get(op, op)
+            # The registry counts its own operators only; other categories: fvcore vs FlopCounterMode.
+            seen_by = COUNTERS if category in registry_names else COUNTERS[:2]
+            gaps.setdefault(category, dict.fromkeys(seen_by, 0))[counter] += n
+    return MacReport(
+        input_size=tuple(input_size), totals={c: sum(per_op[c].values()) for c in COUNTERS}, per_op=per_op,
+        gaps=gaps, disagreement=[_describe(op, n) for op, n in gaps.items() if _disagree(n)],
+        uncounted=[op for op in skipped if op.replace("::", ".") not in per_op["flop_counter"]],
+    )  # fmt: skip
+
+
+def _flop_counter_macs(model: nn.Module, size: tuple[int, ...]) -> dict[str, dict[str, int]]:
+    meta_model = copy.deepcopy(model).to("meta").eval()
+    counter = FlopCounterMode(display=False)
+    with counting() as calls, torch.no_grad(), counter:
+        meta_model(torch.zeros(size, device="meta"))
+    aten = {str(op): int(n) // 2 for op, n in counter.get_flop_counts()["Global"].items() if n}
+    registry: Counter[str] = Counter()
+    for call in calls:
+        registry[call.op] += call.macs
+    return {"aten": aten, "registry": dict(registry)}
+
+
+def _disagree(by_counter: dict[str, int]) -> bool:
+    high = max(by_counter.values())
+    return high > 0 and (high - min(by_counter.values())) / high > AGREEMENT
+
+
+def _describe(category: str, by_counter: dict[str, int]) -> str:
+    counts = ", ".join(f"{c} {n / 1e9:.4g} G" for c, n in by_counter.items())
+    blind = [c for c, n in by_counter.items() if n == 0]
+    why = f"; not seen by {' and '.join(blind)}" if blind else ""
+    return f"{category}: {counts}{why}"

@@ -8,7 +8,7 @@ from torch import nn
 
 import architectures
 from harness import published
-from harness.complexity import CONVENTIONS, complexity, count_params
+from harness.complexity import AGREEMENT, CONVENTIONS, complexity, count_params, mac_report
 from harness.published import official_table
 from kernels import OPERATORS, counting, operator, sliding_proxy, soft_threshold
 
@@ -198,3 +198,97 @@ def test_fvcore_macs_equal_the_official_code_to_its_printed_digits(row):
     assert c.ops == architectures.spec(row.model).counting.ops
     digits = len(row.value.split(".")[1])
     assert round(c.macs_g, digits) == float(row.value), f"{c.macs_g:.4f} G vs official {row.value} G"
+
+
+class MatmulNet(nn.Module):
+    """A linear layer and a batched matmul: fvcore's linear/matmul against FlopCounterMode's mm/bmm."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(3, 5)
+
+    def forward(self, x):
+        t = self.proj(x.flatten(2).transpose(1, 2))  # (B, HW, 5)
+        scores = t @ t.transpose(1, 2)  # (B, HW, HW)
+        return (scores @ t).transpose(1, 2).reshape(x.shape[0], 5, *x.shape[2:])
+
+
+def test_mac_report_counters_agree_on_convs_and_matmuls():
+    pixels = 6 * 7
+    r = mac_report(MatmulNet(), (1, 3, 6, 7))
+    by_hand = pixels * 3 * 5 + 2 * pixels * pixels * 5
+    assert r.totals == {"fvcore": by_hand, "flop_counter": by_hand, "registry": 0}
+    assert r.gaps == {"matmul": {"fvcore": by_hand, "flop_counter": by_hand}} and r.disagreement == []
+    h = mac_report(HandNet(), (1, 3, 8, 8))
+    conv = 64 * (8 * 3 * 9 + 12 * 8 * 9)
+    assert h.gaps == {"conv": {"fvcore": conv, "flop_counter": conv}} and h.disagreement == []
+    assert {"aten::prelu", "aten::add"} <= set(h.uncounted) and h.macs == h.totals["fvcore"]
+
+
+def test_mac_report_names_the_custom_ops_fvcore_and_flop_counter_cannot_see():
+    r = mac_report(AttentionNet(), (1, 3, 16, 16))
+    by_hand = attention_macs_by_hand(16, 16)
+    names = {
+        "soft_threshold": "SoftThresholdAttentionFunction",
+        "sliding_proxy": "SlidingProxyAttentionFunction",
+    }
+    assert r.per_op["registry"] == {names[k]: v for k, v in by_hand.items()}
+    for op, macs in by_hand.items():
+        assert r.gaps[names[op]] == {"fvcore": 0, "flop_counter": 0, "registry": macs}
+        line = next(d for d in r.disagreement if d.startswith(names[op]))
+        assert line.endswith("not seen by fvcore and flop_counter")
+    assert r.macs == r.totals["fvcore"] + sum(by_hand.values())
+
+
+class SdpaNet(nn.Module):
+    """torch's fused attention: fvcore skips it, FlopCounterMode counts its matmuls."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Conv2d(3, 6, 1)
+
+    def forward(self, x):
+        q = self.qkv(x).flatten(2).transpose(1, 2)  # (B, HW, 6)
+        return nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+def test_mac_report_names_a_fused_op_only_one_counter_sees():
+    r = mac_report(SdpaNet(), (1, 3, 8, 8))
+    assert r.gaps["conv"] == {"fvcore": 64 * 18, "flop_counter": 64 * 18}
+    assert r.gaps["matmul"] == {"fvcore": 0, "flop_counter": 2 * 64 * 64 * 6}
+    assert r.disagreement == ["matmul: fvcore 0 G, flop_counter 4.915e-05 G; not seen by fvcore"]
+    assert r.uncounted == ["aten::scaled_dot_product_attention"]
+
+
+def report_is_honest(r) -> None:
+    """Every category within AGREEMENT between its counters, or named in ``disagreement``."""
+    for category, counts in r.gaps.items():
+        high, low = max(counts.values()), min(counts.values())
+        named = any(line.startswith(f"{category}:") for line in r.disagreement)
+        assert named == (high > 0 and (high - low) / high > AGREEMENT), (category, counts, r.disagreement)
+
+
+@pytest.mark.parametrize("name", sorted(architectures.MODELS))
+def test_mac_report_of_every_registered_model_agrees_or_names_the_op(name, one_thread):
+    spec = architectures.spec(name)
+    model = architectures.build(name, 4, None, form=spec.eval_form)
+    side = 16 if name == "span_light" else 8  # SPAN-light needs >= 13 LR pixels; fvcore runs real convs
+    r = mac_report(model, (1, 3, side, side))
+    report_is_honest(r)
+    assert r.gaps["conv"]["fvcore"] == r.gaps["conv"]["flop_counter"] > 0
+    registry_ops = set(r.per_op["registry"])
+    assert all(any(line.startswith(op) for line in r.disagreement) for op in registry_ops)
+    assert registry_ops == {"hspan": {"SoftThresholdAttentionFunction"},
+                            "span_light": {"SlidingProxyAttentionFunction"}}.get(name, set())  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(architectures.MODELS))
+def test_mac_report_at_the_papers_input_size(name):
+    """Full size: the report's fvcore + registry total is ``complexity``'s under the fvcore rule."""
+    spec = architectures.spec(name)
+    model = architectures.build(name, 4, None, form=spec.eval_form)
+    size = (1, 3, *CONVENTIONS[spec.counting.convention].lr_size(4))
+    r = mac_report(model, size)
+    report_is_honest(r)
+    assert r.macs == complexity(model, 4, spec.counting.convention, ops="fvcore").macs
