@@ -8,20 +8,24 @@ to the results store before starting the next, so a failure later keeps what was
 from __future__ import annotations
 
 import hashlib
+import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 import architectures
 from architectures import detect
 from architectures.reading import content_hash
-from harness import data, progress, released, runtime
+from harness import data, half, ntire, progress, released, runtime, tiles
 from harness import store as results_store
 from harness.data import Pair
 from harness.errors import UserError
 from harness.eval_request import EvalRequest
 from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate, result_rows
+from harness.files import atomic_file
 from harness.reproduce import checkpoint_label
 from harness.rows import RunContext
 from harness.runtime import RuntimeProtocol
@@ -59,14 +63,24 @@ def _paper_sets(model: str, variant: str | None, scale: int) -> list[str]:
     )
 
 
-def _test_time(request: EvalRequest, spec) -> TestTime:
-    if request.tile and request.inference not in (None, Inference.TILE):
+def _test_time(request: EvalRequest, model: nn.Module) -> TestTime:
+    """The test-time knobs: a tile overlap not given is the model's measured receptive field (a warning
+    when tiles change the result: a global field, or a smaller overlap than the field)."""
+    spec = architectures.registry.spec_of(model) or architectures.spec(request.model)
+    if request.tile and request.inference not in (None, Inference.TILE, Inference.TILE_AVERAGE):
         raise UserError(f"--tile replaces the {request.inference!r} procedure: give one of them")
-    inference = Inference.TILE if request.tile else Inference(request.inference or spec.test_time)
+    overlap = 0
+    if request.tile:
+        inference = Inference.TILE_AVERAGE if request.tile_mode == "average" else Inference.TILE
+        overlap, warning = tiles.resolve_overlap(model, request.tile_overlap, request.tile_mode)
+        if warning:
+            progress.stage(f"warning: {warning}")
+    else:
+        if request.tile_overlap:
+            raise UserError("--tile-overlap needs a tile size (--tile N)")
+        inference = Inference(request.inference or spec.test_time)
     try:
-        return TestTime(
-            inference, request.tile, request.tile_overlap, request.self_ensemble, Precision(request.precision)
-        )
+        return TestTime(inference, request.tile, overlap, request.self_ensemble, Precision(request.precision))
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
@@ -79,7 +93,7 @@ def run_eval(request: EvalRequest) -> dict:
     model, identity, digest = _load(request, path)
     model_name, variant, scale, form = identity
     spec = architectures.spec(model_name)
-    test_time = _test_time(request, spec)
+    test_time = _test_time(request, model)
     where = runtime.resolve_device(request.device)
     runtime.check_precision(test_time.precision, where)
     default = RuntimeProtocol.default(where)
@@ -131,11 +145,47 @@ def run_eval(request: EvalRequest) -> dict:
                 },  # fmt: skip
                 "run_id": ctx.run_id,
                 "stored": str(root) if request.store else "",
+                **(
+                    {"half": _half_report(model, pairs, scale, where, test_time.precision)}
+                    if test_time.precision in (Precision.FP16, Precision.BF16)
+                    else {}
+                ),  # fmt: skip
                 **result.mean,
                 "per_image": result.per_image,
             }
         )
+    if request.ntire_report is not None:
+        _write_ntire_report(Path(request.ntire_report), model, payloads, where)
     return payloads[0] if len(payloads) == 1 else {"results": payloads, "run_id": ctx.run_id}
+
+
+def _half_report(model: nn.Module, pairs: list[Pair], scale: int, where, precision: Precision) -> dict:
+    """A measured ``supports_half`` for a half-precision evaluation: NaN/Inf, black frames and ΔPSNR-Y
+    against fp32, per image (``harness.half``)."""
+    dtype = torch.float16 if precision is Precision.FP16 else torch.bfloat16
+    report = half.half_check(model, pairs, scale, where, dtype)
+    per_image = [{"image": i.image, "finite": i.finite, "black": i.black, "delta_db": i.delta_db}
+                 for i in report.per_image]  # fmt: skip
+    return {"supports_half": report.supports_half, "reason": report.reason, "per_image": per_image}
+
+
+def _write_ntire_report(path: Path, model: nn.Module, payloads: list[dict], where) -> None:
+    """NTIRE's ``results.txt``: one row per evaluated set (mean RGB PSNR, mean runtime, the statistics of
+    ``test_demo.py`` at a 256×256 LR, the set's peak memory)."""
+    stats = ntire.ntire_statistics(model, device=where)
+    rows = [
+        ntire.NtireRow(
+            f"{p['model']}_{p['variant'] or ''}x{p['scale']}_{p['dataset']}".replace("__", "_"),
+            p["psnr_rgb"],
+            statistics.fmean(r["runtime_ms"] for r in p["per_image"]),
+            stats,
+            max((r.get("peak_memory_mb", math.nan) for r in p["per_image"]), default=math.nan),
+        )
+        for p in payloads
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as f:
+        f.write(ntire.results_table(rows).encode())
 
 
 def _load(request: EvalRequest, path: Path) -> tuple[nn.Module, tuple[str, str | None, int, str], str]:

@@ -27,13 +27,15 @@ class EvalRequest:
     data_root: Path | None = None
     inference: str | None = None
     tile: int = 0
-    tile_overlap: int = 0
+    tile_overlap: int | None = None  # None: the model's measured receptive field (harness.tiles)
+    tile_mode: str = "crop"  # crop | average
     self_ensemble: bool = False
     precision: str = "fp32"
     device: str = "auto"
     runtime_warmup: int | None = None
     runtime_repeats: int | None = None
     save_sr: Path | None = None
+    ntire_report: Path | None = None  # write NTIRE's results.txt table (statistics of test_demo.py) here
     store: bool = True
     config_text: str = field(default="", compare=False)  # the TOML it came from, stored with the run
 
@@ -58,7 +60,7 @@ class EvalRequest:
                 raise UserError(f"{path}: `{key}` is required")
         if isinstance(values["datasets"], str):
             values["datasets"] = [values["datasets"]]
-        for key in ("data_root", "save_sr"):
+        for key in ("data_root", "save_sr", "ntire_report"):
             if values.get(key) is not None:
                 values[key] = (
                     (path.parent / values[key]) if not Path(values[key]).is_absolute() else values[key]
@@ -72,6 +74,8 @@ class EvalRequest:
         """Types and ranges of every field (a UserError naming ``where`` and the field)."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "tile_overlap" and value is None:
+                continue
             if f.name in ("tile", "tile_overlap") and (not isinstance(value, int) or value < 0):
                 raise UserError(f"{where}: `{f.name}` must be an integer >= 0, not {value!r}")
             if f.name in ("self_ensemble", "store") and not isinstance(value, bool):
@@ -80,5 +84,7 @@ class EvalRequest:
             raise UserError(f"{where}: `datasets` must name at least one set, not {self.datasets!r}")
         if self.scale is not None and (not isinstance(self.scale, int) or self.scale < 1):
             raise UserError(f"{where}: `scale` must be a positive integer, not {self.scale!r}")
+        if self.tile_mode not in ("crop", "average"):
+            raise UserError(f"{where}: `tile_mode` must be crop or average, not {self.tile_mode!r}")
         if self.precision not in [str(p) for p in Precision]:
             raise UserError(f"{where}: `precision` must be one of {[str(p) for p in Precision]}")

@@ -4,7 +4,8 @@ with the test-time knobs the field uses, each recorded with the result.
 Test-time procedure (``Inference``): ``whole`` runs the whole LR image in one forward (SPAN-light pads to
 its window grid inside its forward, so "whole" is its official procedure too); ``chop`` calls the model's
 ``forward_chop`` (HSPAN's official chopped inference, its default); ``tile`` cuts the LR image into tiles
-for any model (``harness.tiles.tiled``: overlap cropped, not blended). ``self_ensemble`` wraps any of them
+for any model (``harness.tiles.tiled``: overlap cropped), ``tile_average`` averages overlapping tiles as
+NTIRE's ``test_demo.py`` does. ``self_ensemble`` wraps any of them
 in EDSR's ×8 flip/rotate ensemble. Device, precision and the runtime protocol: ``harness.runtime``.
 
 Every SR output is quantised once (``metrics.to_uint8``); the scores, the saved PNGs (``save_dir``) and
@@ -30,6 +31,7 @@ from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision
 from harness.sr_outputs import save_sr
 
+TILED = (Inference.TILE, Inference.TILE_AVERAGE)
 ALL_CONVENTIONS = QUALITY  # what the main job and `reprosr eval` record for every image
 
 
@@ -50,7 +52,7 @@ class TestTime:
         object.__setattr__(self, "precision", Precision(self.precision))
         if self.inference is Inference.PAD:
             raise ValueError("inference 'pad' is done inside the models that need it: use 'whole'")
-        if (self.inference is Inference.TILE) != (self.tile > 0):
+        if (self.inference in TILED) != (self.tile > 0):
             raise ValueError(
                 f"inference 'tile' needs a tile size > 0, and only it takes one (got {self.inference}, "
                 f"tile {self.tile})"
@@ -89,10 +91,11 @@ def _forward(model: nn.Module, test_time: TestTime, scale: int):
         if not hasattr(model, "forward_chop"):
             raise ValueError(f"{type(model).__name__} has no chopped test-time inference; use whole or tile")
         base = model.forward_chop
-    elif test_time.inference is Inference.TILE:
+    elif test_time.inference in TILED:
+        mode = "average" if test_time.inference is Inference.TILE_AVERAGE else "crop"
 
         def base(x: Tensor) -> Tensor:
-            return tiles.tiled(model, x, scale, test_time.tile, test_time.tile_overlap)
+            return tiles.tiled(model, x, scale, test_time.tile, test_time.tile_overlap, mode)
     else:
         base = model
     if test_time.self_ensemble:

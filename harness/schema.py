@@ -47,12 +47,14 @@ class Confidence(StrEnum):
 
 
 class Inference(StrEnum):
-    """Test-time procedure: whole image, HSPAN's official chop, padding to a window grid, or tiles."""
+    """Test-time procedure: whole image, HSPAN's official chop, padding to a window grid, or tiles (each
+    tile's overlap cropped away, or overlapping tiles averaged as NTIRE's ``test_demo.py`` does)."""
 
     WHOLE = "whole"
     CHOP = "chop"
     PAD = "pad"
     TILE = "tile"
+    TILE_AVERAGE = "tile_average"
 
 
 # The test-time procedures the seed papers use: what recipes, ``reprosr eval --inference`` and

@@ -188,7 +188,8 @@ def eval_request(args: argparse.Namespace):
         "inference": args.inference, "tile": args.tile, "tile_overlap": args.tile_overlap,
         "self_ensemble": args.self_ensemble, "precision": args.precision, "device": args.device,
         "runtime_warmup": args.runtime_warmup, "runtime_repeats": args.runtime_repeats,
-        "save_sr": args.save_sr, "store": False if args.no_store else None,
+        "save_sr": args.save_sr, "store": False if args.no_store else None, "tile_mode": args.tile_mode,
+        "ntire_report": args.ntire_report,
         "datasets": None if args.dataset is None else (args.dataset,),
     }  # fmt: skip
     if args.config is not None:

@@ -160,7 +160,17 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.add_argument(
         "--tile-overlap", type=int, default=None, metavar="M",
-        help="LR pixels of context around each tile, e.g. 16",
+        help="LR pixels of context around each tile, e.g. 16 (default: the model's measured receptive field)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--tile-mode", choices=("crop", "average"), default=None,
+        help="crop each tile's overlap (BasicSR tile_process; the default) or average overlapping tiles "
+        "(NTIRE test_demo.py)",
+    )  # fmt: skip
+    sp.add_argument(
+        "--ntire-report", type=Path, default=None, metavar="FILE",
+        help="also write NTIRE's results.txt table (params, FLOPs, #activations, #conv, memory), e.g. "
+        "results.txt",
     )  # fmt: skip
     sp.add_argument(
         "--self-ensemble", action="store_true", default=None,
