@@ -95,11 +95,12 @@ def cmd_metrics(args: argparse.Namespace) -> None:
 
 def cmd_complexity(args: argparse.Namespace) -> None:
     import architectures
-    from harness.complexity import complexity
+    from harness.complexity import complexity, mac_report
     from harness.tiles import SELF_ENSEMBLE_FORWARDS
 
     model = architectures.build(args.model, args.scale, args.variant, form=args.form)
     c = complexity(model, args.scale, convention=args.convention)
+    report = mac_report(model, c.input_size)  # every counter, so that none is trusted blindly
     forwards = SELF_ENSEMBLE_FORWARDS if args.self_ensemble else 1
     payload = {
         "model": args.model,
@@ -115,6 +116,8 @@ def cmd_complexity(args: argparse.Namespace) -> None:
         "convention": c.convention,
         "input_size": list(c.input_size),
         "uncounted_ops": list(c.uncounted),
+        "counters": {k: forwards * v / 1e9 for k, v in report.totals.items()},
+        "disagreement": report.disagreement,
     }
     emit(
         args,
@@ -123,7 +126,10 @@ def cmd_complexity(args: argparse.Namespace) -> None:
             f"{p['model']} {p['variant'] or ''} x{p['scale']} ({p['form']}): params {p['params']:,} "
             f"(trainable {p['params_trainable']:,}), MACs {p['macs']:.2f} G [{p['convention']}, LR "
             f"{p['input_size'][-2]}×{p['input_size'][-1]}"
-            f"{', ×8 self-ensemble' if p['self_ensemble'] else ''}]"
+            f"{', ×8 self-ensemble' if p['self_ensemble'] else ''}]\n"
+            + "counters (G): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in p["counters"].items())
+            + "".join(f"\n  disagreement: {d}" for d in p["disagreement"])
         ),
     )
 
