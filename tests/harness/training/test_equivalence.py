@@ -23,7 +23,7 @@ missed, doubled or mis-scaled update, another learning rate, β, ε, decay, EMA 
 Two differences found this way are now the official behaviour: SPAN-light's stochastic-depth mask rule
 (``span_light.DropPath``) and, for DRSAN, TensorFlow 1's Adam, which adds ε to √v before v's bias
 correction (the DRSAN recipes' ``optim.type = "AdamTF1"``, :class:`harness.training.optimizers.AdamTF1`;
-with torch.optim.Adam the DRSAN weights miss the tolerance 330-fold after the first update).
+with torch.optim.Adam the DRSAN weights miss the tolerance 326-fold after the first update).
 """
 
 from __future__ import annotations
