@@ -60,7 +60,7 @@ class DataSection:
 
 @dataclass(frozen=True)
 class Optim:
-    type: Literal["Adam"]
+    type: Literal["Adam", "AdamTF1"]  # AdamTF1: TensorFlow 1's Adam (training/optimizers.py)
     lr: float
     betas: list[float]
     eps: float
@@ -312,6 +312,8 @@ def _check_consistency(data: dict[str, dict[str, Any]], where: str) -> None:
         raise RecipeError(f"{where}: schedule.milestones must be increasing, got {milestones}")
     if len(data["optim"]["betas"]) != 2:
         raise RecipeError(f"{where}: optim.betas needs two values, got {data['optim']['betas']}")
+    if data["optim"]["type"] == "AdamTF1" and data["optim"]["weight_decay"]:
+        raise RecipeError(f"{where}: optim.weight_decay must be 0 for optim.type AdamTF1 (TF1 has none)")
     if len(data["data"]["train_images"]) != 2:
         raise RecipeError(f"{where}: data.train_images is [first, last], got {data['data']['train_images']}")
 

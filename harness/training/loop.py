@@ -33,6 +33,7 @@ from harness.files import remove_stale_temps
 from harness.recipes import Recipe, load
 from harness.training import ddp
 from harness.training.data import training_data
+from harness.training.optimizers import AdamTF1
 from harness.training.patches import PatchStream, batches
 from harness.training.plan import Plan, make_plan
 from harness.training.state import (
@@ -56,7 +57,8 @@ LOSSES: dict[tuple[str, str], Callable[[Tensor, Tensor], Tensor]] = {  # (loss.t
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "Adam": lambda params, o: torch.optim.Adam(
         params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-    )
+    ),
+    "AdamTF1": lambda params, o: AdamTF1(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps),
 }
 SCHEDULERS: dict[str, Callable[..., torch.optim.lr_scheduler.LRScheduler]] = {
     "MultiStepLR": lambda opt, milestones, gamma: torch.optim.lr_scheduler.MultiStepLR(

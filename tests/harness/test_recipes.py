@@ -104,6 +104,8 @@ def _toml(value) -> str:
         (lambda t: t.replace('"optim.eps" = ', '"optim.eps_typo" = '), "optim.eps"),
         (lambda t: t.replace("batch_per_gpu = 16", 'batch_per_gpu = "16"'), "data.batch_per_gpu"),
         (lambda t: t.replace('inference = "whole"', 'inference = "tiles"'), "eval.inference"),
+        (lambda t: t.replace('type = "AdamTF1"', 'type = "AdamW"'), "optim.type = 'AdamW'; allowed"),
+        (lambda t: t.replace("weight_decay = 0.0", "weight_decay = 1e-4"), "optim.weight_decay must be 0"),
     ],
 )
 def test_invalid_recipes_name_file_and_field(tmp_path: Path, edit, message):
@@ -163,6 +165,7 @@ GRAPH_LR = {
 def test_drsan_recipes_carry_their_training_graph(name):
     r = load(name)
     assert r.optim.lr == GRAPH_LR[name]
+    assert r.optim.type == "AdamTF1" and "ApplyAdam nodes" in r.source("optim.type")
     assert (r.optim.betas, r.optim.eps, r.dataset.batch_per_gpu, r.dataset.hr_patch) == (
         [0.9, 0.999],
         1e-8,
@@ -184,4 +187,5 @@ def test_drsan_recipes_carry_their_training_graph(name):
 
 def test_drsan_32l_has_no_graph_and_says_so():
     r = load("drsan_32l_x2")
+    assert r.optim.type == "AdamTF1" and "AdamOptimizer_1" in r.source("optim.type")
     assert RECONSTRUCTED in r.source("optim.lr") and "absent" in r.source("optim.lr")

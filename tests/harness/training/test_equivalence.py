@@ -20,9 +20,10 @@ an update of up to lr·|noise|/ε). Measured: at most 0.40 of the tolerance (SPA
 missed, doubled or mis-scaled update, another learning rate, β, ε, decay, EMA or loss scale fails
 (``test_a_wrong_setting_fails``: β2 0.999 for 0.99 is 9.6×, ε 1e-6 ~7,000×, EMA 0.99 ~5,000×).
 
-One official trainer differs from ReproSR's in one known way, kept as a strict xfail with a test that shows
-the difference is the only one: DRSAN (TensorFlow 1's Adam ε convention; see TF1_EPSILON). SPAN-light's
-stochastic-depth mask rule, found the same way, is now the official one (``span_light.DropPath``).
+Two differences found this way are now the official behaviour: SPAN-light's stochastic-depth mask rule
+(``span_light.DropPath``) and, for DRSAN, TensorFlow 1's Adam, which adds ε to √v before v's bias
+correction (the DRSAN recipes' ``optim.type = "AdamTF1"``, :class:`harness.training.optimizers.AdamTF1`;
+with torch.optim.Adam the DRSAN weights miss the tolerance 326-fold after the first update).
 """
 
 from __future__ import annotations
@@ -120,26 +121,6 @@ FAMILIES = {
 }  # fmt: skip
 
 
-class AdamTF1(torch.optim.Adam):
-    """TensorFlow 1's ``AdamOptimizer``: ε is added to √v before v's bias correction (``ApplyAdam``:
-    lr·√(1−β2^t)/(1−β1^t)·m/(√v + ε)), which is PyTorch's Adam with ε_t = ε/√(1−β2^t) at step t."""
-
-    def __init__(self, params, **kwargs):
-        super().__init__(params, **kwargs)
-        self.base_eps = [group["eps"] for group in self.param_groups]
-        self.t = 0
-
-    def step(self, closure=None):
-        self.t += 1
-        for group, eps in zip(self.param_groups, self.base_eps, strict=True):
-            group["eps"] = eps / math.sqrt(1 - group["betas"][1] ** self.t)
-        return super().step(closure)
-
-
-def tf1_adam(params, o) -> AdamTF1:
-    return AdamTF1(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-
-
 @dataclass
 class Fixture:
     meta: dict
@@ -214,12 +195,9 @@ class Run:
     ema: Tensor | None
 
 
-def run_reprosr(fx: Fixture, family: str, out: Path, monkeypatch, tf1_epsilon=False, **changes) -> Run:
-    """:func:`fit` from the fixture's state on its batches, digests taken after each update; with
-    ``tf1_epsilon`` the recipe's Adam is replaced by :class:`AdamTF1`."""
+def run_reprosr(fx: Fixture, family: str, out: Path, monkeypatch, **changes) -> Run:
+    """:func:`fit` from the fixture's state on its batches, digests taken after each update."""
     fam = FAMILIES[family]
-    if tf1_epsilon:
-        monkeypatch.setitem(loop.OPTIMIZERS, "Adam", tf1_adam)
     model = fam.build(fx.meta)
     model.load_state_dict(fam.initial_state(model, fx.init), strict=True)
     plan = plan_for(fam.recipe, fx, **changes)
@@ -277,32 +255,11 @@ def check(run: Run, fx: Fixture) -> None:
             assert excess <= 1, f"{what} {where} ({excess:.3g}× the tolerance)"
 
 
-TF1_EPSILON = (
-    "TensorFlow 1's Adam adds ε to √v before v's bias correction (effective ε = ε/√(1−β2^t): 3.2e-7 at "
-    "step 1 for ε = 1e-8, β2 = 0.999), PyTorch's after: the first updates of weights whose gradient is "
-    "below ~1e-6 differ (test_drsan_differs_only_by_the_tf1_adam_epsilon)"
-)
-KNOWN = {"drsan": TF1_EPSILON}
-FAMILY_CASES = [
-    pytest.param(f, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN[f]))
-    if f in KNOWN
-    else f
-    for f in sorted(FAMILIES)
-]
-
-
-@pytest.mark.parametrize("family", FAMILY_CASES)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_trainer_matches_the_official_trainer_step_by_step(family, tmp_path, monkeypatch):
     fx = load_fixture(family)
     assert len(set(fx.meta["lr"])) > 1, "the fixture's schedule must change the rate within its k steps"
     check(run_reprosr(fx, family, tmp_path, monkeypatch), fx)
-
-
-def test_drsan_differs_only_by_the_tf1_adam_epsilon(tmp_path, monkeypatch):
-    """With TF1's ε convention (:class:`AdamTF1`) in place of torch.optim.Adam, ReproSR's trainer
-    reproduces the released DRSAN training graph: loss, input range, schedule and update agree."""
-    fx = load_fixture("drsan")
-    check(run_reprosr(fx, "drsan", tmp_path, monkeypatch, tf1_epsilon=True), fx)
 
 
 @pytest.mark.parametrize(
