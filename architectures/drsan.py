@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from architectures.checkpoint import CheckpointError
+from architectures.errors import BuildError
 from architectures.registry import Counting, register
 
 # variant → (width C, number of DRAGs K, units per DRAG N), as built by the official build.py.
@@ -102,7 +103,7 @@ class Upsampler(nn.Sequential):
     def __init__(self, scale: int, channels: int):
         factors = {2: [2], 3: [3], 4: [2, 2]}
         if scale not in factors:
-            raise ValueError(f"DRSAN upsamples by 2, 3 or 4, not {scale}")
+            raise BuildError(f"DRSAN upsamples by 2, 3 or 4, not {scale}")
         layers: list[nn.Module] = []
         for r in factors[scale]:
             layers += [conv(channels, r * r * channels, 3), nn.PixelShuffle(r)]
@@ -280,7 +281,7 @@ def state_dict_from_tf(arrays: Mapping[str, np.ndarray], model: DRSAN) -> dict[s
         if module in shuffles:
             value = value[_depth_to_space_permutation(value.shape[0], shuffles[module])]
         if tuple(value.shape) != tuple(own[key].shape):
-            raise ValueError(
+            raise BuildError(
                 f"{tf_name} has shape {value.shape} but {key} needs {tuple(own[key].shape)}: "
                 "build the DRSAN variant and scale the checkpoint was trained for"
             )

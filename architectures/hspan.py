@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from architectures.common import DIV2K_RGB_MEAN
+from architectures.errors import BuildError
 from architectures.registry import register
 from kernels import operator
 
@@ -113,7 +114,7 @@ class Upsampler(nn.Sequential):
         elif scale == 3:
             layers += [default_conv(n_feats, 9 * n_feats, 3), nn.PixelShuffle(3)]
         else:
-            raise ValueError(f"HSPAN upsamples by a power of 2 or by 3, not {scale}")
+            raise BuildError(f"HSPAN upsamples by a power of 2 or by 3, not {scale}")
         super().__init__(*layers)
 
 
@@ -163,7 +164,7 @@ class HSPAN(nn.Module):
         h_size += 4 - h_size % 4
         w_size += 8 - w_size % 8
         if h_size > h or w_size > w:
-            raise ValueError(
+            raise BuildError(
                 f"image of {h}×{w} is too small for HSPAN's chopping (pieces of {h_size}×{w_size}); "
                 "use whole-image inference (model(x)) instead"
             )

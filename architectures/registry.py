@@ -20,6 +20,8 @@ from types import ModuleType
 
 from torch import nn
 
+from architectures.errors import BuildError, UnknownModel
+
 
 @dataclass(frozen=True)
 class Counting:
@@ -89,7 +91,9 @@ def spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}") from None
+        raise UnknownModel(
+            f"unknown model {name!r}; registered models: {', '.join(sorted(MODELS))}"
+        ) from None
 
 
 def spec_of(model: nn.Module) -> ModelSpec | None:
@@ -108,13 +112,13 @@ def build(name: str, scale: int, variant: str | None = None, form: str = "train"
     s = spec(name)
     variant = s.default_variant if variant is None else variant
     if form not in s.forms:
-        raise ValueError(f"{name} has forms {s.forms}, not {form!r}")
+        raise BuildError(f"{name} has forms {s.forms}, not {form!r}")
     if variant not in s.scales and not s.open_variants:
-        raise ValueError(f"{name} has variants {[v for v in s.variants if v]}, not {variant!r}")
+        raise BuildError(f"{name} has variants {[v for v in s.variants if v]}, not {variant!r}")
     if not overrides:
         published = s.scales.get(variant, s.scales[s.default_variant])
         if scale not in published:
-            raise ValueError(f"{name} variant {variant} is published at scales {published}, not x{scale}")
+            raise BuildError(f"{name} variant {variant} is published at scales {published}, not x{scale}")
     model = s.builder(scale=scale, variant=variant, form=form, **overrides)
     model.registry_name = name
     return model

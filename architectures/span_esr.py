@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from architectures.checkpoint import CheckpointError
 from architectures.common import DIV2K_RGB_MEAN
+from architectures.errors import BuildError
 from architectures.registry import Counting, register
 
 TRAIN_BRANCH_SUFFIXES = (".sk.weight", ".sk.bias") + tuple(
@@ -129,7 +130,7 @@ class SPANESR(nn.Module):
     def __init__(self, scale: int, feature_channels: int = 48, form: str = "train") -> None:
         super().__init__()
         if form not in ("train", "deploy"):
-            raise ValueError(f"SPAN-ESR form must be 'train' or 'deploy', not {form!r}")
+            raise BuildError(f"SPAN-ESR form must be 'train' or 'deploy', not {form!r}")
         self.scale = scale
         self.feature_channels = feature_channels
         self.form = form
@@ -207,11 +208,11 @@ def feature_channels_of(variant: str) -> int:
     """``"ch48"`` → 48; any ``ch<N>`` with 1 ≤ N ≤ MAX_FEATURE_CHANNELS is accepted."""
     match = re.fullmatch(r"ch(\d+)", variant)
     if match is None or int(match.group(1)) < 1:
-        raise ValueError(
+        raise BuildError(
             f"SPAN-ESR variants are named ch<N> (N feature channels, e.g. ch48), not {variant!r}"
         )
     if int(match.group(1)) > MAX_FEATURE_CHANNELS:
-        raise ValueError(
+        raise BuildError(
             f"SPAN-ESR variant {variant!r} asks for {int(match.group(1))} feature channels, more than the "
             f"{MAX_FEATURE_CHANNELS} this harness builds (published: ch28, ch48, ch52)"
         )

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from architectures.common import DIV2K_RGB_MEAN
+from architectures.errors import BuildError
 from architectures.registry import register
 from kernels import operator
 
@@ -203,9 +204,9 @@ class SPAB(nn.Module):
     ) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+            raise BuildError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
         if not 0 <= overlap_size < window_size:
-            raise ValueError(f"overlap_size must be in [0, window_size={window_size}), got {overlap_size}")
+            raise BuildError(f"overlap_size must be in [0, window_size={window_size}), got {overlap_size}")
         self.num_heads = num_heads
         self.window_size = window_size
         self.overlap_size = overlap_size
@@ -307,7 +308,7 @@ class SPANLight(nn.Module):
         super().__init__()
         heads = [num_heads] * len(depths) if isinstance(num_heads, int) else list(num_heads)
         if len(heads) != len(depths):
-            raise ValueError(f"num_heads {heads} must give one head count per group of depths {list(depths)}")
+            raise BuildError(f"num_heads {heads} must give one head count per group of depths {list(depths)}")
         self.scale = upscale
         self.window_size = window_size
         self.overlap_size = overlap_size
@@ -345,7 +346,7 @@ class SPANLight(nn.Module):
         h, w = x.shape[-2:]
         if not (self._side_fits(h) and self._side_fits(w)):
             smallest = next(n for n in range(1, 10_000) if self._side_fits(n))
-            raise ValueError(
+            raise BuildError(
                 f"SPAN-light cannot process a {h}×{w} LR input: each side must be at least {smallest} "
                 "pixels; pad or tile the image first"
             )
@@ -365,5 +366,5 @@ class SPANLight(nn.Module):
 def build_span_light(scale: int, variant: str | None = None, form: str = "train", **overrides) -> SPANLight:
     """SPAN-light at ×``scale``; ``overrides`` are :class:`SPANLight` hyper-parameters (official names)."""
     if variant is not None:
-        raise ValueError(f"span_light has no variants, got {variant!r}")
+        raise BuildError(f"span_light has no variants, got {variant!r}")
     return SPANLight(upscale=scale, **overrides)

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from harness.errors import UserError
 from harness.measures import MEASURES
 from harness.schema import Precision
 
@@ -48,21 +49,21 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise ValueError(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:<index>") from None
+        raise UserError(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:<index>") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise UserError(
                 f"device {spec!r} requested but CUDA is not available here (torch {torch.__version__}, "
                 f"CUDA build {torch.version.cuda or 'none'}): use --device cpu or auto"
             )
         index = 0 if device.index is None else device.index
         if index >= torch.cuda.device_count():
-            raise ValueError(
+            raise UserError(
                 f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA devices exist"
             )
         return torch.device("cuda", index)
     if device.type != "cpu":
-        raise ValueError(f"unsupported device {spec!r}: use auto, cpu, cuda or cuda:<index>")
+        raise UserError(f"unsupported device {spec!r}: use auto, cpu, cuda or cuda:<index>")
     return device
 
 
@@ -104,7 +105,7 @@ def device_label(device: torch.device) -> str:
 
 def check_precision(precision: Precision, device: torch.device) -> None:
     if precision is Precision.TF32 and device.type != "cuda":
-        raise ValueError("precision tf32 is a CUDA tensor-core mode: use fp32 (or bf16) on the CPU")
+        raise UserError("precision tf32 is a CUDA tensor-core mode: use fp32 (or bf16) on the CPU")
 
 
 def cast_model(model: nn.Module, precision: Precision) -> nn.Module:
@@ -140,7 +141,7 @@ class RuntimeProtocol:
 
     def __post_init__(self):
         if self.warmup < 0 or self.repeats < 1:
-            raise ValueError(f"runtime protocol needs warmup >= 0 and repeats >= 1, got {self}")
+            raise UserError(f"runtime protocol needs warmup >= 0 and repeats >= 1, got {self}")
 
     @classmethod
     def default(cls, device: torch.device) -> RuntimeProtocol:

@@ -23,10 +23,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # files the user named, disks, the network: the environment, not the code
     FloatingPointError,  # NaN/Inf out of a model or a training run: the checkpoint's or recipe's doing
 )
-# The checkpoint readers' typed errors (``architectures`` cannot import ``harness``); looked up only once
-# their module is loaded, so that parsing arguments never imports torch.
+# The architectures' typed errors (checkpoints, build requests, TF bundles; ``architectures`` cannot import
+# ``harness``), looked up only once their module is loaded, so that parsing arguments never imports torch.
 READER_ERRORS = (
-    ("architectures.checkpoint", "CheckpointError"),
+    ("architectures.errors", "CheckpointError"),
+    ("architectures.errors", "BuildError"),
     ("architectures.tf_checkpoint", "TFCheckpointError"),
 )
 

@@ -27,12 +27,12 @@ def comparisons(artifacts: Path, run_id: str) -> list[dict]:
             for c in data["comparisons"]
         ]  # fmt: skip
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{manifest}: not a crops manifest ({type(exc).__name__}: {exc})") from None
+        raise UserError(f"{manifest}: not a crops manifest ({type(exc).__name__}: {exc})") from None
     for item in items:
         for crop in item["crops"]:
             path = manifest.parent / crop["file"]
             if Path(crop["file"]).name != crop["file"] or not path.is_file():
-                raise ValueError(f"{manifest}: names {crop['file']!r}, which is not a file beside it")
+                raise UserError(f"{manifest}: names {crop['file']!r}, which is not a file beside it")
     return sorted(items, key=lambda c: (c["dataset"], c["image"]))
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness import released, store
+from harness.errors import UserError
 from harness.measures import MEASURES
 from harness.paths import repo_file
 from harness.recipes import load as load_recipe
@@ -149,12 +150,12 @@ def _guard(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+        raise UserError(f"--out {out} is a file, not a folder")
     if any(out.iterdir()):
         index = out / "index.html"
         marker = f'<meta name="generator" content="{GENERATOR}">'
         if not index.is_file() or marker not in index.read_text(encoding="utf-8", errors="replace"):
-            raise ValueError(
+            raise UserError(
                 f"--out {out} is not empty and holds no site built by `reprosr report`; "
                 "refusing to replace it (choose an empty or new folder)"
             )

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from harness import published, store
+from harness.errors import UserError
 from harness.schema import ReferenceKind, Status, Tier
 from harness.verdicts import CHECK_KEYS
 
@@ -43,7 +44,7 @@ def load(root: Path, published_root: Path | None = None) -> Inputs:
     if not root.is_dir():
         raise FileNotFoundError(f"no results store at {root}: the folder does not exist")
     if not any(root.glob("*/part-*.parquet")):
-        raise ValueError(
+        raise UserError(
             f"{root} is not a results store: it holds no results/part-*.parquet or verdicts/part-*.parquet; "
             "check the path (the committed store is results/runs of the repository)"
         )
@@ -73,7 +74,7 @@ def _check_json_columns(results: pd.DataFrame, root: Path) -> None:
                 value = exc
             if not isinstance(value, dict):
                 where = part_of(root, "results", run_id)
-                raise ValueError(f"{where}: run {run_id} has a {column} that is not a JSON object ({value})")
+                raise UserError(f"{where}: run {run_id} has a {column} that is not a JSON object ({value})")
 
 
 def normalize_verdicts(verdicts: pd.DataFrame) -> pd.DataFrame:
