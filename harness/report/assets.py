@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
+from harness.errors import UserError
+
 MANIFEST = "crops.json"
 
 
