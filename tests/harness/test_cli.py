@@ -168,20 +168,28 @@ def test_verify_prints_a_truthful_verdict_table(capsys, tmp_path, monkeypatch):
     by_tier: dict[str, set] = {}
     for v in payload["verdicts"]:
         by_tier.setdefault(v["tier"], set()).add(v["status"])
-    assert by_tier == {"static": {"pass"}, "checkpoint": {"not run"}, "retrain": {"not run"}}
+    # Manga109 has no published DRSAN value: "no published value" in both tiers, never "not run".
+    assert by_tier == {
+        "static": {"pass"},
+        "checkpoint": {"not run", "no published value"},
+        "retrain": {"not run", "no published value"},
+    }
     retrain = [v for v in payload["verdicts"] if v["tier"] == "retrain"]
-    assert all("no training run is in the results store" in v["reason"] for v in retrain)
+    assert all(
+        ("no training run is in the results store" in v["reason"]) == (v["source"] != "") for v in retrain
+    )
     checkpoint = [v for v in payload["verdicts"] if v["tier"] == "checkpoint"]
     sets = load_recipe("drsan_32s_x2").eval.benchmarks
     assert {(v["dataset"], v["metric"]) for v in checkpoint} == {
         (d, m) for d in sets for m in ("psnr_y", "ssim_y")
     }
-    not_run = len(checkpoint) + len(retrain)
+    not_run = sum(v["status"] == "not run" for v in checkpoint + retrain)
+    unpublished = sum(v["status"] == "no published value" for v in checkpoint + retrain)
     main(["verify", "drsan_32s_x2", "--data-root", str(tmp_path)])
     text = capsys.readouterr().out
+    assert "macs_hr720p [train] vs paper" in text
     assert (
-        "macs_hr720p [train] vs paper" in text
-        and f"verdicts: 3 pass, 0 fail, 0 indicative, {not_run} not run" in text
+        f"verdicts: 3 pass, 0 fail, 0 indicative, {not_run} not run, {unpublished} no published value" in text
     )
 
 

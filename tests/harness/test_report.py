@@ -154,6 +154,7 @@ def fixture_store(root: Path) -> None:
             model="hspan",
             variant="",
             inference="chop",
+            checkpoint_hash="hspan-weights",
         ),
         *scores(
             "hspan02",
@@ -164,6 +165,7 @@ def fixture_store(root: Path) -> None:
             model="hspan",
             variant="",
             inference="whole",
+            checkpoint_hash="hspan-weights",  # the same weights: the two runs pair as one knob effect
         ),
         *scores("evil01", 6, {"baby": {"psnr_y": 30.0}}, recipe="", model=EVIL, variant=""),
     ]

@@ -153,7 +153,7 @@ def test_truncated_full_run_is_stored_as_truncated_and_not_judged(tmp_path, monk
     retrain_rows = results[results.tier == "retrain"]
     assert set(retrain_rows.run_state) == {"truncated"} and set(retrain_rows.profile) == {"full"}
     assert any("truncated run" in n for n in outcome.notes)
-    retrain_verdicts = [v for v in outcome.verdicts if v.tier == "retrain"]
+    retrain_verdicts = [v for v in outcome.verdicts if v.tier == "retrain" and v.reference is not None]
     assert {v.status for v in retrain_verdicts} == {"not run"}
     assert all("this run is truncated (2 of 4 iterations)" in v.reason for v in retrain_verdicts)
 
