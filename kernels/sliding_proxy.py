@@ -98,7 +98,9 @@ def _check_finite(**tensors: Tensor) -> None:
     for name, t in tensors.items():
         if t.is_cuda and not device_checks():
             continue
-        if not torch.isfinite(t).all():
+        # a finite sum (one fast pass) proves every element finite; otherwise check element by element,
+        # since a sum of finite values can overflow
+        if not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf: sliding proxy attention needs finite inputs")
 
 
@@ -773,14 +775,14 @@ def _prepare(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, i
 class SlidingProxyAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: CUDA (or CPU under TRITON_INTERPRET=1) → Triton kernels; otherwise the CPU path
     (`kernels.sliding_proxy_cpu`, float64 always). Both save the output, the merged denominator and each
-    window's row max and argmax key, and recompute the scores in the backward."""
+    window's row max and argmax key, and recompute the scores in the backward. `keep=False` (a forward
+    that will not be differentiated) lets the CPU path skip what only its backward needs."""
 
     @staticmethod
-    def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap):  # noqa: D102
+    def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap, keep=True):  # noqa: D102
         ctx.geometry = Geometry(*q.shape, window_size, overlap)
         ctx.triton = use_triton(q, _sliding_proxy_fwd.fn, "sliding_proxy_attention")
         if not ctx.triton:
-            keep = any(ctx.needs_input_grad[:5])
             heads = q.shape[1]
             out, ctx.cpu = sliding_proxy_cpu.forward(
                 q, k, v, temperature.reshape(heads), rel_bias, window_size, overlap, keep
@@ -800,11 +802,13 @@ class SlidingProxyAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out):  # noqa: D102
         if ctx.triton:
             grads = _backward_triton(*ctx.saved_tensors, grad_out, ctx.batch_stride, ctx.geometry)
-            return (*grads, None, None)
+            return (*grads, None, None, None)
         g = ctx.geometry
         q, temperature, out = ctx.saved_tensors
+        if ctx.cpu is None:
+            raise RuntimeError("sliding_proxy_attention: backward of a CPU forward run with keep=False")
         grads = sliding_proxy_cpu.backward(ctx.cpu, q, temperature, out, grad_out, g.window_size, g.overlap)
-        return (*grads, None, None)
+        return (*grads, None, None, None)
 
 
 def sliding_proxy_attention(
@@ -815,7 +819,9 @@ def sliding_proxy_attention(
     be multiples of window_size − overlap. Differentiable in q, k, v, temperature and rel_bias."""
     _check_inputs(q, k, v, temperature, rel_bias, window_size, overlap)
     _check_finite(q=q, k=k, v=v, temperature=temperature, rel_bias=rel_bias)
-    return SlidingProxyAttentionFunction.apply(q, k, v, temperature, rel_bias, window_size, overlap)
+    # what the backward needs beyond the inputs is kept only when a gradient can be asked for
+    keep = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, temperature, rel_bias))
+    return SlidingProxyAttentionFunction.apply(q, k, v, temperature, rel_bias, window_size, overlap, keep)
 
 
 def macs(b: int, heads: int, d: int, h: int, w: int, window_size: int, overlap: int) -> int:

@@ -22,42 +22,70 @@ unvectorised reduction on the CPU) stays off the hot path.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 LOG2E = 1.4426950408889634
 CHUNK_BYTES = 1 << 20  # score matrices per chunk: about the size of one core's L2
 
 
-def windows(x: Tensor, window_size: int, stride: int) -> Tensor:
-    """(B, heads, c, H, W) → (heads, B·L, c, w²) contiguous, L windows row-major, pixels row-major."""
-    b, heads, c = x.shape[:3]
-    view = x.unfold(3, window_size, stride).unfold(4, window_size, stride)  # B, h, c, nH, nW, w, w
-    view = view.permute(1, 0, 3, 4, 2, 5, 6)
-    return view.reshape(heads, b * view.shape[2] * view.shape[3], c, window_size * window_size)
+def windows(
+    x: Tensor, window_size: int, stride: int, scale: Tensor | None = None, ones: bool = False
+) -> Tensor:
+    """(B, heads, c, H, W) → (heads, B·L, c, w²) contiguous, L windows row-major, pixels row-major; each
+    head times scale[head] if given; with `ones`, c + 1 channels, the last all ones."""
+    b, heads, c, h, w = x.shape
+    n_h, n_w = (h - window_size) // stride + 1, (w - window_size) // stride + 1
+    out = x.new_empty(heads, b, n_h, n_w, c + ones, window_size, window_size)
+    if ones:
+        out[:, :, :, :, c] = 1
+    cols = x.transpose(0, 1).unfold(4, window_size, stride)  # heads, B, c, H, nW, w
+    for i in range(n_h):  # one copy per row of windows (a 7-d strided copy is several times slower)
+        row = cols[:, :, :, i * stride : i * stride + window_size].permute(0, 1, 4, 2, 3, 5)
+        target = out[:, :, i, :, :c]
+        if scale is None:
+            target.copy_(row)
+        else:
+            torch.mul(row, scale.view(heads, 1, 1, 1, 1, 1), out=target)
+    return out.view(heads, b * n_h * n_w, c + ones, window_size * window_size)
 
 
-def fold(parts: Tensor, b: int, size: tuple[int, int], window_size: int, stride: int) -> Tensor:
-    """Sum of window blocks (n, heads, B·L, c, w²) at their pixels → (n, B, heads, c, H, W)."""
-    n, heads, _, c, area = parts.shape
-    cols = parts.view(n, heads, b, -1, c, area).permute(0, 2, 1, 4, 5, 3).reshape(n * b, heads * c * area, -1)
-    return F.fold(cols, size, window_size, stride=stride).view(n, b, heads, c, *size)
+def fold(
+    parts: Tensor, b: int, size: tuple[int, int], window_size: int, stride: int, out: Tensor | None = None
+) -> Tensor:
+    """Sum of window blocks (heads, B·L, c, w²) at their pixels → (B, heads, c, H, W), added into `out` if
+    given: per row of windows, ⌈w/s⌉ in-place adds, each of windows that do not overlap (a strided view of
+    the row's strip)."""
+    heads, _, c, _ = parts.shape
+    h, w = size
+    n_h, n_w = (h - window_size) // stride + 1, (w - window_size) // stride + 1
+    ncov = -(-window_size // stride)
+    blocks = parts.view(heads, b, n_h, n_w, c, window_size, window_size).permute(1, 0, 4, 2, 5, 3, 6)
+    out = parts.new_zeros(b, heads, c, h, w) if out is None else out
+    for i in range(n_h):
+        strip = out[:, :, :, i * stride : i * stride + window_size]
+        for r in range(min(ncov, n_w)):
+            count = len(range(r, n_w, ncov))
+            view = strip[..., r * stride :].unfold(4, window_size, ncov * stride)[..., :count, :]
+            view.add_(blocks[:, :, :, i, :, r::ncov])
+    return out
 
 
 def _chunk(area: int, element_size: int) -> int:
     return max(1, CHUNK_BYTES // (area * area * element_size))
 
 
-def _argmax_keys(shifted: Tensor, mask: Tensor, positions: Tensor) -> Tensor:
-    """Key index of each query's max, (C, w²) int64, from sᵀ − m (C, keys, queries) that is 0 exactly
-    at the max: the sum of the positions where it is 0 and their count in one product; rows with several
-    maxima take the first (torch.max's rule)."""
-    torch.eq(shifted, 0, out=mask)
-    found = torch.bmm(positions.expand(len(mask), -1, -1), mask)  # (C, 2, queries): Σ index, count
-    index = found[:, 0].long()
-    ties = found[:, 1] != 1
+def _argmax_keys(shifted: Tensor, sign: Tensor, positions: Tensor) -> Tensor:
+    """Key index of each query's max, (C, w²) int64, from sᵀ − m (C, keys, queries), which is 0 exactly at
+    the max and negative elsewhere: its sign (−1 or 0) summed against [key index; 1] in one product gives
+    Σ index and count of the non-maxima, hence of the maxima; rows with several maxima take the first
+    (torch.max's rule)."""
+    area = shifted.shape[1]
+    torch.sign(shifted, out=sign)
+    found = torch.bmm(positions.expand(len(sign), -1, -1), sign)  # −(Σ, count) over the non-maxima
+    index = (found[:, 0] + area * (area - 1) // 2).long()
+    ties = found[:, 1] != 1 - area
     if ties.any():
-        index = torch.where(ties, mask.argmax(1), index)
+        index = torch.where(ties, (sign == 0).to(torch.uint8).argmax(1), index)
     return index
 
 
@@ -74,18 +102,17 @@ def forward(
     """(out (B, heads, d, H, W), and with `keep` what `backward` needs). temperature is (heads,)."""
     b, heads, d, h, w = q.shape
     ws, stride, area = window_size, window_size - overlap, window_size * window_size
-    scale = (temperature.to(q.dtype) * LOG2E).view(1, heads, 1, 1, 1)
-    qt = windows(q * scale, ws, stride)
+    qt = windows(q, ws, stride, scale=temperature.to(q.dtype) * LOG2E)
     kw = windows(k, ws, stride)
-    v1 = windows(torch.cat([v, v.new_ones(b, heads, 1, h, w)], 2), ws, stride)
+    v1 = windows(v, ws, stride, ones=True)
     bias_t = (rel_bias.to(q.dtype) * LOG2E).transpose(1, 2).contiguous()  # (heads, keys, queries)
     n = qt.shape[1]
     step = _chunk(area, q.element_size())
-    parts = q.new_empty(1, heads, n, d + 1, area)
+    parts = q.new_empty(heads, n, d + 1, area)
     row_max = q.new_empty(heads, n, 1, area)
     arg = torch.empty(heads, n, area, dtype=torch.long) if keep else None
     scores = q.new_empty(min(step, n), area, area)
-    mask = torch.empty_like(scores) if keep else None
+    sign = torch.empty_like(scores) if keep else None
     positions = torch.stack([torch.arange(area, dtype=q.dtype), torch.ones(area, dtype=q.dtype)])[None]
     for head in range(heads):
         for c0 in range(0, n, step):
@@ -95,14 +122,14 @@ def forward(
             m = torch.amax(s, 1, keepdim=True, out=row_max[head, c0:c1])
             s.sub_(m)
             if keep:
-                arg[head, c0:c1] = _argmax_keys(s, mask[: c1 - c0], positions)
-            torch.bmm(v1[head, c0:c1], s.exp2_(), out=parts[0, head, c0:c1])
-    acc = fold(parts, b, (h, w), ws, stride)[0]
+                arg[head, c0:c1] = _argmax_keys(s, sign[: c1 - c0], positions)
+            torch.bmm(v1[head, c0:c1], s.exp2_(), out=parts[head, c0:c1])
+    acc = fold(parts, b, (h, w), ws, stride)
     num, den = acc.split([d, 1], 2)
     out = num / den
     if not keep:
         return out, None
-    saved = dict(qt=qt, kw=kw, v1=v1, bias_t=bias_t, parts=parts[0], row_max=row_max, arg=arg, den=den)
+    saved = dict(qt=qt, kw=kw, v1=v1, bias_t=bias_t, parts=parts, row_max=row_max, arg=arg, den=den)
     return out, saved
 
 
@@ -122,40 +149,41 @@ def backward(
     b, heads, d, h, w = q.shape
     ws, stride, area = window_size, window_size - overlap, window_size * window_size
     qt, kw, v1, bias_t = saved["qt"], saved["kw"], saved["v1"], saved["bias_t"]
-    den = saved["den"]
     delta = (grad_out * out).sum(2, keepdim=True)
-    gd = windows(torch.cat([grad_out, -delta], 2), ws, stride)  # [g; −δ]: v1ᵀ gd = v·g − δ
-    den_w = windows(den, ws, stride)  # (heads, n, 1, w²)
-    shift = saved["row_max"] + den_w.log2()
-    # the max's share, −Σ_j ∂s_pj, at index (window, argmax key, query) of the flattened (keys, queries)
-    rsum = (gd * saved["parts"]).sum(2) / den_w[:, :, 0]
     n = qt.shape[1]
-    flat = saved["arg"] * area + torch.arange(area)
     step = _chunk(area, q.element_size())
-    grads = q.new_empty(3, heads, n, d, area)  # (dq/t', dk/t', dv) window blocks
-    d_bias_t = q.new_zeros(heads, area, area)
-    scores = q.new_empty(min(step, n), area, area)
+    flat = saved["arg"] * area + torch.arange(area)
     offsets = torch.arange(min(step, n))[:, None] * area * area
-    for head in range(heads):
+    scores, ds_buf = (q.new_empty(min(step, n), area, area) for _ in range(2))
+    dqt, dkt, dv = (q.new_zeros(b, heads, d, h, w) for _ in range(3))  # dq/t, dk·log₂e, dv
+    d_bias_t = q.new_zeros(heads, area, area)
+    for head in range(heads):  # one head's window blocks at a time: the backward's memory is one head's
+        one = slice(head, head + 1)
+        gd = windows(torch.cat([grad_out[:, one], -delta[:, one]], 2), ws, stride)[0]  # [g; −δ]
+        den = windows(saved["den"][:, one], ws, stride)[0]  # merged denominators, (n, 1, w²)
+        shift = saved["row_max"][head] + den.log2()
+        # the max's share Σ_j ∂s_pj, subtracted at (window, argmax key, query) of the flat (keys, queries)
+        rsum = (gd * saved["parts"][head]).sum(1) / den[:, 0]
+        grads = q.new_empty(3, n, d, area)
         for c0 in range(0, n, step):
             c1 = min(c0 + step, n)
-            p = scores[: c1 - c0]
+            p, ds = scores[: c1 - c0], ds_buf[: c1 - c0]
             torch.baddbmm(bias_t[head], kw[head, c0:c1].transpose(1, 2), qt[head, c0:c1], out=p)
-            p.sub_(shift[head, c0:c1]).exp2_()
-            ds = torch.bmm(v1[head, c0:c1].transpose(1, 2), gd[head, c0:c1]).mul_(p)
-            ds.view(-1).index_add_(
-                0, (flat[head, c0:c1] + offsets[: c1 - c0]).view(-1), rsum[head, c0:c1].view(-1), alpha=-1
-            )
+            p.sub_(shift[c0:c1]).exp2_()
+            torch.bmm(v1[head, c0:c1].transpose(1, 2), gd[c0:c1], out=ds).mul_(p)  # p (v·g − δ)
+            index = (flat[head, c0:c1] + offsets[: c1 - c0]).view(-1)
+            ds.view(-1).index_add_(0, index, rsum[c0:c1].view(-1), alpha=-1)
             d_bias_t[head] += ds.sum(0)
-            torch.bmm(kw[head, c0:c1], ds, out=grads[0, head, c0:c1])
-            torch.bmm(qt[head, c0:c1], ds.transpose(1, 2), out=grads[1, head, c0:c1])
-            torch.bmm(gd[head, c0:c1, :d], p.transpose(1, 2), out=grads[2, head, c0:c1])
-    dqt, dkt, dv = fold(grads, b, (h, w), ws, stride).unbind(0)
+            torch.bmm(kw[head, c0:c1], ds, out=grads[0, c0:c1])
+            torch.bmm(qt[head, c0:c1], ds.transpose(1, 2), out=grads[1, c0:c1])
+            torch.bmm(gd[c0:c1, :d], p.transpose(1, 2), out=grads[2, c0:c1])
+        for part, total in zip(grads, (dqt, dkt, dv), strict=True):
+            fold(part[None], b, (h, w), ws, stride, out=total[:, one])
     t = temperature.reshape(heads).to(q.dtype).view(1, heads, 1, 1, 1)
-    d_t = (q * dqt).sum((0, 2, 3, 4))
+    d_t = torch.einsum("bhdyx,bhdyx->h", q, dqt)
     return (
-        dqt * t,
-        dkt / LOG2E,
+        dqt.mul_(t),
+        dkt.div_(LOG2E),
         dv,
         d_t.view(temperature.shape).to(temperature.dtype),
         d_bias_t.transpose(1, 2).to(q.dtype),
