@@ -787,7 +787,7 @@ class SlidingProxyAttentionFunction(torch.autograd.Function):
             out, ctx.cpu = sliding_proxy_cpu.forward(
                 q, k, v, temperature.reshape(heads), rel_bias, window_size, overlap, keep
             )
-            ctx.save_for_backward(q, temperature, out)
+            ctx.save_for_backward(q, k, v, temperature, out)
             return out
         q, k, v, ctx.batch_stride = _prepare(q, k, v)
         temperature, rel_bias = temperature.contiguous(), rel_bias.contiguous()
@@ -804,10 +804,12 @@ class SlidingProxyAttentionFunction(torch.autograd.Function):
             grads = _backward_triton(*ctx.saved_tensors, grad_out, ctx.batch_stride, ctx.geometry)
             return (*grads, None, None, None)
         g = ctx.geometry
-        q, temperature, out = ctx.saved_tensors
+        q, k, v, temperature, out = ctx.saved_tensors
         if ctx.cpu is None:
             raise RuntimeError("sliding_proxy_attention: backward of a CPU forward run with keep=False")
-        grads = sliding_proxy_cpu.backward(ctx.cpu, q, temperature, out, grad_out, g.window_size, g.overlap)
+        grads = sliding_proxy_cpu.backward(
+            ctx.cpu, q, k, v, temperature, out, grad_out, g.window_size, g.overlap
+        )
         return (*grads, None, None, None)
 
 

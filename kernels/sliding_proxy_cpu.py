@@ -1,8 +1,8 @@
 """CPU path of sliding proxy attention: contiguous window batches, explicit backward.
 
 Same semantics as `kernels.sliding_proxy` (each window subtracts its own row max; outputs are the ratio of
-the window sums). The windows of q·t, k and [v; 1] are copied once into contiguous (channels, w²) blocks,
-then one head at a time and a few windows at a time (the chunk's score matrices stay in cache):
+the window sums). One head at a time, the windows of q·t, k and [v; 1] are copied into contiguous
+(channels, w²) blocks, then a few windows at a time (the chunk's score matrices stay in cache):
 
     sᵀ = bias'ᵀ + kᵀ (q·t')           one baddbmm, keys along rows, queries along columns
     m = max over keys (amax, no indices);  e = 2^(sᵀ − m);  [N; D]_w = [v; 1] e
@@ -10,8 +10,8 @@ then one head at a time and a few windows at a time (the chunk's score matrices 
 with t' = t·log₂e and bias' = bias·log₂e, so `exp2` (several times faster than `exp` on the CPU) gives
 e^(s − m) up to rounding. Every product has the window (w² = 144 pixels) as its long side and the channels
 (d = 10) as its short one, the shapes the CPU BLAS runs fastest; the window batches are folded back with
-`F.fold`. The backward recomputes the scores chunk by chunk from the saved row max (as the Triton path
-does), so it holds a chunk of score matrices, never all of them.
+`fold`. The backward rebuilds the head's window blocks and recomputes the scores chunk by chunk from the
+saved row max (as the Triton path does), so it holds one head's blocks and a chunk of score matrices.
 
 The gradient through each window's max goes to the key the max came from. Its index comes from an exact
 comparison (sᵀ − m == 0, an elementwise pass) summed against the key positions by one small product, with
@@ -102,40 +102,56 @@ def forward(
     """(out (B, heads, d, H, W), and with `keep` what `backward` needs). temperature is (heads,)."""
     b, heads, d, h, w = q.shape
     ws, stride, area = window_size, window_size - overlap, window_size * window_size
-    qt = windows(q, ws, stride, scale=temperature.to(q.dtype) * LOG2E)
-    kw = windows(k, ws, stride)
-    v1 = windows(v, ws, stride, ones=True)
+    scale = temperature.to(q.dtype) * LOG2E
     bias_t = (rel_bias.to(q.dtype) * LOG2E).transpose(1, 2).contiguous()  # (heads, keys, queries)
-    n = qt.shape[1]
+    n = b * _window_grid(h, w, ws, stride)
     step = _chunk(area, q.element_size())
     parts = q.new_empty(heads, n, d + 1, area)
     row_max = q.new_empty(heads, n, 1, area)
-    arg = torch.empty(heads, n, area, dtype=torch.long) if keep else None
+    arg = torch.empty(heads, n, area, dtype=torch.int32) if keep else None
     scores = q.new_empty(min(step, n), area, area)
     sign = torch.empty_like(scores) if keep else None
     positions = torch.stack([torch.arange(area, dtype=q.dtype), torch.ones(area, dtype=q.dtype)])[None]
     for head in range(heads):
+        qt, kw, v1 = _head_windows(q, k, v, scale, head, ws, stride)
         for c0 in range(0, n, step):
             c1 = min(c0 + step, n)
             s = scores[: c1 - c0]
-            torch.baddbmm(bias_t[head], kw[head, c0:c1].transpose(1, 2), qt[head, c0:c1], out=s)
+            torch.baddbmm(bias_t[head], kw[c0:c1].transpose(1, 2), qt[c0:c1], out=s)
             m = torch.amax(s, 1, keepdim=True, out=row_max[head, c0:c1])
             s.sub_(m)
             if keep:
                 arg[head, c0:c1] = _argmax_keys(s, sign[: c1 - c0], positions)
-            torch.bmm(v1[head, c0:c1], s.exp2_(), out=parts[head, c0:c1])
+            torch.bmm(v1[c0:c1], s.exp2_(), out=parts[head, c0:c1])
     acc = fold(parts, b, (h, w), ws, stride)
-    num, den = acc.split([d, 1], 2)
-    out = num / den
+    out = acc[:, :, :d] / acc[:, :, d:]
     if not keep:
         return out, None
-    saved = dict(qt=qt, kw=kw, v1=v1, bias_t=bias_t, parts=parts, row_max=row_max, arg=arg, den=den)
+    saved = dict(bias_t=bias_t, parts=parts, row_max=row_max, arg=arg, den=acc[:, :, d:].clone())
     return out, saved
+
+
+def _window_grid(h: int, w: int, window_size: int, stride: int) -> int:
+    return ((h - window_size) // stride + 1) * ((w - window_size) // stride + 1)
+
+
+def _head_windows(
+    q: Tensor, k: Tensor, v: Tensor, scale: Tensor, head: int, window_size: int, stride: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One head's window blocks (B·L, c, w²): q·scale[head], k, and v with a row of ones. Built per head,
+    in the forward and again in the backward, so that at most one head's copies exist at a time."""
+    one = slice(head, head + 1)
+    qt = windows(q[:, one], window_size, stride, scale=scale[one])[0]
+    kw = windows(k[:, one], window_size, stride)[0]
+    v1 = windows(v[:, one], window_size, stride, ones=True)[0]
+    return qt, kw, v1
 
 
 def backward(
     saved: dict[str, Tensor],
     q: Tensor,
+    k: Tensor,
+    v: Tensor,
     temperature: Tensor,
     out: Tensor,
     grad_out: Tensor,
@@ -148,17 +164,19 @@ def backward(
     window sums); dq = t Σ ∂s k, dk = t Σ ∂s q, dv = Σ p g, drel_bias = Σ over batch and windows of ∂s."""
     b, heads, d, h, w = q.shape
     ws, stride, area = window_size, window_size - overlap, window_size * window_size
-    qt, kw, v1, bias_t = saved["qt"], saved["kw"], saved["v1"], saved["bias_t"]
+    bias_t = saved["bias_t"]
+    scale = temperature.reshape(heads).to(q.dtype) * LOG2E
     delta = (grad_out * out).sum(2, keepdim=True)
-    n = qt.shape[1]
+    n = b * _window_grid(h, w, ws, stride)
     step = _chunk(area, q.element_size())
-    flat = saved["arg"] * area + torch.arange(area)
     offsets = torch.arange(min(step, n))[:, None] * area * area
     scores, ds_buf = (q.new_empty(min(step, n), area, area) for _ in range(2))
     dqt, dkt, dv = (q.new_zeros(b, heads, d, h, w) for _ in range(3))  # dq/t, dk·log₂e, dv
     d_bias_t = q.new_zeros(heads, area, area)
     for head in range(heads):  # one head's window blocks at a time: the backward's memory is one head's
         one = slice(head, head + 1)
+        qt, kw, v1 = _head_windows(q, k, v, scale, head, ws, stride)
+        flat = saved["arg"][head].long() * area + torch.arange(area)
         gd = windows(torch.cat([grad_out[:, one], -delta[:, one]], 2), ws, stride)[0]  # [g; −δ]
         den = windows(saved["den"][:, one], ws, stride)[0]  # merged denominators, (n, 1, w²)
         shift = saved["row_max"][head] + den.log2()
@@ -168,14 +186,14 @@ def backward(
         for c0 in range(0, n, step):
             c1 = min(c0 + step, n)
             p, ds = scores[: c1 - c0], ds_buf[: c1 - c0]
-            torch.baddbmm(bias_t[head], kw[head, c0:c1].transpose(1, 2), qt[head, c0:c1], out=p)
+            torch.baddbmm(bias_t[head], kw[c0:c1].transpose(1, 2), qt[c0:c1], out=p)
             p.sub_(shift[c0:c1]).exp2_()
-            torch.bmm(v1[head, c0:c1].transpose(1, 2), gd[c0:c1], out=ds).mul_(p)  # p (v·g − δ)
-            index = (flat[head, c0:c1] + offsets[: c1 - c0]).view(-1)
+            torch.bmm(v1[c0:c1].transpose(1, 2), gd[c0:c1], out=ds).mul_(p)  # p (v·g − δ)
+            index = (flat[c0:c1] + offsets[: c1 - c0]).view(-1)
             ds.view(-1).index_add_(0, index, rsum[c0:c1].view(-1), alpha=-1)
             d_bias_t[head] += ds.sum(0)
-            torch.bmm(kw[head, c0:c1], ds, out=grads[0, c0:c1])
-            torch.bmm(qt[head, c0:c1], ds.transpose(1, 2), out=grads[1, c0:c1])
+            torch.bmm(kw[c0:c1], ds, out=grads[0, c0:c1])
+            torch.bmm(qt[c0:c1], ds.transpose(1, 2), out=grads[1, c0:c1])
             torch.bmm(gd[c0:c1, :d], p.transpose(1, 2), out=grads[2, c0:c1])
         for part, total in zip(grads, (dqt, dkt, dv), strict=True):
             fold(part[None], b, (h, w), ws, stride, out=total[:, one])
