@@ -13,10 +13,10 @@ e^(s − m) up to rounding. Every product has the window (w² = 144 pixels) as i
 `fold`. The backward rebuilds the head's window blocks and recomputes the scores chunk by chunk from the
 saved row max (as the Triton path does), so it holds one head's blocks and a chunk of score matrices.
 
-The gradient through each window's max goes to the key the max came from. Its index comes from an exact
-comparison (sᵀ − m == 0, an elementwise pass) summed against the key positions by one small product, with
-torch's first-index rule applied only to the rare rows with ties; `torch.max` with indices (a slow,
-unvectorised reduction on the CPU) stays off the hot path.
+The gradient through each window's max goes to the key the max came from. Its index comes from the sign
+of sᵀ − m (0 exactly at the max, −1 elsewhere; one elementwise pass, only when a backward will follow)
+summed against the key positions by one small product, with torch's first-index rule applied only to the
+rare rows with ties; `torch.max` with indices (a slow reduction on the CPU) stays off the hot path.
 """
 
 from __future__ import annotations
