@@ -160,6 +160,7 @@ def work_text(shape: str, backward: bool, element_size: int, tiles=None) -> str:
 
 def run_cuda(official, warmup: int, repeats: int, dtype: torch.dtype) -> None:
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  dtype {dtype}")
+    print(f"{stats.environment()}; CUDA times: median of --repeats after --warmup, sides one after another")
     unit = {torch.float32: "tf32" if torch.get_float32_matmul_precision() != "highest" else "fp32"}.get(
         dtype, "bf16"
     )

@@ -213,6 +213,7 @@ def official_fits(b: int, n: int) -> str | None:
 
 
 def run_cuda(paths: dict, warmup: int, repeats: int, dtype: torch.dtype) -> None:
+    print(f"{stats.environment()}; CUDA times: median of --repeats after --warmup, paths one after another")
     for shape_name, (b, n, d, dv) in SHAPES.items():
         one_pass = n > 10_000
         for backward in (False, True):
