@@ -1,7 +1,7 @@
 """Benchmark sliding proxy attention against the official SPAN operator (the attention of `SPAB.forward`).
 
     python benchmarks/bench_sliding_proxy.py --official DIR          # CUDA: Triton vs official
-    python benchmarks/bench_sliding_proxy.py --cpu --official DIR    # CPU: reference path vs official
+    python benchmarks/bench_sliding_proxy.py --cpu --official DIR    # CPU: CPU path vs official vs floor
 
 DIR is a checkout of github.com/zononhzy/SPAN (or set $SPAN_OFFICIAL); its `basicsr/archs/span_arch.py` is
 loaded from there (never copied into this repository) with the two basicsr helpers it imports stubbed
@@ -13,8 +13,10 @@ relative-position-bias gather and two additions of zeros; our side runs the same
 
 Every row prints the Triton work model (`kernels.sliding_proxy.work`: executed vs useful FLOPs and bytes
 from the launch grid and tile shapes) beside the time. CUDA: CUDA events, warm-up, median of --repeats,
-peak extra memory from the allocator. CPU: one thread, the two sides interleaved in every round, medians;
-peak memory is the rise of the peak RSS of a fresh process over one call.
+peak extra memory from the allocator. CPU: one thread; ours, the official operator and the
+contiguous-primitive floor (`floor_steps`) interleaved in every round (`stats.rounds`), min, median and the
+per-round ratios printed with the load average; peak memory is the rise of the peak RSS of a fresh process
+over one call.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
+import stats  # this script's folder is on sys.path
 import torch
-from cuda_timing import roofline, time_cpu_interleaved, time_cuda  # this script's folder is on sys.path
+from cuda_timing import roofline, time_cuda
 from torch import nn
 
-from kernels import sliding_proxy
+from kernels import sliding_proxy, sliding_proxy_cpu
 from kernels.sliding_proxy import TILES, Geometry, launch_tiles, sliding_proxy_attention, work
 
 WS, OVERLAP, HEADS, D = 12, 3, 6, 10
@@ -46,6 +51,7 @@ SHAPES = {
     "infer x2 363x642": (1, 363, 642),
 }
 CUDA_SHAPES = ["train B16 66x66", "infer x4 183x327", "infer x2 363x642"]
+FLOOR_GOAL, MEMORY_GOAL = 1.3, 0.25  # CPU path: time ≤ 1.3× the floor, peak memory ≤ ¼ of the official
 
 
 def load_official(root: Path) -> types.ModuleType:
@@ -154,6 +160,7 @@ def work_text(shape: str, backward: bool, element_size: int, tiles=None) -> str:
 
 def run_cuda(official, warmup: int, repeats: int, dtype: torch.dtype) -> None:
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  dtype {dtype}")
+    print(f"{stats.environment()}; CUDA times: median of --repeats after --warmup, sides one after another")
     unit = {torch.float32: "tf32" if torch.get_float32_matmul_precision() != "highest" else "fp32"}.get(
         dtype, "bf16"
     )
@@ -197,9 +204,64 @@ def cpu_peak_mib(path: str, shape: str, backward: bool, official_dir: str | None
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def floor_steps(shape: str, backward: bool) -> dict[str, Callable[[], None]]:
+    """The contiguous-primitive floor: q·kᵀ → exp → P·v (and, with backward, dP = dO·vᵀ, dS = dP ⊙ P, dq,
+    dk, dv: four products, P kept from the forward, nothing recomputed) over every window of the shape, on
+    contiguous window batches built beforehand (untimed), chunk by chunk as the CPU path runs. No bias,
+    no max, no window copies, no fold. "plain": the natural layouts (pixels × channels) and `exp`, as the
+    issue measured it; "tuned": the layouts and `exp2` the CPU path uses (channels × pixels, keys along
+    rows), the strictest floor."""
+    b, h, w = SHAPES[shape]
+    g = torch.Generator().manual_seed(1)
+    qw, kw, vw, gw = (
+        sliding_proxy_cpu.windows(torch.randn(b, HEADS, D, h, w, generator=g), WS, WS - OVERLAP).flatten(0, 1)
+        for _ in range(4)
+    )
+    area, n = WS * WS, qw.shape[0]
+    step = max(1, sliding_proxy_cpu.CHUNK_BYTES // (area * area * 4))
+    chunks = [slice(c, c + step) for c in range(0, n, step)]
+    plain = [x.transpose(1, 2).contiguous() for x in (qw, kw, vw, gw)]
+    buf = torch.empty(min(step, n), area, area)
+
+    def run_plain() -> None:
+        q, k, v, go = plain
+        kept = []
+        for c in chunks:
+            e = torch.bmm(q[c], k[c].transpose(1, 2), out=buf[: len(q[c])] if not backward else None).exp_()
+            torch.bmm(e, v[c])
+            kept.append(e)
+        if backward:
+            for c, e in zip(chunks, kept, strict=True):
+                ds = torch.bmm(go[c], v[c].transpose(1, 2)).mul_(e)
+                torch.bmm(ds, k[c]), torch.bmm(ds.transpose(1, 2), q[c]), torch.bmm(e.transpose(1, 2), go[c])
+
+    def run_tuned() -> None:
+        kept = []
+        for c in chunks:
+            e = torch.bmm(
+                kw[c].transpose(1, 2), qw[c], out=buf[: len(qw[c])] if not backward else None
+            ).exp2_()
+            torch.bmm(vw[c], e)
+            kept.append(e)
+        if backward:
+            for c, e in zip(chunks, kept, strict=True):
+                ds = torch.bmm(vw[c].transpose(1, 2), gw[c]).mul_(e)
+                (
+                    torch.bmm(kw[c], ds),
+                    torch.bmm(qw[c], ds.transpose(1, 2)),
+                    torch.bmm(gw[c], e.transpose(1, 2)),
+                )
+
+    return {"floor plain": run_plain, "floor tuned": run_tuned}
+
+
+def _range(r: list[float]) -> str:
+    return f"{min(r):.2f}–{max(r):.2f}×, median {statistics.median(r):.2f}×"
+
+
 def run_cpu(official, official_dir: str | None, shapes: list[str], warmup: int, repeats: int) -> None:
     torch.set_num_threads(1)
-    print(f"CPU, 1 thread, torch {torch.__version__}; ours = the reference path (no Triton), float32")
+    print(f"CPU path (no Triton), float32; {stats.environment()}")
     for shape in shapes:
         steps = make_case(official, shape, "cpu", torch.float32)
         if official:
@@ -209,17 +271,27 @@ def run_cpu(official, official_dir: str | None, shapes: list[str], warmup: int, 
         for backward in (False, True):
             mode = "fwd+bwd" if backward else "fwd"
             calls = {n: (lambda f=f, bw=backward: _step(f, bw)) for n, f in steps.items()}
-            ms = time_cpu_interleaved(calls, warmup, repeats)
+            calls.update(floor_steps(shape, backward))
+            times = stats.rounds(calls, repeats, warmup)
+            print(f"{shape} {mode}: {repeats} interleaved rounds after {warmup} warm-up")
+            print(stats.summary(times, "official" if official else "ours"))
+            for floor in ("floor plain", "floor tuned"):
+                r = stats.ratios(times, floor, "ours")  # floor time / ours: invert to ours / floor
+                over = [1 / x for x in r]
+                verdict = "met" if statistics.median(over) <= FLOOR_GOAL else "not met"
+                print(f"  ours / {floor} per round {_range(over)} (goal ≤ {FLOOR_GOAL}×: {verdict})")
             mem = {n: cpu_peak_mib(n, shape, backward, official_dir) for n in steps}
-            for name in steps:
-                ratio = (
-                    f"{ms['official'] / ms[name]:5.2f}x time "
-                    f"{mem[name] / max(mem['official'], 1e-9):6.3f}x memory"
-                    if "official" in ms
-                    else "official: not run (pass --official DIR)"
-                )
-                print(f"{shape:18} {mode:8} {name:9} {ms[name]:9.1f} ms {mem[name]:8.1f} MiB  {ratio}")
-            print(f"{'':18} {mode:8} triton {work_text(shape, backward, 4)}")
+            line = f"  peak memory (fresh process): ours {mem['ours']:.1f} MiB"
+            if "official" in mem:
+                share = mem["ours"] / max(mem["official"], 1e-9)
+                verdict = "met" if share <= MEMORY_GOAL else "not met"
+                line += f", official {mem['official']:.1f} MiB, ours/official {share:.3f}"
+                line += f" (goal ≤ {MEMORY_GOAL}: {verdict})"
+            else:
+                line += ", official: not run (pass --official DIR)"
+            print(line)
+            print(f"  triton {work_text(shape, backward, 4)}")
+    print(f"end: {stats.environment()}")
 
 
 def _peak_rss_kib() -> int:
@@ -242,7 +314,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--official", default=os.environ.get("SPAN_OFFICIAL"), help="zononhzy/SPAN checkout")
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--warmup", type=int, help="untimed calls (rounds on the CPU); default 5 CUDA, 1 CPU")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--cpu", action="store_true", help="time the CPU reference path (no CUDA needed)")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="CUDA input dtype")
@@ -263,10 +335,12 @@ def main() -> int:
             "official operator: not run (pass --official DIR, a zononhzy/SPAN checkout, or set SPAN_OFFICIAL)"
         )
     if args.cpu:
-        run_cpu(official, args.official, args.cpu_shapes, min(args.warmup, 1), args.repeats)
+        run_cpu(
+            official, args.official, args.cpu_shapes, 1 if args.warmup is None else args.warmup, args.repeats
+        )
     elif torch.cuda.is_available():
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-        run_cuda(official, args.warmup, args.repeats, dtype)
+        run_cuda(official, 5 if args.warmup is None else args.warmup, args.repeats, dtype)
     else:
         print("CUDA timings: not run here: no GPU in this session (pass --cpu for the CPU reference path)")
         for shape in CUDA_SHAPES:

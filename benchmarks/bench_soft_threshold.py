@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
+import math
 import os
-import statistics
+import subprocess
 import sys
-import time
+import types
 from functools import partial
 from pathlib import Path
 
+import stats  # this script's folder is on sys.path
 import torch
-from cuda_timing import attention_work, roofline, time_cuda  # this script's folder is on sys.path
+from cuda_timing import attention_work, roofline, time_cuda
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,6 +40,8 @@ from kernels import soft_threshold as st_mod  # noqa: E402
 from kernels.soft_threshold import macs as attention_macs  # noqa: E402
 from kernels.soft_threshold import reference_backward, reference_forward, soft_threshold_attention  # noqa: E402
 
+SPREAD = (0.003, 30.0)  # per-query score std range of `inputs`
+CPU_SIZES = (1024, 2304, 4096)  # tokens of a 32², 48² (the training patch) and 64² LR image
 SHAPES = {"train B16 N2304": (16, 2304, 96, 192), "Urban100 x2 512x384": (1, 196608, 96, 192)}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 OFFICIAL_NAMES = ("SoftThresholdingOperationFun", "tau_support", "ix_like_fun", "roll_fun")
@@ -85,13 +90,29 @@ def load_official(root: Path | None):
 def inputs(
     b: int, n: int, d: int, dv: int, device: str, grad: bool, dtype: torch.dtype = torch.float32
 ) -> list[torch.Tensor]:
-    """q, k with HSPAN-like score spread (std ~30), v ~ N(0, 1), in `dtype`."""
+    """q, k, v whose score rows spread like a trained model's: per query, the score std is log-uniform in
+    SPREAD (a few sharp rows with 1-5 keys in the support, many broad ones with hundreds, past the
+    official top-k of 128, so its widening path runs); v ~ N(0, 1), in `dtype`."""
     g = torch.Generator(device=device).manual_seed(0)
-    scale = (30.0 / d**0.5) ** 0.5
-    q = torch.randn(b, n, d, device=device, generator=g) * scale
-    k = torch.randn(b, n, d, device=device, generator=g) * scale
+    lo, hi = (math.log10(x) for x in SPREAD)
+    spread = torch.logspace(lo, hi, n, device=device)[torch.randperm(n, generator=g, device=device)]
+    q = torch.randn(b, n, d, device=device, generator=g) * (spread / d**0.5)[None, :, None]
+    k = torch.randn(b, n, d, device=device, generator=g)
     v = torch.randn(b, n, dv, device=device, generator=g)
     return [t.to(dtype).requires_grad_(grad) for t in (q, k, v)]
+
+
+def support_text(q: torch.Tensor, k: torch.Tensor) -> str:
+    """Sparsemax support sizes of the scores q·kᵀ: quantiles and the share of rows past top-k 128."""
+    sizes = torch.cat([st_mod.reference_forward(q[i : i + 1], k[i : i + 1], k[i : i + 1, :, :1])[2].flatten()
+                       for i in range(min(len(q), 2))]).double()  # fmt: skip
+    marks = torch.quantile(sizes, torch.tensor([0.0, 0.25, 0.5, 0.75, 0.9, 1.0], dtype=torch.float64))
+    wide = (sizes > 128).double().mean().item()
+    return (
+        "support sizes (keys per row) min/25%/50%/75%/90%/max "
+        + "/".join(str(int(x)) for x in marks)
+        + f"; rows past top-k 128 (official widening path): {wide:.1%}"
+    )
 
 
 def step(fn, args: list[torch.Tensor], backward: bool) -> None:
@@ -192,6 +213,7 @@ def official_fits(b: int, n: int) -> str | None:
 
 
 def run_cuda(paths: dict, warmup: int, repeats: int, dtype: torch.dtype) -> None:
+    print(f"{stats.environment()}; CUDA times: median of --repeats after --warmup, paths one after another")
     for shape_name, (b, n, d, dv) in SHAPES.items():
         one_pass = n > 10_000
         for backward in (False, True):
@@ -227,34 +249,105 @@ def run_cuda(paths: dict, warmup: int, repeats: int, dtype: torch.dtype) -> None
                 print(f"{shape_name:22s} {mode:8s} speed-up vs official: {speedup:.1f}x")
 
 
-def run_cpu(paths: dict, repeats: int) -> None:
-    """HSPAN's real per-item shape on one thread, reference vs official interleaved, plus the work model."""
+def _peak_rss_kib() -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+
+
+def peak_child(path: str, n: int, mode: str, official_dir: Path | None) -> None:
+    """Print the rise of this fresh process's peak RSS (MiB) over one call of `path` at N tokens."""
     torch.set_num_threads(1)
-    b, n, d, dv = 1, 2304, 96, 192
+    fn = soft_threshold_attention if path == "ours" else load_official(official_dir)
+    args = inputs(1, n, 96, 192, "cpu", mode == "bwd")
+    before = _peak_rss_kib()
+    step(fn, args, mode == "bwd")
+    print((_peak_rss_kib() - before) / 1024)
+
+
+def cpu_peak_mib(path: str, n: int, backward: bool, official_dir: Path | None) -> float:
+    cmd = [sys.executable, __file__, "--peak", path, str(n), "bwd" if backward else "fwd"]
+    cmd += ["--official", str(official_dir)] if official_dir else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_cpu(official, official_dir: Path | None, sizes: list[int], warmup: int, repeats: int) -> None:
+    """One batch item at N tokens (D = 96, Dv = 192), one thread: the CPU path (`soft_threshold_attention`
+    on CPU tensors) and the official op interleaved (`stats.rounds`), agreement, peak memory, support
+    sizes; then whole-image HSPAN ×4 at 32² LR against the official model; then the Triton work model."""
+    torch.set_num_threads(1)
+    print(f"CPU, float32; {stats.environment()}")
+    d, dv = 96, 192
+    for n in sizes:
+        q, k, v = inputs(1, n, d, dv, "cpu", False)
+        print(f"N={n}: {support_text(q, k)}")
+        if official is None:
+            print(f"N={n}: official: not run (pass --official DIR, a laoyangui/HSPAN checkout)")
+        else:
+            with torch.no_grad():
+                diff = (soft_threshold_attention(q, k, v) - official(q, k, v)).abs().max().item()
+            print(f"N={n}: max |ours − official| forward = {diff:.2e}")
+        for backward in (False, True):
+            mode = "fwd+bwd" if backward else "fwd"
+            args = inputs(1, n, d, dv, "cpu", backward)
+            sides = {"official": official, "ours": soft_threshold_attention} if official else {}
+            sides = sides or {"ours": soft_threshold_attention}
+            calls = {name: partial(step, fn, args, backward) for name, fn in sides.items()}
+            with torch.set_grad_enabled(backward):
+                times = stats.rounds(calls, repeats, warmup)
+            print(f"N={n} {mode}: {repeats} interleaved rounds after {warmup} warm-up")
+            print(stats.summary(times, "official" if official else "ours"))
+            mem = {name: cpu_peak_mib(name, n, backward, official_dir) for name in sides}
+            print("  peak memory (fresh process): " + ", ".join(f"{k} {x:.1f} MiB" for k, x in mem.items()))
+    if official is not None:
+        run_model(official_dir, warmup, repeats)
+    args = inputs(1, 2304, d, dv, "cpu", False)
     for backward in (False, True):
-        mode = "fwd+bwd" if backward else "fwd"
-        names = [p for p in ("reference", "official") if paths[p]]
-        times = {p: [] for p in names}
-        for _ in range(repeats):
-            for path in names:
-                args = inputs(b, n, d, dv, "cpu", backward)
-                t0 = time.perf_counter()
-                step(paths[path], args, backward)
-                times[path].append((time.perf_counter() - t0) * 1e3)
-        for path in ("reference", "official"):
-            if path not in times:
-                print(
-                    f"CPU B1 N{n} {mode:8s} {path:10s} not run: no --official DIR (laoyangui/HSPAN checkout)"
-                )
-                continue
-            ms = statistics.median(times[path])
-            print(f"CPU B1 N{n} {mode:8s} {path:10s} {ms:10.1f} ms (median of {repeats})")
-        if len(times) == 2:
-            ratio = statistics.median(times["official"]) / statistics.median(times["reference"])
-            print(f"CPU B1 N{n} {mode:8s} reference speed-up vs official: {ratio:.2f}x")
-        args = inputs(b, n, d, dv, "cpu", False)
         for bm, bn in ((64, 64), (64, 32), (128, 64)):
-            print(f"CPU B1 N{n} {mode:8s} triton     not run: no GPU; {work_model(*args, bm, bn, backward)}")
+            mode = "fwd+bwd" if backward else "fwd"
+            print(f"N=2304 {mode:8s} triton not run: no GPU; {work_model(*args, bm, bn, backward)}")
+    print(f"end: {stats.environment()}")
+
+
+def load_official_model(root: Path) -> type[torch.nn.Module]:
+    """The official HSPAN class from DIR/src/model (hspan.py, attention.py, common.py, run as they are),
+    with the imports the model does not use stubbed: matplotlib, PIL, torchvision and the
+    `model.utils.tools` the repository does not contain; the `model` package's __init__ is not run."""
+    src = root / "src" / "model"
+    unused = ["matplotlib", "matplotlib.pyplot", "PIL", "PIL.Image", "torchvision", "torchvision.transforms",
+              "torchvision.utils", "model.utils", "model.utils.tools"]  # fmt: skip
+    for name in unused:
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+    sys.modules["torchvision"].utils = sys.modules["torchvision.utils"]
+    for attr in ("extract_image_patches", "reduce_mean", "reduce_sum", "same_padding"):
+        setattr(sys.modules["model.utils.tools"], attr, None)
+    package = types.ModuleType("model")
+    package.__path__ = [str(src)]
+    sys.modules["model"] = package
+    return importlib.import_module("model.hspan").HSPAN
+
+
+def run_model(official_dir: Path, warmup: int, repeats: int, lr: int = 32, scale: int = 4) -> None:
+    """Whole-image HSPAN ×scale (demo.sh's hyper-parameters, random weights shared by both) at lr² LR:
+    ours (`architectures.hspan`, the CPU path of the op) against the official model, forward, no grad."""
+    from architectures.hspan import build_hspan
+
+    ours = build_hspan(scale).eval()
+    hp = dict(n_resgroups=10, n_resblocks=4, n_feats=192, topk=128, reduction=2, res_scale=0.1)
+    official = load_official_model(official_dir)(
+        types.SimpleNamespace(scale=[scale], rgb_range=1, n_colors=3, **hp)
+    )
+    torch.nn.Module.load_state_dict(official.eval(), ours.state_dict(), strict=True)
+    x = torch.rand(1, 3, lr, lr, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = (ours(x) - official(x)).abs().max().item()
+        times = stats.rounds({"official": lambda: official(x), "ours": lambda: ours(x)}, repeats, warmup)
+    print(
+        f"HSPAN x{scale} whole image {lr}x{lr} LR (N={lr * lr}), forward: max |ours − official| = {diff:.2e}"
+    )
+    print(stats.summary(times, "official"))
 
 
 def main() -> int:
@@ -276,14 +369,20 @@ def main() -> int:
     )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--cpu-sizes", type=int, nargs="+", default=list(CPU_SIZES), help="N for --cpu")
+    parser.add_argument("--peak", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak:
+        path, n, mode = args.peak
+        peak_child(path, int(n), mode, args.official)
+        return 0
     paths = {
         "triton": soft_threshold_attention,
         "reference": _Reference.apply,
         "official": load_official(args.official),
     }
     if args.cpu:
-        run_cpu(paths, args.repeats)
+        run_cpu(paths["official"], args.official, args.cpu_sizes, args.warmup, args.repeats)
         return 0
     if not torch.cuda.is_available():
         print("GPU figures (triton, reference, official; both shapes): not run: no CUDA device (try --cpu)")

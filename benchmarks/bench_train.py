@@ -9,9 +9,12 @@ only the loops differ. BasicSR is loaded from a checkout outside this repository
 ``$REPROSR_BASICSR``; without it that side is "not run".
 
 Run: python benchmarks/bench_train.py [--recipe span_esr_ch48_x4] [--iters 20] [--rounds 3] [--batch B]
-     [--hr-patch P] [--workers W] [--basicsr PATH] [--device cpu|cuda]
-Prints a markdown table: iterations/s (median over rounds) of BasicSR, ReproSR fp32 (the recipe), ReproSR
-bf16 autocast and channels_last (recorded recipe knobs), and the speed-up over BasicSR.
+     [--hr-patch P] [--workers W] [--basicsr PATH] [--device cpu|cuda] [--no-knobs]
+Each side, in each round, is one run timed in steady state over --iters iterations after --warmup (ours: a
+forward pre-hook marks iteration starts; BasicSR: its own loop). Prints the environment (device, load
+average), min and median seconds per iteration per side, the per-round speed-up over BasicSR (range and
+median) for ReproSR fp32 (the recipe), bf16 autocast and channels_last (recorded recipe knobs), and whether
+the ≥ 1.3× claim at the fp32 recipe holds in every round.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +40,12 @@ from harness.training.loop import fit  # noqa: E402
 from harness.training.patches import PatchStream  # noqa: E402
 from harness.training.plan import make_plan  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stats  # noqa: E402  (benchmarks/stats.py)
+
+BASICSR, FP32 = "BasicSR SRModel loop", "ReproSR fp32 (recipe)"
+GOAL = 1.3  # speed-up over BasicSR claimed at the same fp32 recipe
+
 
 def make_images(root: Path, scale: int, n: int, size: int) -> None:
     """``n`` random-texture HR images of ``size``² and their MATLAB-bicubic LR, DIV2K layout."""
@@ -51,21 +59,23 @@ def make_images(root: Path, scale: int, n: int, size: int) -> None:
 
 
 def ours(recipe, pairs, args, device, out: Path, *, precision: str, channels_last: bool) -> float:
-    """Seconds per iteration of ``fit`` in steady state: (t(warmup + n) − t(warmup)) / n, setup cancelled."""
-    times = []
-    for iters in (args.warmup, args.warmup + args.iters):
-        plan = make_plan(recipe, "full", len(pairs), precision=precision, channels_last=channels_last)
-        sampling = replace(plan.sampling, global_batch=args.batch, hr_patch=args.hr_patch)
-        plan = replace(plan, sampling=sampling, iterations=iters, scheduled=iters, checkpoint_every=iters,
-                       val_every=10**9)  # fmt: skip
-        torch.manual_seed(0)
-        model = architectures.build(recipe.model, recipe.scale, recipe.variant)
-        start = time.perf_counter()
-        fit(model, PatchStream(pairs, sampling), [], plan, out / f"{precision}-{channels_last}-{iters}",
-            recipe_name=recipe.name, recipe_hash=recipe.hash, device=device, resume=False,
-            workers=args.workers)  # fmt: skip
-        times.append(time.perf_counter() - start)
-    return (times[1] - times[0]) / args.iters
+    """Seconds per iteration of ``fit`` in steady state: one run of warmup + iters + 1 iterations, timed
+    from the start of iteration ``warmup``'s forward to the start of iteration ``warmup + iters``'s (a
+    forward pre-hook on the model), so setup, warm-up and the final save are outside the timed span."""
+    plan = make_plan(recipe, "full", len(pairs), precision=precision, channels_last=channels_last)
+    sampling = replace(plan.sampling, global_batch=args.batch, hr_patch=args.hr_patch)
+    iters = args.warmup + args.iters + 1
+    plan = replace(plan, sampling=sampling, iterations=iters, scheduled=iters, checkpoint_every=iters,
+                   val_every=10**9)  # fmt: skip
+    torch.manual_seed(0)
+    model = architectures.build(recipe.model, recipe.scale, recipe.variant)
+    starts: list[float] = []
+    model.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{precision}-{channels_last}-", dir=out))
+    fit(model, PatchStream(pairs, sampling), [], plan, run_dir,
+        recipe_name=recipe.name, recipe_hash=recipe.hash, device=device, resume=False,
+        workers=args.workers)  # fmt: skip
+    return (starts[args.warmup + args.iters] - starts[args.warmup]) / args.iters
 
 
 def basicsr_side(recipe, data_root: Path, args, device, out: Path):
@@ -159,6 +169,9 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=480)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--basicsr", default=None)
+    p.add_argument(
+        "--no-knobs", action="store_true", help="only BasicSR and the fp32 recipe (no bf16, no channels_last)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -174,8 +187,9 @@ def main() -> None:
         os.symlink(tmp / "data" / "LR", tmp / "layout" / "bench" / "LR_bicubic" / f"X{recipe.scale}")
         pairs = [(q.hr, q.lr) for q in iter_benchmark_pairs("bench", recipe.scale, tmp / "layout")]
         bsr, label = basicsr_side(recipe, tmp / "data", args, device, tmp / "basicsr")
+        start_env = stats.environment()
         sides = {
-            "ReproSR fp32 (recipe)": lambda: ours(recipe, pairs, args, device, tmp, precision="fp32",
+            FP32: lambda: ours(recipe, pairs, args, device, tmp, precision="fp32",
                                                   channels_last=False),
             "ReproSR bf16 autocast": lambda: ours(recipe, pairs, args, device, tmp, precision="bf16",
                                                   channels_last=False),
@@ -183,24 +197,40 @@ def main() -> None:
                                                   channels_last=True),
         }  # fmt: skip
         if bsr is not None:
-            sides = {"BasicSR SRModel loop": bsr, **sides}
+            sides = {BASICSR: bsr, **sides}
+        if args.no_knobs:
+            sides = {k: f for k, f in sides.items() if k in (BASICSR, FP32)}
+        # interleaved rounds (load hits every side alike); each call returns its own steady-state seconds per
+        # iteration, which stats.summary/ratios read like stats.rounds' times
         times: dict[str, list[float]] = {k: [] for k in sides}
-        for _ in range(args.rounds):  # interleaved: machine load hits every side alike
+        for _ in range(args.rounds):
             for name, fn in sides.items():
                 times[name].append(fn())
-    cpu = platform.processor() or platform.machine()
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU {cpu}, {args.threads} thread(s)"
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
     print(f"{recipe.name}: batch {args.batch}, HR patch {args.hr_patch}, {args.workers} loader worker(s), "
           f"{args.images} images {args.image_size}², {where}; {args.iters} timed iterations after "
-          f"{args.warmup}, median of {args.rounds} interleaved rounds")  # fmt: skip
+          f"{args.warmup} per side and round, {args.rounds} interleaved rounds")  # fmt: skip
+    print(f"environment: {stats.environment()} (start: {start_env})")
     if bsr is None:
         print(f"BasicSR: {label}")
-    print("\n| loop | it/s | vs BasicSR |\n|---|---|---|")
-    base = statistics.median(times["BasicSR SRModel loop"]) if bsr is not None else None
+        print(stats.summary(times, FP32))
+        print(f"≥ {GOAL}× BasicSR at the fp32 recipe: not run (no BasicSR)")
+        return
+    print(stats.summary(times, BASICSR))
+    print("\n| loop | it/s (median) | it/s (best round) | speed-up over BasicSR per round (median, range) |")
+    print("|---|---|---|---|")
     for name, ts in times.items():
-        sec = statistics.median(ts)
-        ratio = f"{base / sec:.2f}×" if base else "not run"
-        print(f"| {name} | {1 / sec:.2f} | {ratio} |")
+        r = stats.ratios(times, BASICSR, name)
+        ratio = f"{statistics.median(r):.2f}× ({min(r):.2f}–{max(r):.2f}×)" if name != BASICSR else "1.00×"
+        print(f"| {name} | {1 / statistics.median(ts):.3f} | {1 / min(ts):.3f} | {ratio} |")
+    r = stats.ratios(times, BASICSR, FP32)
+    held = (
+        "holds"
+        if min(r) >= GOAL
+        else ("holds in the median only" if statistics.median(r) >= GOAL else "does not hold")
+    )
+    print(f"\n≥ {GOAL}× BasicSR at the same fp32 recipe: {held} (per round {min(r):.2f}–{max(r):.2f}×, "
+          f"median {statistics.median(r):.2f}×)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
-"""Timing shared by the kernel benchmarks: CUDA-event median time and peak extra memory of a call, CPU
-medians of interleaved calls, and the achieved rate against the device roofline."""
+"""Timing shared by the kernel benchmarks: CUDA-event median time and peak extra memory of a call, and the
+achieved rate against the device roofline (CPU rounds: `stats.py`)."""
 
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -26,23 +25,6 @@ def time_cuda(call: Callable[[], object], warmup: int, repeats: int) -> tuple[fl
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times), (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
-def time_cpu_interleaved(
-    calls: dict[str, Callable[[], object]], warmup: int, repeats: int
-) -> dict[str, float]:
-    """Median milliseconds of each call, the calls taking turns in every round (so load changes on a
-    shared machine hit all of them alike)."""
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 # Dense peaks from NVIDIA's datasheets, TFLOP/s: fp32 on CUDA cores, TF32 and bf16/fp16 on tensor cores;

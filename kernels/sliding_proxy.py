@@ -10,8 +10,9 @@ stride visits). For a window and a query pixel p inside it, with t = temperature
 and out_p = N_p / D_p summed over every window covering p. Each window subtracts its own max, so this is
 not a softmax over the union of the windows; it is what the official code computes and is kept exactly.
 
-Backends (`kernels.dispatch.use_triton`): CUDA tensors run the Triton kernels, CPU tensors the PyTorch
-reference (row of windows at a time, explicit backward), float64 always the reference.
+Backends (`kernels.dispatch.use_triton`): CUDA tensors run the Triton kernels, CPU tensors (float64
+always) the CPU path of `kernels.sliding_proxy_cpu` (contiguous window batches, explicit backward). The
+autograd reference of the tests, `sliding_proxy_attention_reference`, runs a row of windows at a time.
 
 Triton layout: one program per (batch·head, window, block of BQ window pixels). The forward writes each
 window's partial numerator and denominator; a fold kernel sums the ≤ ⌈w/s⌉² windows covering each pixel in
@@ -44,6 +45,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from kernels import sliding_proxy_cpu
 from kernels.dispatch import device_checks, use_triton
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -96,7 +98,9 @@ def _check_finite(**tensors: Tensor) -> None:
     for name, t in tensors.items():
         if t.is_cuda and not device_checks():
             continue
-        if not torch.isfinite(t).all():
+        # a finite sum (one fast pass) proves every element finite; otherwise check element by element,
+        # since a sum of finite values can overflow
+        if not torch.isfinite(t.sum()) and not torch.isfinite(t).all():
             raise ValueError(f"{name} contains NaN or Inf: sliding proxy attention needs finite inputs")
 
 
@@ -129,9 +133,8 @@ def _window_columns(n_w: int, window_size: int, stride: int, device: torch.devic
 
 def _reference_forward(
     q: Tensor, k: Tensor, v: Tensor, temperature: Tensor, rel_bias: Tensor, window_size: int, overlap: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(out, merged denominator (B, heads, 1, H, W), per-window row max and argmax (nH, B, heads, nW, w²,
-    1)), one row of windows at a time; differentiable in the inputs (out and den)."""
+) -> Tensor:
+    """Output, one row of windows at a time on strided views; differentiable through autograd."""
     temperature, n_h, n_w = _check_inputs(q, k, v, temperature, rel_bias, window_size, overlap)
     b, heads, d, h, w = q.shape
     ws, stride = window_size, window_size - overlap
@@ -141,63 +144,14 @@ def _reference_forward(
     # values with a ones channel: one product gives the numerator and the denominator
     v1 = torch.cat([v, v.new_ones(b, heads, 1, h, w)], 2)
     acc = q.new_zeros(b, heads, d + 1, h, w)
-    row_max, row_arg = [], []
     for i in range(n_h):
         y0 = i * stride
         qw, kw, vw = (_row_windows(x, y0, ws, stride, n_w) for x in (q, k, v1))
-        scores = (qw * t) @ kw.transpose(-2, -1)
-        scores = scores + bias if scores.requires_grad else scores.add_(bias)
-        m, arg = torch.max(scores, dim=-1, keepdim=True)
-        e = torch.exp(scores - m) if scores.requires_grad else scores.sub_(m).exp_()
+        scores = (qw * t) @ kw.transpose(-2, -1) + bias
+        e = torch.exp(scores - torch.max(scores, dim=-1, keepdim=True)[0])
         _add_row_windows(acc, e @ vw, y0, ws, cols)
-        row_max.append(m.detach())
-        row_arg.append(arg)
     num, den = acc.split([d, 1], 2)
-    return num / den, den, torch.stack(row_max), torch.stack(row_arg)
-
-
-def _reference_backward(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    temperature: Tensor,
-    rel_bias: Tensor,
-    out: Tensor,
-    den: Tensor,
-    row_max: Tensor,
-    row_arg: Tensor,
-    grad_out: Tensor,
-    window_size: int,
-    overlap: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients (q, k, v, temperature, rel_bias) of the reference forward, one row of windows at a time,
-    from its output, merged denominator and window row max/argmax (the scores are recomputed; two
-    row-sized buffers at a time; not differentiable itself). The formula is `_backward_triton`'s."""
-    b, heads, d, h, w = q.shape
-    ws, stride = window_size, window_size - overlap
-    n_h, n_w = (h - overlap) // stride, (w - overlap) // stride
-    cols = _window_columns(n_w, ws, stride, q.device)
-    t = temperature.reshape(heads).to(q.dtype).view(1, heads, 1, 1, 1)
-    bias = rel_bias.to(q.dtype)[None, :, None]
-    delta = (grad_out * out).sum(2, keepdim=True)
-    grads = q.new_zeros(b, heads, 3 * d, h, w)  # dq/t, dk, dv
-    d_bias = torch.zeros(heads, ws * ws, ws * ws, dtype=q.dtype, device=q.device)
-    for i in range(n_h):
-        y0 = i * stride
-        qw, kw, vw, gw, den_w, delta_w = (
-            _row_windows(x, y0, ws, stride, n_w) for x in (q, k, v, grad_out, den, delta)
-        )
-        qt = qw * t
-        scores = (qt @ kw.transpose(-2, -1)).add_(bias)
-        p = scores.sub_(row_max[i] + den_w.log()).exp_()  # e^(s − m) / D_p
-        ds = (gw @ vw.transpose(-2, -1)).sub_(delta_w).mul_(p)
-        ds.scatter_add_(-1, row_arg[i], -ds.sum(-1, keepdim=True))
-        parts = torch.cat([ds @ kw, ds.transpose(-2, -1) @ qt, p.transpose(-2, -1) @ gw], -1)
-        _add_row_windows(grads, parts, y0, ws, cols)
-        d_bias += ds.sum((0, 2))
-    dqr, dk, dv = grads.split(d, 2)
-    d_t = (q * dqr).sum((0, 2, 3, 4))
-    return dqr * t, dk, dv, d_t.view(temperature.shape).to(temperature.dtype), d_bias.to(rel_bias.dtype)
+    return num / den
 
 
 def sliding_proxy_attention_reference(
@@ -209,7 +163,7 @@ def sliding_proxy_attention_reference(
     `torch.max`, as in the official code: the max shift does not cancel across windows, so the argmax
     key of every window row receives a gradient through m.
     """
-    return _reference_forward(q, k, v, temperature, rel_bias, window_size, overlap)[0]
+    return _reference_forward(q, k, v, temperature, rel_bias, window_size, overlap)
 
 
 def sliding_proxy_attention_official_style(
@@ -819,19 +773,21 @@ def _prepare(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, i
 
 
 class SlidingProxyAttentionFunction(torch.autograd.Function):
-    """Autograd wrapper: CUDA (or CPU under TRITON_INTERPRET=1) → Triton kernels; otherwise reference.
-
-    float64 always takes the reference. Both paths save the output, the merged denominator (one value per
-    pixel and head) and each window's row max and argmax, and recompute the scores in the backward.
-    """
+    """Autograd wrapper: CUDA (or CPU under TRITON_INTERPRET=1) → Triton kernels; otherwise the CPU path
+    (`kernels.sliding_proxy_cpu`, float64 always). Both save the output, the merged denominator and each
+    window's row max and argmax key, and recompute the scores in the backward. `keep=False` (a forward
+    that will not be differentiated) lets the CPU path skip what only its backward needs."""
 
     @staticmethod
-    def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap):  # noqa: D102
+    def forward(ctx, q, k, v, temperature, rel_bias, window_size, overlap, keep=True):  # noqa: D102
         ctx.geometry = Geometry(*q.shape, window_size, overlap)
         ctx.triton = use_triton(q, _sliding_proxy_fwd.fn, "sliding_proxy_attention")
         if not ctx.triton:
-            out, *stats = _reference_forward(q, k, v, temperature, rel_bias, window_size, overlap)
-            ctx.save_for_backward(q, k, v, temperature, rel_bias, out, *stats)
+            heads = q.shape[1]
+            out, ctx.cpu = sliding_proxy_cpu.forward(
+                q, k, v, temperature.reshape(heads), rel_bias, window_size, overlap, keep
+            )
+            ctx.save_for_backward(q, k, v, temperature, out)
             return out
         q, k, v, ctx.batch_stride = _prepare(q, k, v)
         temperature, rel_bias = temperature.contiguous(), rel_bias.contiguous()
@@ -846,9 +802,15 @@ class SlidingProxyAttentionFunction(torch.autograd.Function):
     def backward(ctx, grad_out):  # noqa: D102
         if ctx.triton:
             grads = _backward_triton(*ctx.saved_tensors, grad_out, ctx.batch_stride, ctx.geometry)
-            return (*grads, None, None)
+            return (*grads, None, None, None)
         g = ctx.geometry
-        return (*_reference_backward(*ctx.saved_tensors, grad_out, g.window_size, g.overlap), None, None)
+        q, k, v, temperature, out = ctx.saved_tensors
+        if ctx.cpu is None:
+            raise RuntimeError("sliding_proxy_attention: backward of a CPU forward run with keep=False")
+        grads = sliding_proxy_cpu.backward(
+            ctx.cpu, q, k, v, temperature, out, grad_out, g.window_size, g.overlap
+        )
+        return (*grads, None, None, None)
 
 
 def sliding_proxy_attention(
@@ -859,7 +821,9 @@ def sliding_proxy_attention(
     be multiples of window_size − overlap. Differentiable in q, k, v, temperature and rel_bias."""
     _check_inputs(q, k, v, temperature, rel_bias, window_size, overlap)
     _check_finite(q=q, k=k, v=v, temperature=temperature, rel_bias=rel_bias)
-    return SlidingProxyAttentionFunction.apply(q, k, v, temperature, rel_bias, window_size, overlap)
+    # what the backward needs beyond the inputs is kept only when a gradient can be asked for
+    keep = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, temperature, rel_bias))
+    return SlidingProxyAttentionFunction.apply(q, k, v, temperature, rel_bias, window_size, overlap, keep)
 
 
 def macs(b: int, heads: int, d: int, h: int, w: int, window_size: int, overlap: int) -> int:

@@ -75,7 +75,9 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 
 def _check_finite(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not bool(torch.isfinite(t).all()):
+        # a finite sum (one fast pass) proves every element finite; a sum of finite values can overflow,
+        # so only an infinite sum is checked element by element
+        if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
             raise ValueError(
                 f"soft_threshold_attention: {name} holds NaN or Inf; check the features fed to the attention"
             )
@@ -112,6 +114,31 @@ def sparsemax_threshold(s: torch.Tensor, topk: int = TOPK) -> tuple[torch.Tensor
     return tau.view(shape), support.view(shape)
 
 
+def michelot_threshold(s: torch.Tensor, max_iters: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact sparsemax threshold of rows whose max is 0, s (R, M) → (tau, support_size), each (R, 1).
+
+    Michelot's iteration from the lower bound tau = −1 (Σ_j max(s_j − tau, 0) ≥ −tau, so tau* ≥ −1):
+    S = {s > tau}, tau ← (Σ_S s − 1) / |S| rises monotonically to tau* and stops when S stops shrinking;
+    each pass is four vectorised elementwise passes over the rows, where a top-k search sorts every row.
+    Rows not settled after `max_iters` passes (none in practice) take `sparsemax_threshold`.
+    """
+    tau = s.new_full((s.shape[0], 1), -1.0)
+    on, masked = torch.empty_like(s), torch.empty_like(s)
+    count = None
+    for _ in range(max_iters):
+        torch.gt(s, tau, out=on)
+        new_count = on.sum(-1, keepdim=True)
+        if count is not None and torch.equal(new_count, count):
+            return tau, count.long()
+        count = new_count
+        tau = (torch.mul(s, on, out=masked).sum(-1, keepdim=True) - 1) / count
+    torch.gt(s, tau, out=on)
+    todo = (on.sum(-1, keepdim=True) != count).squeeze(-1).nonzero().squeeze(-1)
+    if len(todo):
+        tau[todo], count[todo] = (x.to(s.dtype) for x in sparsemax_threshold(s[todo]))
+    return tau, count.long()
+
+
 def _row_blocks(n: int):
     return ((i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK))
 
@@ -137,14 +164,16 @@ def reference_forward(
     out = q.new_empty(b, n, v.shape[-1], dtype=work)
     tau = q.new_empty(b, n, dtype=work)
     support = q.new_empty(b, n, dtype=torch.int32)
+    scores = q.new_empty(b * min(n, ROW_BLOCK) * k.shape[1], dtype=work)  # one block, reused
     for i0, i1 in _row_blocks(n):
-        s = torch.bmm(qw[:, i0:i1], kt)
+        s = torch.bmm(qw[:, i0:i1], kt, out=scores[: b * (i1 - i0) * k.shape[1]].view(b, i1 - i0, -1))
         row_max = s.amax(-1, keepdim=True)
         if not bool(torch.isfinite(row_max).all()):
             raise _overflow(work)
-        # Search the max-shifted scores as the official operator does, so the cumsum stays small.
+        # Search the max-shifted scores as the official operator does, so the sums stay small.
         s -= row_max
-        t, sup = sparsemax_threshold(s)
+        t, sup = michelot_threshold(s.view(-1, s.shape[-1]))
+        t, sup = t.view(*s.shape[:-1], 1), sup.view(*s.shape[:-1], 1)
         torch.bmm(s.sub_(t).clamp_(min=0), vw, out=out[:, i0:i1])
         tau[:, i0:i1] = (t + row_max).squeeze(-1)
         support[:, i0:i1] = sup.squeeze(-1).to(torch.int32)

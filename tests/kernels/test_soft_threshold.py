@@ -19,6 +19,7 @@ from kernels import soft_threshold as st_mod
 from kernels.soft_threshold import (
     SoftThresholdAttentionFunction,
     macs,
+    michelot_threshold,
     reference_forward,
     soft_threshold_attention,
     sparsemax_threshold,
@@ -148,6 +149,25 @@ def test_reference_matches_official_topk_formulation(m):
         torch.testing.assert_close(out, want.detach(), rtol=0, atol=1e-12)
         for g, t in zip(grads, (qo, ko, vo), strict=True):
             torch.testing.assert_close(g, t.grad, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("max_iters", [32, 1])
+def test_michelot_threshold_equals_the_sorted_search(max_iters):
+    """Rows with supports from 1 key to all 600 (past top-k 128, so the sorted search widens), tied
+    maxima and all-equal rows: the same threshold and support as `sparsemax_threshold`; with one pass
+    allowed, the unsettled rows take the sorted search."""
+    g = torch.Generator().manual_seed(41)
+    spread = torch.logspace(-4, 1.5, 60, dtype=torch.float64)[:, None]
+    s = torch.randn(60, 600, generator=g, dtype=torch.float64) * spread
+    s[0] = 0.0  # all equal
+    s[1, :3] = s[1].max() + 1.0  # three tied maxima
+    s = s - s.amax(-1, keepdim=True)
+    tau, support = michelot_threshold(s, max_iters=max_iters)
+    want_tau, want_support = sparsemax_threshold(s)
+    assert torch.equal(support, want_support)
+    torch.testing.assert_close(tau, want_tau, rtol=0, atol=1e-13)
+    assert support.max() == 600 and support.min() == 1 and (support > 128).sum() > 10
+    assert support[1] == 3
 
 
 def test_reference_gradcheck_float64():
