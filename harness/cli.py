@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import progress
+from harness.errors import UserError
 from harness.schema import TEST_TIME, Precision
 
 
@@ -562,6 +563,7 @@ def _run(argv: list[str]) -> None:
         args.fn(args)
     except (
         UsageError,
+        UserError,
         OSError,
         ValueError,
         KeyError,
