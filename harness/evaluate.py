@@ -31,6 +31,7 @@ import architectures
 from harness import data, metrics, progress, released, runtime, tiles
 from harness import store as results_store
 from harness.data import Pair
+from harness.files import atomic_file
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision
 
@@ -221,11 +222,36 @@ def pixel_sha256(img: Tensor) -> str:
 
 
 def save_sr(folder: Path, name: str, sr8: Tensor) -> Path:
-    """Write one scored SR image (3, H, W) uint8 as ``folder/<name>.png``."""
+    """Write one scored SR image (3, H, W) uint8 as ``folder/<name>.png``, atomically."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    Image.fromarray(np.ascontiguousarray(sr8.permute(1, 2, 0).cpu().numpy()), "RGB").save(path)
+    with atomic_file(path) as f:
+        Image.fromarray(np.ascontiguousarray(sr8.permute(1, 2, 0).cpu().numpy()), "RGB").save(f, format="PNG")
     return path
+
+
+def read_manifest(root: Path) -> dict:
+    """The SR manifest ``root/manifest.json`` ({} if absent); ValueError naming the file when it is not one
+    (checked before the first image, so a bad file does not cost an evaluation)."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: not JSON ({exc}); move it away or choose another --save-sr folder"
+        ) from None
+    if not (
+        isinstance(manifest, dict)
+        and isinstance(manifest.get("datasets", {}), dict)
+        and isinstance(manifest.get("images", {}), dict)
+    ):
+        raise ValueError(
+            f"{path} is not an SR manifest (an object with 'datasets' and 'images' objects): move it away or "
+            "choose another --save-sr folder"
+        )
+    return manifest
 
 
 def write_manifest(root: Path, dataset: str, result: EvalResult, context: dict) -> Path:
@@ -233,7 +259,7 @@ def write_manifest(root: Path, dataset: str, result: EvalResult, context: dict) 
     per dataset the run's knobs (``context``: model, checkpoint, scale…); merged with an existing manifest so
     several calls can share one folder."""
     path = Path(root) / MANIFEST
-    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    manifest = read_manifest(root)
     manifest.setdefault("pixel_hash", pixel_sha256.__doc__.split(":", 1)[1].strip())
     manifest.setdefault("datasets", {})[dataset] = {**context, **result.test_time.columns()}
     images = manifest.setdefault("images", {})
@@ -246,7 +272,8 @@ def write_manifest(root: Path, dataset: str, result: EvalResult, context: dict) 
             "size": [int(pixels.shape[1]), int(pixels.shape[0])],
             **{k: v for k, v in row.items() if k in metrics.CONVENTIONS},
         }
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    with atomic_file(path) as f:
+        f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     return path
 
 
@@ -402,6 +429,10 @@ def evaluate_checkpoint(
         default.repeats if runtime_repeats is None else runtime_repeats,
     )
     names = dataset_names(dataset, model_name, variant, scale)
+    if save_sr_dir is not None:
+        read_manifest(Path(save_sr_dir))
+    if store:
+        results_store.check_writable()
     path = released.resolve(checkpoint)
     model = architectures.load_checkpoint(architectures.build(model_name, scale, variant, form=form), path)
     run_id = uuid.uuid4().hex[:12]
