@@ -15,13 +15,13 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import progress
 from harness.errors import UserError
+from harness.launch import launch, report_worker_error
 from harness.schema import TEST_TIME, Precision
 
 
@@ -296,27 +296,6 @@ def cmd_verify(args: argparse.Namespace) -> None:
     )
 
 
-def _without_nproc(argv: Sequence[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
-
-
-def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
-    """The single-node torchrun command that runs ``reprosr <argv>`` (without ``--nproc``) in ``nproc``
-    processes."""
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "harness", *_without_nproc(argv),
-    ]  # fmt: skip
-
-
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from harness.reproduce import reproduce
     from harness.verify import format_verdicts
@@ -324,9 +303,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         if args.checkpoint:
             raise ValueError("--nproc trains in several processes; with --checkpoint nothing is trained")
-        done = subprocess.run(torchrun_command(args.nproc, args.argv), check=False)
-        if done.returncode:
-            raise SystemExit(done.returncode)
+        launch(args.nproc, args.argv)
         return
     outcome = reproduce(
         args.recipe,
@@ -572,6 +549,8 @@ def _run(argv: list[str]) -> None:
         if isinstance(exc, BrokenPipeError):
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if report_worker_error(str(msg)):  # a torchrun worker: the launcher reports the one error
+            raise SystemExit(2) from None
         if json_requested:
             print(dumps({"error": str(msg)}))
         print(f"error: {msg}", file=sys.stderr)
