@@ -348,18 +348,12 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
 
 
 def _check_ranges(data: dict[str, dict[str, Any]], where: str) -> None:
-    """Every numeric field within :data:`RANGES` (NaN is never), the milestones within schedule.total."""
+    """Every numeric field within :data:`RANGES` (NaN is never)."""
     for dotted, (ok, allowed) in RANGES.items():
         section, name = dotted.split(".")
         value = data[section][name]
         if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
             raise RecipeError(f"{where}: field {dotted} = {value!r} is out of range: it must be {allowed}")
-    schedule = data["schedule"]
-    if any(m > schedule["total"] for m in schedule["milestones"]):
-        raise RecipeError(
-            f"{where}: field schedule.milestones = {schedule['milestones']} goes past schedule.total = "
-            f"{schedule['total']}"
-        )
 
 
 def _check_registry(data: dict[str, dict[str, Any]], where: str) -> None:
