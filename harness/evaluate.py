@@ -31,6 +31,7 @@ import architectures
 from harness import data, metrics, progress, released, runtime, tiles
 from harness import store as results_store
 from harness.data import Pair
+from harness.errors import UserError
 from harness.files import atomic_file
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision
@@ -231,7 +232,7 @@ def save_sr(folder: Path, name: str, sr8: Tensor) -> Path:
 
 
 def read_manifest(root: Path) -> dict:
-    """The SR manifest ``root/manifest.json`` ({} if absent); ValueError naming the file when it is not one
+    """The SR manifest ``root/manifest.json`` ({} if absent); a UserError naming the file when it is not one
     (checked before the first image, so a bad file does not cost an evaluation)."""
     path = Path(root) / MANIFEST
     if not path.is_file():
@@ -239,15 +240,13 @@ def read_manifest(root: Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: not JSON ({exc}); move it away or choose another --save-sr folder"
-        ) from None
+        raise UserError(f"{path}: not JSON ({exc}); move it away or pick another --save-sr folder") from None
     if not (
         isinstance(manifest, dict)
         and isinstance(manifest.get("datasets", {}), dict)
         and isinstance(manifest.get("images", {}), dict)
     ):
-        raise ValueError(
+        raise UserError(
             f"{path} is not an SR manifest (an object with 'datasets' and 'images' objects): move it away or "
             "choose another --save-sr folder"
         )
@@ -431,8 +430,6 @@ def evaluate_checkpoint(
     names = dataset_names(dataset, model_name, variant, scale)
     if save_sr_dir is not None:
         read_manifest(Path(save_sr_dir))
-    if store:
-        results_store.check_writable()
     path = released.resolve(checkpoint)
     model = architectures.load_checkpoint(architectures.build(model_name, scale, variant, form=form), path)
     run_id = uuid.uuid4().hex[:12]

@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.errors import UserError
+
 _TEMP = re.compile(
     r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|.+\.tmp-(?P<tpid>\d+)|extract-(?P<xpid>\d+)-.+"
     r"|.+\.(?:building|old)-(?P<bpid>\d+)-.+)$"
@@ -107,20 +109,20 @@ def clean_once(folder: Path) -> None:
 
 def inside(root: Path, path: Path) -> Path:
     """`path`, checked to stay inside `root`: relative to it without `..`, and with no symbolic link in any
-    component below `root` (the last included). Raises ValueError saying which link or component leaves
+    component below `root` (the last included). Raises a UserError saying which link or component leaves
     `root`; nothing is followed."""
     root, path = Path(root), Path(path)
     try:
         parts = path.relative_to(root).parts
     except ValueError:
-        raise ValueError(f"refusing {path}: it is not inside {root}") from None
+        raise UserError(f"refusing {path}: it is not inside {root}") from None
     current = root
     for part in parts:
         if part in ("..", "") or "/" in part or "\\" in part:
-            raise ValueError(f"refusing {path}: the component {part!r} leads out of {root}")
+            raise UserError(f"refusing {path}: the component {part!r} leads out of {root}")
         current = current / part
         if current.is_symlink():
-            raise ValueError(
+            raise UserError(
                 f"refusing {current}: it is a symbolic link (to {os.readlink(current)}); links are not "
                 f"followed out of {root}: replace it with the file itself"
             )

@@ -28,6 +28,7 @@ import pandas as pd
 from PIL import Image
 
 from harness import data, store
+from harness.errors import UserError
 from harness.evaluate import MANIFEST as SR_MANIFEST
 from harness.files import atomic_file, inside, locked
 from harness.paths import repo_file
@@ -70,7 +71,7 @@ def find_run_dir(runs_dir: Path, run_id: str) -> Path | None:
             if json.loads(path.read_text(encoding="utf-8")).get("run_id") == run_id:
                 return path.parent
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not JSON ({exc})") from None
+            raise UserError(f"{path}: not JSON ({exc})") from None
     return None
 
 
@@ -102,7 +103,7 @@ def sr_files(run_dir: Path, run_id: str) -> dict[str, list[Path]]:
     """The SR outputs of ``run_id`` that crops are made from (the first :data:`CROPS_PER_SET` of each
     dataset; relative SR folders are relative to the run directory), checked against the run's SR manifest
     (``manifest.json`` beside the dataset folders, as ``--save-sr`` writes it): the manifest must name the
-    run and every file must have the pixel hash it records. Raises ValueError otherwise (a reused
+    run and every file must have the pixel hash it records. Raises a UserError otherwise (a reused
     ``--out`` folder holds another run's images, or the files changed since)."""
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     out = {}
@@ -117,13 +118,13 @@ def sr_files(run_dir: Path, run_id: str) -> dict[str, list[Path]]:
             named = manifest["datasets"][dataset].get("run_id")
             hashes = {k: v["sha256_pixels"] for k, v in manifest["images"].items()}
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(
+            raise UserError(
                 f"cannot check the SR images of run {run_id} in {folder}: {manifest_path} is missing or "
                 f"not an SR manifest ({type(exc).__name__}: {exc}); publish it with --runs pointing to no "
                 "run folder to skip its crops"
             ) from None
         if named != run_id:
-            raise ValueError(
+            raise UserError(
                 f"the SR images in {folder} are run {named}'s, not run {run_id}'s ({manifest_path}): the "
                 "--out folder was reused; publish without its crops (--runs pointing elsewhere) or rerun it"
             )
@@ -131,7 +132,7 @@ def sr_files(run_dir: Path, run_id: str) -> dict[str, list[Path]]:
             with Image.open(file) as img:
                 digest = hashlib.sha256(np.asarray(img.convert("RGB")).tobytes()).hexdigest()
             if hashes.get(f"{dataset}/{file.name}") != digest:
-                raise ValueError(
+                raise UserError(
                     f"{file} is not the SR image run {run_id} scored (its pixel hash differs from "
                     f"{manifest_path}): the --out folder was reused or the file changed; publish without its "
                     "crops (--runs pointing elsewhere) or rerun it"
@@ -214,19 +215,19 @@ def _measured_something(results: pd.DataFrame) -> bool:
 
 
 def _plan(run_id: str, src: dict, tgt: dict, source: Path, target: Path, runs_dir: Path) -> _Plan:
-    """What publishing ``run_id`` still has to write; raises ValueError (nothing written) when it must not."""
+    """What publishing ``run_id`` still has to write; a UserError (nothing written) when it must not."""
     rows = {t: src[t][src[t].run_id == run_id] for t in TABLES}
     there = {t: bool((tgt[t].run_id == run_id).any()) for t in TABLES}
     if not any(there.values()) and all(rows[t].empty for t in TABLES):
-        raise ValueError(
+        raise UserError(
             f"run {run_id!r} is in neither the local store ({source}) nor the committed store "
             f"({target}); `reprosr reproduce` and `reprosr eval` print the run id"
         )
     results = tgt["results"][tgt["results"].run_id == run_id] if there["results"] else rows["results"]
     if results.empty:
-        raise ValueError(f"run {run_id!r} has verdicts but no results rows in {source}; nothing to publish")
+        raise UserError(f"run {run_id!r} has verdicts but no results rows in {source}; nothing to publish")
     if not _measured_something(results):
-        raise ValueError(
+        raise UserError(
             f"run {run_id!r} measured nothing beyond the static counts (no checkpoint or training "
             "measurement: e.g. its checkpoint could not be fetched); rerun it where it can measure, then "
             "publish that run"

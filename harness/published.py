@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import UserError
 from harness.paths import OFFICIAL_CSV, PUBLISHED_DIR
 from harness.schema import Confidence, ReferenceKind
 from harness.verdicts import Reference
@@ -81,18 +82,18 @@ def _table(*roots: Path) -> pd.DataFrame:
 
 
 def _check_numbers(frame: pd.DataFrame, path: Path) -> None:
-    """Every ``value`` a finite number and every ``scale`` a positive integer; ValueError naming the file and
+    """Every ``value`` a finite number and every ``scale`` a positive integer; a UserError naming the file and
     the row (its line in the file, the header being line 1)."""
     for i, (scale, value) in enumerate(zip(frame["scale"], frame["value"], strict=True)):
         where = f"{path}, line {i + 2}"
         if not scale.isdigit() or int(scale) < 1:
-            raise ValueError(f"{where}: scale {scale!r} is not a positive integer")
+            raise UserError(f"{where}: scale {scale!r} is not a positive integer")
         try:
             number = float(value)
         except ValueError:
-            raise ValueError(f"{where}: value {value!r} is not a number") from None
+            raise UserError(f"{where}: value {value!r} is not a number") from None
         if not math.isfinite(number):
-            raise ValueError(f"{where}: value {value!r} is not a finite number; give the published digits")
+            raise UserError(f"{where}: value {value!r} is not a finite number; give the published digits")
 
 
 def _check(frame: pd.DataFrame, path: Path) -> None:

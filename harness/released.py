@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +23,6 @@ import torch
 import architectures
 from architectures import tf_checkpoint
 from harness import data, downloads, published
-from harness.files import atomic_file
 from harness.progress import stage
 
 
@@ -519,13 +517,7 @@ def _manual(entry: ReleasedCheckpoint, path: Path) -> Path:
     record = path.with_name(path.name + ".sha256")
     digest = downloads.sha256_file(path)
     if record.exists():
-        recorded = (record.read_text().split() or [""])[0]
-        if not re.fullmatch(r"[0-9a-f]{64}", recorded):
-            raise ValueError(
-                f"{record} is empty or not a sha256 record (expected '<64 hex digits>  {path.name}'): "
-                f"delete it and {path} is checked and recorded again"
-            )
-        if recorded != digest:
+        if (recorded := record.read_text().split()[0]) != digest:
             raise ValueError(
                 f"{path} has sha256 {digest} but {recorded} was recorded when it was first checked: put the "
                 f"original file back, or delete {record} to accept this one"
@@ -534,8 +526,7 @@ def _manual(entry: ReleasedCheckpoint, path: Path) -> Path:
     architectures.load_checkpoint(
         architectures.build(entry.model, entry.scale, entry.variant, form=entry.form), path
     )
-    with atomic_file(record) as f:
-        f.write(f"{digest}  {path.name}\n".encode())
+    record.write_text(f"{digest}  {path.name}\n")
     return path
 
 

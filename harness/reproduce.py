@@ -21,7 +21,6 @@ from pathlib import Path
 import architectures
 from harness import data, progress, released, retrain, runtime, store
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, evaluate, result_rows, write_manifest
-from harness.files import atomic_file
 from harness.recipes import Recipe, load
 from harness.training import ddp
 from harness.training.loop import TrainSummary, train
@@ -249,7 +248,6 @@ def reproduce(
         raise ValueError(f"--max-iters must be a positive number of iterations, not {max_iters}")
     out = Path(out_dir) if out_dir else RUNS / f"{recipe.name}-{'checkpoint' if checkpoint else profile}"
     out.mkdir(parents=True, exist_ok=True)
-    store.check_writable()
     if checkpoint:
         with runtime.on_device(resolved):
             stage = _checkpoint_stage(recipe, checkpoint, data_root, out)
@@ -353,16 +351,20 @@ def _store_run(recipe: Recipe, stage: Stage, data_root: Path | None, out: Path, 
     store.append(verdict_rows, table="verdicts")
     means = {k: r.mean for k, r in stage.results.items()}
     outcome = Outcome(recipe.name, stage.profile, run_id, out, verdicts, means, notes, [run_id])
-    for dataset, result in stage.results.items():  # the SR images' hashes, which publish checks
+    for dataset, result in stage.results.items():  # the SR images' hashes and run id, which publish checks
         write_manifest(out / "sr", dataset, result, {"run_id": run_id, "recipe": recipe.name})
-    record = {
-        **outcome.as_dict(),
-        "data_root": str(Path(data_root).resolve()) if data_root else "",
-        "sr_dirs": {k: str((out / "sr" / k).resolve()) for k in stage.results},
-        "curves": stage.curves,
-    }
-    with atomic_file(out / "run.json") as f:
-        f.write(json.dumps(record, indent=2, default=str).encode())
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                **outcome.as_dict(),
+                "data_root": str(data_root or ""),
+                "sr_dirs": {k: str(out / "sr" / k) for k in stage.results},
+                "curves": stage.curves,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return outcome
 
 

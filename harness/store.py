@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from harness.files import clean_once
+from harness.errors import UserError
+from harness.files import atomic_file, clean_once
 from harness.paths import REPO, repo_file
 from harness.schema import Confidence, Inference, Precision, Profile, ReferenceKind, RunState, Status, Tier
 
@@ -93,34 +94,14 @@ def default_root() -> Path:
 
 
 def check_run_id(run_id: str) -> str:
-    """``run_id``, or ValueError: a run id is 1–64 letters, digits, '.', '_' or '-', starting with a letter
+    """``run_id``, or a UserError: a run id is 1–64 letters, digits, '.', '_' or '-', starting with a letter
     or digit, without '..' (it names a folder: no path separators)."""
     if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise ValueError(
+        raise UserError(
             f"invalid run id {run_id!r}: a run id is 1-64 letters, digits, '.', '_' or '-' (no path "
             "separators, no '..'), as `reprosr reproduce` and `reprosr eval` print it"
         )
     return run_id
-
-
-def check_writable(root: Path | None = None) -> Path:
-    """The store folder ``root`` (default :func:`default_root`), created if needed and checked writable by
-    writing and removing a probe file in each table folder; OSError naming the folder and what to do.
-    Called before the first image is evaluated, so a read-only store does not waste a run."""
-    root = Path(root or default_root())
-    for table in SCHEMAS:
-        folder = root / table
-        probe = folder / f".probe.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe.touch(exist_ok=False)
-            probe.unlink()
-        except OSError as exc:
-            raise OSError(
-                f"the results store {root} is not writable ({exc.strerror or exc}): make it writable or set "
-                "REPROSR_RESULTS to a writable folder"
-            ) from None
-    return root
 
 
 def _schema(table: str) -> pa.Schema:
@@ -140,8 +121,8 @@ def _cell(table: str, i: int, name: str, kind: pa.DataType, value):
         if name == "run_id":
             try:
                 check_run_id(value)
-            except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+            except UserError as exc:
+                raise UserError(f"{where}: {exc}") from None
         if name == "timestamp":
             try:
                 offset = datetime.fromisoformat(value).utcoffset()
@@ -309,3 +290,20 @@ def provenance() -> dict[str, str]:
         "device": _device(),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def check_writable(root: Path | None = None) -> Path:
+    """The store ``root`` (default :func:`default_root`), created if needed; a UserError before any work when
+    it cannot be written (a read-only folder would otherwise fail after the whole evaluation)."""
+    root = Path(root or default_root())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with atomic_file(root / ".write-check") as f:
+            f.write(b"")
+        (root / ".write-check").unlink()
+    except OSError as exc:
+        raise UserError(
+            f"the results store {root} cannot be written ({exc.strerror or exc}); set REPROSR_RESULTS to a "
+            "writable folder, or pass --no-store"
+        ) from None
+    return root

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.errors import UserError
+
 
 def check_resumable(state: dict, model: nn.Module, path: Path) -> None:
-    """Raise ValueError naming ``path`` and the field unless ``state`` fits ``model``: the same weight names
+    """Raise a UserError naming ``path`` and the field unless ``state`` fits ``model``: the same weight names
     and shapes (model and EMA), a non-negative integer iteration, and RNG states of the layout
     :func:`harness.training.state.rng_state` writes (tried on throwaway generators)."""
     remedy = f"delete {path} to train from the start (the other files of {path.parent} are kept)"
@@ -23,7 +25,7 @@ def check_resumable(state: dict, model: nn.Module, path: Path) -> None:
             continue  # no EMA in this recipe
         if not isinstance(weights, dict) or set(weights) != set(own):
             names = sorted(set(weights) ^ set(own)) if isinstance(weights, dict) else []
-            raise ValueError(
+            raise UserError(
                 f"{path}: its {field} weights are not this model's (another architecture: names differ, e.g. "
                 f"{names[:3]}): {remedy}"
             )
@@ -31,22 +33,22 @@ def check_resumable(state: dict, model: nn.Module, path: Path) -> None:
             theirs = weights[key]
             if not isinstance(theirs, torch.Tensor) or tuple(theirs.shape) != tuple(tensor.shape):
                 shape = tuple(theirs.shape) if isinstance(theirs, torch.Tensor) else type(theirs).__name__
-                raise ValueError(
+                raise UserError(
                     f"{path}: {field} weight {key!r} is {shape}, this model's is {tuple(tensor.shape)} "
                     f"(another architecture or variant): {remedy}"
                 )
     for field, least in (("iteration", 0), ("best_iteration", -1)):
         value = state.get(field, least)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{path}: field {field!r} is {value!r}, not an iteration number: {remedy}")
+            raise UserError(f"{path}: field {field!r} is {value!r}, not an iteration number: {remedy}")
     rngs = state.get("rng")
     if not isinstance(rngs, list) or not rngs:
-        raise ValueError(f"{path}: field 'rng' is not a list of per-rank RNG states: {remedy}")
+        raise UserError(f"{path}: field 'rng' is not a list of per-rank RNG states: {remedy}")
     for rank, rng in enumerate(rngs):
         try:
             _try_rng(rng)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
-            raise ValueError(
+            raise UserError(
                 f"{path}: field 'rng' of rank {rank} is malformed ({type(exc).__name__}: {exc}): {remedy}"
             ) from None
 

@@ -1,12 +1,11 @@
 """Issue 24: tracebacks where exit 2 is promised and errors that named no file. TF indexes (a tensor twice,
 an over-long varint, a shape whose byte count overflows int64, a DRSAN kernel that is not 4-D), published
-tables (nan/inf, wrong types), recipe values out of range, an empty `.sha256` record, a `--save-sr`
-manifest of the wrong shape, a read-only store, and a `last.pt` of another architecture or with malformed
+tables (nan/inf, wrong types), recipe values out of range, a `--save-sr` manifest of the wrong shape, a
+store that cannot be written, and a `last.pt` of another architecture or with malformed
 fields: each a clear error naming the file (and field, tensor or row)."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 from pathlib import Path
@@ -18,7 +17,8 @@ from torch import nn
 
 import architectures
 from architectures import CheckpointError, tf_checkpoint
-from harness import cli, evaluate, published, recipes, released, store
+from harness import evaluate, published, recipes, store
+from harness.errors import UserError
 from harness.paths import PUBLISHED_DIR
 from tests.helpers import TinySR, run_fit, tiny_plan
 
@@ -169,17 +169,6 @@ def test_recipe_values_out_of_range_name_file_and_field(tmp_path, old, new, fiel
 # ----------------------------------------------------------------------------- records and manifests
 
 
-def test_an_empty_sha256_record_of_a_manual_checkpoint_is_a_clear_error(monkeypatch, tmp_path):
-    entry = dataclasses.replace(released.RELEASED["hspan_x4_official"], name="t", model="span_light", scale=2)
-    monkeypatch.setitem(released.RELEASED, "t", entry)
-    target = released.cached_path("t", tmp_path)
-    target.parent.mkdir(parents=True)
-    torch.save(architectures.build("span_light", 2).state_dict(), target)
-    target.with_name(target.name + ".sha256").write_text("")
-    with pytest.raises(ValueError, match=r"\.sha256 is empty or not a sha256 record.*delete it"):
-        released.fetch_released("t", cache_dir=tmp_path)
-
-
 @pytest.mark.parametrize("content", ["[]", '{"images": []}', '"text"', "{not json"])
 def test_a_save_sr_manifest_of_the_wrong_shape_is_refused_before_the_first_image(tmp_path, content):
     (tmp_path / "sr").mkdir()
@@ -192,15 +181,12 @@ def test_a_save_sr_manifest_of_the_wrong_shape_is_refused_before_the_first_image
     assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == ["manifest.json"]
 
 
-def test_a_read_only_store_is_found_before_the_first_image(tmp_path, monkeypatch, capsys):
+def test_a_store_that_cannot_be_written_is_a_user_error(tmp_path, monkeypatch):
+    """`check_writable` (called by eval and reproduce before the first image) on a store that cannot exist."""
     (tmp_path / "file").write_text("")
-    monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "file" / "store"))  # cannot be created
-    with pytest.raises(OSError, match="not writable"):
+    monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "file" / "store"))
+    with pytest.raises(UserError, match=r"file/store cannot be written.*REPROSR_RESULTS"):
         store.check_writable()
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["eval", "span_light", "--scale", "2", "--checkpoint", str(tmp_path / "never-read.pth"),
-                  "--dataset", "Set5"])  # fmt: skip
-    assert exit_.value.code == 2 and "is not writable" in capsys.readouterr().err
 
 
 def test_sr_pngs_are_written_atomically(tmp_path, monkeypatch):
