@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from harness import progress
+from harness.errors import UserError
 from harness.files import atomic_file
 
 _CHUNK = 1 << 20
@@ -47,7 +48,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
     validator) for the next run and raises OSError.
 
     Verification before the rename: the size announced by the server, `sha256` when given (on a
-    mismatch `.part` is deleted and a ValueError names both hashes), and for zip/tar archives every
+    mismatch `.part` is deleted and a UserError names both hashes), and for zip/tar archives every
     member (zip CRCs, tar blocks and end-of-archive marker, gzip/bz2/xz streams). A damaged file is
     deleted, never renamed. Then a sidecar manifest `dest.manifest.json` records url, size and sha256;
     an existing `dest` is re-checked against it (or against `sha256`) and downloaded again on mismatch.
@@ -66,7 +67,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
     got = sha256_file(part)
     if sha256 is not None and got != sha256:
         part.unlink()
-        raise ValueError(
+        raise UserError(
             f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256}, got "
             f"{got}; the download was deleted, run the command again"
         )
@@ -75,7 +76,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
     except ValueError as exc:
         part.unlink()
         retry = "" if str(exc).startswith("refusing") else ", run the command again"  # unsafe, not damaged
-        raise ValueError(f"{exc}; the download of {url} was deleted{retry}") from exc
+        raise UserError(f"{exc}; the download of {url} was deleted{retry}") from exc
     os.replace(part, dest)
     record = {"url": url, "size": dest.stat().st_size, "sha256": got}
     with atomic_file(sidecar) as f:
@@ -211,7 +212,7 @@ def _stream(response, part: Path, url: str, start: int, total: int | None) -> No
 
 
 def check_archive(path: Path) -> None:
-    """Read every member of a zip or tar archive (any other file passes) and raise ValueError if it is
+    """Read every member of a zip or tar archive (any other file passes) and raise a UserError if it is
     damaged: a zip CRC mismatch or a truncated stream, a tar cut off (no end-of-archive marker), or a
     member that is not a regular file, folder or link (FIFO, device)."""
     path = Path(path)
@@ -225,7 +226,7 @@ def check_archive(path: Path) -> None:
                     _check_zip_type(path, info)
                 bad = zf.testzip()
             if bad is not None:
-                raise ValueError(f"{path} is damaged: member {bad} fails its CRC check")
+                raise UserError(f"{path} is damaged: member {bad} fails its CRC check")
             return
         with tarfile.open(path) as tf:
             for member in tf:
@@ -235,9 +236,9 @@ def check_archive(path: Path) -> None:
                         while f.read(_CHUNK):
                             pass
         if kind == "tar" and not _ends_with_tar_marker(path):
-            raise ValueError(f"{path} is damaged: the tar archive is cut off (no end-of-archive marker)")
+            raise UserError(f"{path} is damaged: the tar archive is cut off (no end-of-archive marker)")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-        raise ValueError(f"{path} is damaged or truncated ({exc})") from exc
+        raise UserError(f"{path} is damaged or truncated ({exc})") from exc
 
 
 def _archive_kind(path: Path) -> str | None:
@@ -271,12 +272,12 @@ def _ends_with_tar_marker(path: Path) -> bool:
 def _check_zip_type(archive: Path, info: zipfile.ZipInfo) -> None:
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind and kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
-        raise ValueError(f"refusing to extract {info.filename!r} from {archive}: it is not a regular file")
+        raise UserError(f"refusing to extract {info.filename!r} from {archive}: it is not a regular file")
 
 
 def _check_tar_type(archive: Path, member: tarfile.TarInfo) -> None:
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise ValueError(
+        raise UserError(
             f"refusing to extract {member.name!r} from {archive}: it is a device or FIFO, not a regular file"
         )
 
@@ -285,12 +286,12 @@ def _check_member(archive: Path, name: str) -> None:
     """Refuse absolute member paths and `..` components (zip-slip / tar-slip)."""
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]) or ".." in pure.parts:
-        raise ValueError(f"refusing to extract {name!r} from {archive}: it points outside the target folder")
+        raise UserError(f"refusing to extract {name!r} from {archive}: it points outside the target folder")
 
 
 def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Extract a zip or tar archive into `dest`, refusing absolute paths, `..`, links leading outside and
-    special files (FIFOs, devices); a damaged archive (bad CRC, truncated) raises ValueError."""
+    special files (FIFOs, devices); a damaged archive (bad CRC, truncated) raises a UserError."""
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -299,9 +300,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                 for info in zf.infolist():
                     _check_member(archive, info.filename)
                     if stat.S_ISLNK(info.external_attr >> 16):
-                        raise ValueError(
-                            f"refusing to extract {info.filename!r} from {archive}: it is a link"
-                        )
+                        raise UserError(f"refusing to extract {info.filename!r} from {archive}: it is a link")
                     _check_zip_type(archive, info)
                 zf.extractall(dest)
         elif tarfile.is_tarfile(archive):
@@ -315,7 +314,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                         _check_member(archive, str(base / target))
                 tf.extractall(dest, filter="data")
         else:
-            raise ValueError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
+            raise UserError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise ValueError(f"{archive} is damaged or truncated ({exc}): delete it and fetch again") from exc
+        raise UserError(f"{archive} is damaged or truncated ({exc}): delete it and fetch again") from exc
     return dest
