@@ -90,7 +90,10 @@ def read_tf_checkpoint(model: nn.Module, path: Path) -> dict[str, Tensor]:
         arrays = tf_checkpoint.read_variables(path)
     except tf_checkpoint.TFCheckpointError as exc:
         raise CheckpointError(str(exc)) from exc
-    return model.from_tf_variables(arrays)
+    try:
+        return model.from_tf_variables(arrays)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def check_fits(model: nn.Module, state_dict: Mapping[str, Tensor], origin: str) -> None:

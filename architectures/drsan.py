@@ -210,6 +210,12 @@ def tf_checkpoint_config(arrays: Mapping[str, np.ndarray]) -> tuple[int, int, in
     n_convs = sum(1 for k in arrays if _TF_CONV.match(k))
     if "DRAN/conv2d/kernel" not in arrays or "DRAN/conv2d_2/kernel" not in arrays:
         return None
+    for name in sorted(k for k in arrays if _TF_CONV.match(k)):
+        if np.ndim(arrays[name]) != 4:
+            raise CheckpointError(
+                f"tensor {name!r} has shape {tuple(np.shape(arrays[name]))}, but a DRSAN conv kernel is 4-D "
+                "(height, width, in, out): the checkpoint is damaged or not DRSAN's"
+            )
     channels = int(arrays["DRAN/conv2d/kernel"].shape[3])
     n_drags = sum(1 for k in arrays if _TF_DRM_PRELU.match(k))
     n_weights = int(arrays["DRAN/conv2d_2/kernel"].shape[3])

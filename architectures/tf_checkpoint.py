@@ -13,6 +13,7 @@ prefix itself, or the ``.index`` / ``.data-*`` path, and drops the training stat
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ class TFCheckpoint:
                 shards[e.shard] = path.read_bytes()
             data = shards[e.shard]
             dtype = e.numpy_dtype
-            expected = int(np.prod(e.shape, dtype=np.int64)) * dtype.itemsize
+            expected = math.prod(e.shape) * dtype.itemsize  # Python ints: no int64 overflow
             if e.size != expected or e.offset + e.size > len(data):
                 raise TFCheckpointError(
                     f"{self.shard_path(e.shard)} is truncated or does not belong to this index: tensor "
@@ -257,6 +258,10 @@ def read_index(prefix: str | Path) -> TFCheckpoint:
         return _parse_index(prefix, index)
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise TFCheckpointError(f"{index} is corrupt ({exc}): re-download it") from exc
+    except TFCheckpointError as exc:
+        if str(index) in str(exc):
+            raise
+        raise TFCheckpointError(f"{index} is corrupt ({exc}): re-download it") from exc
 
 
 def _parse_index(prefix: Path, index: Path) -> TFCheckpoint:
@@ -269,7 +274,14 @@ def _parse_index(prefix: Path, index: Path) -> TFCheckpoint:
             num_shards = header.get(1, [1])[0]
         else:
             name = key.decode("utf-8")
-            entries[name] = _entry(name, bytes(value))
+            if name in entries:
+                raise TFCheckpointError(
+                    f"{index} names tensor {name!r} twice: a damaged or hand-edited index; re-download it"
+                )
+            try:
+                entries[name] = _entry(name, bytes(value))
+            except TFCheckpointError as exc:
+                raise TFCheckpointError(f"{index}: tensor {name!r}: {exc}; re-download it") from exc
     if num_shards is None:
         raise TFCheckpointError(f"{index} has no bundle header entry: not a TF2/TF1 V2 checkpoint index")
     return TFCheckpoint(prefix, num_shards, entries)

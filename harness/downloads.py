@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from harness import progress
+from harness.errors import UserError
 from harness.files import atomic_file
 
 _CHUNK = 1 << 20
@@ -37,12 +38,17 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
     """Download `url` to `dest` through `dest.part`, resumably, verified before it is renamed into place.
 
     Resuming: a `.part` file is continued only when the server confirms the offset (HTTP 206 whose
-    Content-Range starts at the partial file's size); a full response, a range at another offset or a
-    partial file longer than the remote restart from zero. A transfer cut short (fewer bytes than the
-    server announced) keeps `.part` for the next run and raises OSError.
+    Content-Range starts at the partial file's size) and that the remote is still the one the partial came
+    from: its validator (strong ETag, else Last-Modified, kept in `dest.part.validator`) is sent as
+    `If-Range` and must come back unchanged on the 206. Without a recorded validator a partial is resumed
+    only when `sha256` is known (the final check then catches any splice); else it restarts from zero, so a
+    file spliced from two versions of the remote is never made, nor pinned by its own sidecar. A full
+    response, a changed validator, a range at another offset or a partial file longer than the remote
+    restart from zero. A transfer cut short (fewer bytes than the server announced) keeps `.part` (and its
+    validator) for the next run and raises OSError.
 
     Verification before the rename: the size announced by the server, `sha256` when given (on a
-    mismatch `.part` is deleted and a ValueError names both hashes), and for zip/tar archives every
+    mismatch `.part` is deleted and a UserError names both hashes), and for zip/tar archives every
     member (zip CRCs, tar blocks and end-of-archive marker, gzip/bz2/xz streams). A damaged file is
     deleted, never renamed. Then a sidecar manifest `dest.manifest.json` records url, size and sha256;
     an existing `dest` is re-checked against it (or against `sha256`) and downloaded again on mismatch.
@@ -56,11 +62,12 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
         sidecar.unlink(missing_ok=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    _fetch_part(url, part)
+    _fetch_part(url, part, resume_unvalidated=sha256 is not None)
+    _validator_path(part).unlink(missing_ok=True)
     got = sha256_file(part)
     if sha256 is not None and got != sha256:
         part.unlink()
-        raise ValueError(
+        raise UserError(
             f"checksum mismatch for {dest.name} from {url}: expected sha256 {sha256}, got "
             f"{got}; the download was deleted, run the command again"
         )
@@ -69,7 +76,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Pa
     except ValueError as exc:
         part.unlink()
         retry = "" if str(exc).startswith("refusing") else ", run the command again"  # unsafe, not damaged
-        raise ValueError(f"{exc}; the download of {url} was deleted{retry}") from exc
+        raise UserError(f"{exc}; the download of {url} was deleted{retry}") from exc
     os.replace(part, dest)
     record = {"url": url, "size": dest.stat().st_size, "sha256": got}
     with atomic_file(sidecar) as f:
@@ -101,20 +108,55 @@ def _matches_record(dest: Path, sidecar: Path, sha256: str | None) -> bool:
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-def _fetch_part(url: str, part: Path) -> None:
+def _validator_path(part: Path) -> Path:
+    return part.with_name(part.name + ".validator")
+
+
+def _validator(url: str, headers) -> dict:
+    """What identifies the remote's version: a strong ETag, else Last-Modified ({} when neither)."""
+    etag = headers.get("ETag") or ""
+    if etag and not etag.startswith("W/"):
+        return {"url": url, "etag": etag}
+    modified = headers.get("Last-Modified") or ""
+    return {"url": url, "last_modified": modified} if modified else {}
+
+
+def _recorded_validator(part: Path, url: str) -> dict:
+    """The validator recorded when `part` was started ({} when none, unreadable, or for another URL)."""
+    try:
+        record = json.loads(_validator_path(part).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and record.get("url") == url else {}
+
+
+def _restart(part: Path) -> int:
+    """Delete `part` and its validator; the offset to start from (0)."""
+    part.unlink(missing_ok=True)
+    _validator_path(part).unlink(missing_ok=True)
+    return 0
+
+
+def _fetch_part(url: str, part: Path, resume_unvalidated: bool) -> None:
     """Bring `part` to the remote's full content (see :func:`download` for the resume rules)."""
     offset = part.stat().st_size if part.exists() else 0
+    recorded = _recorded_validator(part, url) if offset else {}
+    if offset and not recorded and not resume_unvalidated:
+        offset = _restart(part)  # nothing ties the partial to the remote's current version
     for _ in range(2):  # the second attempt is a restart from zero after an unconfirmed resume
-        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        if offset and recorded:
+            headers["If-Range"] = recorded.get("etag") or recorded["last_modified"]
+        request = urllib.request.Request(url, headers=headers)
         try:
             response = urllib.request.urlopen(request, timeout=60)
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and offset:  # range not satisfiable: the partial is complete or too long
                 match = re.fullmatch(r"bytes \*/(\d+)", exc.headers.get("Content-Range", "") or "")
-                if match and int(match[1]) == offset:
+                same = _validator(url, exc.headers) == recorded if recorded else resume_unvalidated
+                if match and int(match[1]) == offset and same:
                     return
-                part.unlink()
-                offset = 0
+                offset, recorded = _restart(part), {}
                 continue
             raise OSError(f"downloading {url} failed: HTTP {exc.code}; run the command again") from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
@@ -127,12 +169,19 @@ def _fetch_part(url: str, part: Path) -> None:
             start = 0
             if offset and status == 206:
                 match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "") or "")
-                if match is None or int(match[1]) != offset:
-                    part.unlink()  # the server sent another range than the one asked for: start over
-                    offset = 0
+                changed = recorded and _validator(url, response.headers) != recorded
+                if match is None or int(match[1]) != offset or changed:
+                    # another range than the one asked for, or another version of the file: start over
+                    offset, recorded = _restart(part), {}
                     continue
                 start = offset
                 total = int(match[3]) if match[3] != "*" else None
+            else:
+                _restart(part)
+                current = _validator(url, response.headers)
+                if current:
+                    with atomic_file(_validator_path(part)) as f:
+                        f.write(json.dumps(current).encode())
             _stream(response, part, url, start, total)
         return
     raise OSError(f"downloading {url} failed: the server did not honour a restart; run the command again")
@@ -155,7 +204,7 @@ def _stream(response, part: Path, url: str, start: int, total: int | None) -> No
         size = f.tell()
     if total is not None and size != total:
         if size > total:
-            part.unlink()
+            _restart(part)
         raise OSError(
             f"downloading {url} stopped at {size} of {total} bytes; run the command again to "
             + ("resume" if size < total else "download it anew")
@@ -163,7 +212,7 @@ def _stream(response, part: Path, url: str, start: int, total: int | None) -> No
 
 
 def check_archive(path: Path) -> None:
-    """Read every member of a zip or tar archive (any other file passes) and raise ValueError if it is
+    """Read every member of a zip or tar archive (any other file passes) and raise a UserError if it is
     damaged: a zip CRC mismatch or a truncated stream, a tar cut off (no end-of-archive marker), or a
     member that is not a regular file, folder or link (FIFO, device)."""
     path = Path(path)
@@ -177,7 +226,7 @@ def check_archive(path: Path) -> None:
                     _check_zip_type(path, info)
                 bad = zf.testzip()
             if bad is not None:
-                raise ValueError(f"{path} is damaged: member {bad} fails its CRC check")
+                raise UserError(f"{path} is damaged: member {bad} fails its CRC check")
             return
         with tarfile.open(path) as tf:
             for member in tf:
@@ -187,9 +236,9 @@ def check_archive(path: Path) -> None:
                         while f.read(_CHUNK):
                             pass
         if kind == "tar" and not _ends_with_tar_marker(path):
-            raise ValueError(f"{path} is damaged: the tar archive is cut off (no end-of-archive marker)")
+            raise UserError(f"{path} is damaged: the tar archive is cut off (no end-of-archive marker)")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-        raise ValueError(f"{path} is damaged or truncated ({exc})") from exc
+        raise UserError(f"{path} is damaged or truncated ({exc})") from exc
 
 
 def _archive_kind(path: Path) -> str | None:
@@ -223,12 +272,12 @@ def _ends_with_tar_marker(path: Path) -> bool:
 def _check_zip_type(archive: Path, info: zipfile.ZipInfo) -> None:
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind and kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
-        raise ValueError(f"refusing to extract {info.filename!r} from {archive}: it is not a regular file")
+        raise UserError(f"refusing to extract {info.filename!r} from {archive}: it is not a regular file")
 
 
 def _check_tar_type(archive: Path, member: tarfile.TarInfo) -> None:
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        raise ValueError(
+        raise UserError(
             f"refusing to extract {member.name!r} from {archive}: it is a device or FIFO, not a regular file"
         )
 
@@ -237,12 +286,12 @@ def _check_member(archive: Path, name: str) -> None:
     """Refuse absolute member paths and `..` components (zip-slip / tar-slip)."""
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or (pure.parts and ":" in pure.parts[0]) or ".." in pure.parts:
-        raise ValueError(f"refusing to extract {name!r} from {archive}: it points outside the target folder")
+        raise UserError(f"refusing to extract {name!r} from {archive}: it points outside the target folder")
 
 
 def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Extract a zip or tar archive into `dest`, refusing absolute paths, `..`, links leading outside and
-    special files (FIFOs, devices); a damaged archive (bad CRC, truncated) raises ValueError."""
+    special files (FIFOs, devices); a damaged archive (bad CRC, truncated) raises a UserError."""
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -251,9 +300,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                 for info in zf.infolist():
                     _check_member(archive, info.filename)
                     if stat.S_ISLNK(info.external_attr >> 16):
-                        raise ValueError(
-                            f"refusing to extract {info.filename!r} from {archive}: it is a link"
-                        )
+                        raise UserError(f"refusing to extract {info.filename!r} from {archive}: it is a link")
                     _check_zip_type(archive, info)
                 zf.extractall(dest)
         elif tarfile.is_tarfile(archive):
@@ -267,7 +314,7 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
                         _check_member(archive, str(base / target))
                 tf.extractall(dest, filter="data")
         else:
-            raise ValueError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
+            raise UserError(f"{archive} is neither a zip nor a tar archive: delete it and fetch again")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise ValueError(f"{archive} is damaged or truncated ({exc}): delete it and fetch again") from exc
+        raise UserError(f"{archive} is damaged or truncated ({exc}): delete it and fetch again") from exc
     return dest

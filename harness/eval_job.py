@@ -30,7 +30,7 @@ from harness.reproduce import checkpoint_label
 from harness.rows import RunContext
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision, Profile, Tier
-from harness.sr_outputs import write_manifest
+from harness.sr_outputs import read_manifest, write_manifest
 
 PAPER_SETS = "paper"  # `--dataset paper`: the benchmark list of the model's recipe (its paper's tables)
 
@@ -89,6 +89,11 @@ def run_eval(request: EvalRequest) -> dict:
     """Evaluate ``request``; returns, for one set, its means, per-image rows and knobs, for several
     ``{"results": [...]}``; with ``run_id`` and ``stored`` (the results store written, "" if none)."""
     request.check()
+    root = results_store.default_root()
+    if request.store:
+        results_store.check_writable(root)
+    if request.save_sr is not None:
+        read_manifest(Path(request.save_sr))  # a damaged manifest is refused before any work
     path = released.resolve(request.checkpoint)
     model, identity, digest = _load(request, path)
     model_name, variant, scale, form = identity
@@ -103,9 +108,7 @@ def run_eval(request: EvalRequest) -> dict:
     )
     names = dataset_names(request.datasets, model_name, variant, scale)
     sets = _load_sets(names, scale, request.data_root)  # every set before the first image
-    root = results_store.default_root()
-    if request.store:
-        results_store.check_writable(root)
+
     ctx = RunContext.new(
         profile=Profile.CHECKPOINT,
         tier=Tier.CHECKPOINT,

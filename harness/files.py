@@ -2,8 +2,12 @@
 files that killed writers leave behind.
 
 Temp names the harness writes (and :func:`remove_stale_temps` recognises): `.<name>.<pid>-<hex>.tmp`
-(:func:`atomic_file`, store parts), `.<name>.tmp-<pid>` (training states and curves) and
-`.extract-<pid>-…` (archive extraction folders).
+(:func:`atomic_file`, store parts), `.<name>.tmp-<pid>` (training states and curves), `.extract-<pid>-…`
+(archive extraction folders) and `.<name>.building-<pid>-…` / `.<name>.old-<pid>-…` (sites being built or
+replaced).
+
+Links: :func:`inside` refuses a path that leaves the folder it is read from or written to, by `..` or
+through a symbolic link anywhere below that folder (links are never followed there).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from harness.errors import UserError
+
 _TEMP = re.compile(
-    r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|.+\.tmp-(?P<tpid>\d+)|extract-(?P<xpid>\d+)-.+)$"
+    r"^\.(?:.+\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp|.+\.tmp-(?P<tpid>\d+)|extract-(?P<xpid>\d+)-.+"
+    r"|.+\.(?:building|old)-(?P<bpid>\d+)-.+)$"
 )
 STALE_AFTER_S = 24 * 3600  # a temp file this old is stale even if its pid was reused by a live process
 
@@ -41,7 +48,8 @@ def atomic_file(path: Path) -> Iterator:
 
 def remove_stale_temps(folder: Path) -> list[Path]:
     """Remove the temp files and extraction folders the harness names (`.<name>.<pid>-<hex>.tmp`,
-    `.<name>.tmp-<pid>`, `.extract-<pid>-…`) left in `folder` by killed processes: their process is
+    `.<name>.tmp-<pid>`, `.extract-<pid>-…`, `.<name>.building-<pid>-…`, `.<name>.old-<pid>-…`) left in
+    `folder` by killed processes: their process is
     gone, or they are older than STALE_AFTER_S. Returns what was removed."""
     try:
         entries = list(os.scandir(folder))
@@ -56,7 +64,8 @@ def remove_stale_temps(folder: Path) -> list[Path]:
             age = time.time() - entry.stat(follow_symlinks=False).st_mtime
         except FileNotFoundError:
             continue
-        if _process_alive(int(match["pid"] or match["tpid"] or match["xpid"])) and age < STALE_AFTER_S:
+        pid = int(match["pid"] or match["tpid"] or match["xpid"] or match["bpid"])
+        if _process_alive(pid) and age < STALE_AFTER_S:
             continue
         with contextlib.suppress(FileNotFoundError):
             if entry.is_dir(follow_symlinks=False):
@@ -96,3 +105,25 @@ def clean_once(folder: Path) -> None:
     if folder not in _CLEANED:
         remove_stale_temps(folder)
         _CLEANED.add(folder)
+
+
+def inside(root: Path, path: Path) -> Path:
+    """`path`, checked to stay inside `root`: relative to it without `..`, and with no symbolic link in any
+    component below `root` (the last included). Raises a UserError saying which link or component leaves
+    `root`; nothing is followed."""
+    root, path = Path(root), Path(path)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise UserError(f"refusing {path}: it is not inside {root}") from None
+    current = root
+    for part in parts:
+        if part in ("..", "") or "/" in part or "\\" in part:
+            raise UserError(f"refusing {path}: the component {part!r} leads out of {root}")
+        current = current / part
+        if current.is_symlink():
+            raise UserError(
+                f"refusing {current}: it is a symbolic link (to {os.readlink(current)}); links are not "
+                f"followed out of {root}: replace it with the file itself"
+            )
+    return path

@@ -19,11 +19,13 @@ added outside the package, see ``docs/adding-a-paper.md``) join through :func:`a
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import UserError
 from harness.paths import OFFICIAL_CSV, PUBLISHED_DIR
 from harness.schema import Confidence, ReferenceKind
 from harness.verdicts import Reference
@@ -79,9 +81,25 @@ def _table(*roots: Path) -> pd.DataFrame:
     return table
 
 
+def _check_numbers(frame: pd.DataFrame, path: Path) -> None:
+    """Every ``value`` a finite number and every ``scale`` a positive integer; a UserError naming the file and
+    the row (its line in the file, the header being line 1)."""
+    for i, (scale, value) in enumerate(zip(frame["scale"], frame["value"], strict=True)):
+        where = f"{path}, line {i + 2}"
+        if not scale.isdigit() or int(scale) < 1:
+            raise UserError(f"{where}: scale {scale!r} is not a positive integer")
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"{where}: value {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise UserError(f"{where}: value {value!r} is not a finite number; give the published digits")
+
+
 def _check(frame: pd.DataFrame, path: Path) -> None:
     if (frame["value"] == "").any():
         raise ValueError(f"{path}: rows with an empty value; drop them (an absent value has no row)")
+    _check_numbers(frame, path)
     for column, allowed in (("kind", tuple(ReferenceKind)), ("confidence", tuple(Confidence))):
         bad = set(frame[column]) - set(allowed)
         if bad:
@@ -131,6 +149,7 @@ def official_table(path: Path = OFFICIAL_CSV) -> pd.DataFrame:
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if tuple(table.columns) != OFFICIAL_COLUMNS:
         raise ValueError(f"{path}: columns {list(table.columns)}, expected {list(OFFICIAL_COLUMNS)}")
+    _check_numbers(table, path)
     return table.astype({"scale": "int64"})
 
 

@@ -24,6 +24,7 @@ import hashlib
 import json
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -296,6 +297,7 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     if data["recipe"]["name"] != path.stem:
         raise RecipeError(f"{where}: recipe.name is {data['recipe']['name']!r} but the file is {path.name}")
     _check_consistency(data, where)
+    _check_ranges(data, where)
     _check_registry(data, where)
     return Recipe(path, data, dict(sources))
 
@@ -316,6 +318,45 @@ def _check_consistency(data: dict[str, dict[str, Any]], where: str) -> None:
         raise RecipeError(f"{where}: optim.weight_decay must be 0 for optim.type AdamTF1 (TF1 has none)")
     if len(data["data"]["train_images"]) != 2:
         raise RecipeError(f"{where}: data.train_images is [first, last], got {data['data']['train_images']}")
+
+
+_POSITIVE: tuple[Callable[[float], bool], str] = (lambda v: v > 0, "> 0")
+_AT_LEAST_1: tuple[Callable[[float], bool], str] = (lambda v: v >= 1, ">= 1")
+_NON_NEGATIVE: tuple[Callable[[float], bool], str] = (lambda v: v >= 0, ">= 0")
+_FRACTION: tuple[Callable[[float], bool], str] = (lambda v: 0 <= v < 1, "in [0, 1)")
+# field → (test, allowed range in words) for every numeric field (each item of a list field).
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "recipe.scale": _AT_LEAST_1,
+    "data.hr_patch": _AT_LEAST_1,
+    "data.batch_per_gpu": _AT_LEAST_1,
+    "data.gpus": _AT_LEAST_1,
+    "data.enlarge": _AT_LEAST_1,
+    "data.train_images": _AT_LEAST_1,
+    "optim.lr": _POSITIVE,
+    "optim.betas": _FRACTION,
+    "optim.eps": _POSITIVE,
+    "optim.weight_decay": _NON_NEGATIVE,
+    "schedule.milestones": _AT_LEAST_1,
+    "schedule.gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "schedule.total": _AT_LEAST_1,
+    "train.seed": _NON_NEGATIVE,
+    "train.ema_decay": _FRACTION,  # 0: no EMA
+    "train.grad_clip": _NON_NEGATIVE,  # 0: no clipping
+    "train.checkpoint_every": _AT_LEAST_1,
+    "train.val_every": _AT_LEAST_1,
+    "smoke.hr_patch": _AT_LEAST_1,
+    "smoke.batch": _AT_LEAST_1,
+    "smoke.iters": _AT_LEAST_1,
+}
+
+
+def _check_ranges(data: dict[str, dict[str, Any]], where: str) -> None:
+    """Every numeric field within :data:`RANGES` (NaN is never)."""
+    for dotted, (ok, allowed) in RANGES.items():
+        section, name = dotted.split(".")
+        value = data[section][name]
+        if not all(ok(v) for v in (value if isinstance(value, list) else [value])):
+            raise RecipeError(f"{where}: field {dotted} = {value!r} is out of range: it must be {allowed}")
 
 
 def _check_registry(data: dict[str, dict[str, Any]], where: str) -> None:

@@ -25,6 +25,7 @@ from harness.files import atomic_file
 from harness.recipes import Recipe, load
 from harness.rows import RunContext, result_row
 from harness.schema import Profile, Tier
+from harness.sr_outputs import write_manifest
 from harness.training import ddp
 from harness.training.loop import TrainSummary, train
 from harness.verdicts import Verdict, verdict_row
@@ -354,6 +355,8 @@ def _store_run(
     means = {k: r.mean for k, r in stage.results.items()}
     outcome = Outcome(recipe.name, stage.profile, ctx.run_id, out, verdicts, means, notes, [ctx.run_id])
     out.mkdir(parents=True, exist_ok=True)
+    for dataset, result in stage.results.items():  # the SR images' hashes and run id, which publish checks
+        write_manifest(out / "sr", dataset, result, {"run_id": ctx.run_id, "recipe": recipe.name})
     with atomic_file(out / "run.json") as f:
         f.write(
             json.dumps(

@@ -80,6 +80,8 @@ _ADDED_DEFAULTS = {"checkpoint_hash": "",
     "std": math.nan, "ci_low": math.nan, "ci_high": math.nan,
 }  # fmt: skip
 _INT_RANGE = {_I32: (-(2**31), 2**31 - 1), _I64: (-(2**63), 2**63 - 1)}
+# A run id names a folder (results/artifacts/<run_id>/): letters, digits, '.', '_', '-', no leading dot.
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def default_root() -> Path:
@@ -90,6 +92,17 @@ def default_root() -> Path:
         return Path(env)
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "reprosr" / "results"
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id``, or a UserError: a run id is 1–64 letters, digits, '.', '_' or '-', starting with a letter
+    or digit, without '..' (it names a folder: no path separators)."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise UserError(
+            f"invalid run id {run_id!r}: a run id is 1-64 letters, digits, '.', '_' or '-' (no path "
+            "separators, no '..'), as `reprosr reproduce` and `reprosr eval` print it"
+        )
+    return run_id
 
 
 def _schema(table: str) -> pa.Schema:
@@ -106,6 +119,11 @@ def _cell(table: str, i: int, name: str, kind: pa.DataType, value):
             raise TypeError(f"{where}: expected str, got {type(value).__name__} {value!r}")
         if name in ALLOWED and value not in ALLOWED[name]:
             raise ValueError(f"{where}: {value!r} is not one of {ALLOWED[name]}")
+        if name == "run_id":
+            try:
+                check_run_id(value)
+            except UserError as exc:
+                raise UserError(f"{where}: {exc}") from None
         if name == "timestamp":
             try:
                 offset = datetime.fromisoformat(value).utcoffset()

@@ -18,9 +18,9 @@ import sys
 from collections.abc import Sequence
 
 from harness import progress
-from harness.cli.commands import torchrun_command
 from harness.cli.output import dumps, is_user_error
 from harness.cli.parser import parser
+from harness.launch import report_worker_error, torchrun_command
 
 __all__ = ["dumps", "main", "parser", "torchrun_command"]
 
@@ -50,6 +50,8 @@ def _run(argv: list[str]) -> None:
         if isinstance(exc, BrokenPipeError) or not is_user_error(exc):
             raise
         msg = exc
+        if report_worker_error(str(msg)):  # a torchrun worker: the launcher reports the one error
+            raise SystemExit(2) from None
         if json_requested:
             print(dumps({"error": str(msg)}))
         print(f"error: {msg}", file=sys.stderr)

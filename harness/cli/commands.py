@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from harness.cli.output import UsageError, emit, table
+from harness.launch import launch
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -257,27 +255,6 @@ def cmd_verify(args: argparse.Namespace) -> None:
     )
 
 
-def _without_nproc(argv: Sequence[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
-
-
-def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
-    """The single-node torchrun command that runs ``reprosr <argv>`` (without ``--nproc``) in ``nproc``
-    processes."""
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "harness", *_without_nproc(argv),
-    ]  # fmt: skip
-
-
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from harness.reproduce import reproduce
     from harness.verify import format_verdicts
@@ -285,9 +262,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         if args.checkpoint:
             raise UsageError("--nproc trains in several processes; with --checkpoint nothing is trained")
-        done = subprocess.run(torchrun_command(args.nproc, args.argv), check=False)
-        if done.returncode:
-            raise SystemExit(done.returncode)
+        launch(args.nproc, args.argv)
         return
     outcome = reproduce(
         args.recipe,

@@ -2,7 +2,8 @@
 
 An artifact folder holds ``crops.json`` — ``{"run_id", "recipe", "comparisons": [{"dataset", "image",
 "box": [left, top, right, bottom], "crops": [{"label", "file"}]}]}`` — and the PNG crops it names. The site
-copies the crops byte for byte to ``img/<run_id>/``.
+copies the crops byte for byte to ``img/<run_id>/``. No symbolic link under the artifacts folder is followed
+(:func:`harness.files.inside`): a linked folder, manifest or crop is an error naming it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import shutil
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.files import inside
 
 MANIFEST = "crops.json"
 
 
 def comparisons(artifacts: Path, run_id: str) -> list[dict]:
     """The visual comparisons of ``run_id`` ([] when nothing was published); errors name the file."""
-    manifest = Path(artifacts) / run_id / MANIFEST
+    manifest = inside(Path(artifacts), Path(artifacts) / run_id / MANIFEST)
     if not manifest.is_file():
         return []
     try:
@@ -33,7 +35,7 @@ def comparisons(artifacts: Path, run_id: str) -> list[dict]:
     for item in items:
         for crop in item["crops"]:
             path = manifest.parent / crop["file"]
-            if Path(crop["file"]).name != crop["file"] or not path.is_file():
+            if Path(crop["file"]).name != crop["file"] or not inside(Path(artifacts), path).is_file():
                 raise UserError(f"{manifest}: names {crop['file']!r}, which is not a file beside it")
     return sorted(items, key=lambda c: (c["dataset"], c["image"]))
 

@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness import released, store
 from harness.errors import UserError
+from harness.files import remove_stale_temps
 from harness.measures import MEASURES
 from harness.paths import repo_file
 from harness.recipes import load as load_recipe
@@ -271,11 +272,12 @@ def build_site(out: Path, results_root: Path | None = None, artifacts_root: Path
     inputs = queries.load(Path(results_root) if results_root is not None else store.COMMITTED_ROOT)
     artifacts = Path(artifacts_root) if artifacts_root is not None else repo_file("results/artifacts")
     out.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    remove_stale_temps(out.parent)  # `.building-<pid>-…` / `.old-<pid>-…` folders of killed builds
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
     try:
         _render(building, inputs, artifacts)
         os.chmod(building, 0o755)
-        old = out.with_name(f".{out.name}.old-{building.name.rsplit('-', 1)[-1]}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{building.name.rsplit('-', 1)[-1]}")
         if out.exists():
             out.rename(old)
         building.rename(out)

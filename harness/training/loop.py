@@ -36,6 +36,7 @@ from harness.training.data import training_data
 from harness.training.optimizers import AdamTF1
 from harness.training.patches import PatchStream, batches
 from harness.training.plan import Plan, make_plan
+from harness.training.resume import check_resumable
 from harness.training.state import (
     CHECKPOINT_FORMAT,
     EMA,
@@ -152,6 +153,7 @@ class _Trainer:
             raise ValueError(
                 f"{self.last} was written by another recipe or plan; pass resume=False or a new out_dir"
             )
+        check_resumable(state, self.model, self.last)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -89,7 +89,7 @@ def test_a_partial_longer_than_the_remote_restarts(server, tmp_path):
     body = _payload()
     server.files["/f.bin"] = body
     (tmp_path / "f.bin.part").write_bytes(body + b"junk" * 100)
-    downloads.download(server.url("/f.bin"), tmp_path / "f.bin")
+    downloads.download(server.url("/f.bin"), tmp_path / "f.bin", _sha(body))
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.requests == [f"bytes={len(body) + 400}-", None]
 

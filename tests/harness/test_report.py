@@ -4,6 +4,7 @@ the committed site rebuilt byte for byte from the committed store."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import math
 import re
@@ -398,6 +399,14 @@ def fixture_runs(tmp_path: Path, datasets_root: Path | None) -> Path:
             )
             h, w = hr.shape[0] - hr.shape[0] % 2, hr.shape[1] - hr.shape[1] % 2
             Image.fromarray(np.clip(hr[:h, :w] + 3, 0, 255).astype(np.uint8)).save(sr_dir / f"{name}.png")
+    hashes = {
+        f"Set5/{f.name}": {
+            "sha256_pixels": hashlib.sha256(np.asarray(Image.open(f).convert("RGB")).tobytes()).hexdigest()
+        }
+        for f in sr_dir.glob("*.png")
+    }
+    sr_manifest = {"datasets": {"Set5": {"run_id": "ckpt01"}}, "images": hashes}
+    (sr_dir.parent / "manifest.json").write_text(json.dumps(sr_manifest))
     run = {
         "run_id": "ckpt01",
         "recipe": "drsan_32s_x2",

@@ -189,12 +189,12 @@ def test_nonpositive_counts_are_a_clear_error(flag, capsys):
 
 
 def test_torchrun_command_drops_nproc():
-    from harness.cli import torchrun_command
+    from harness.launch import torchrun_command
 
     cmd = torchrun_command(
         2, ["reproduce", "span_light_x2", "--nproc", "2", "--profile", "smoke", "--nproc=2"]
     )
-    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert cmd[1:5] == ["-m", "harness.launch", "--standalone", "--nproc_per_node=2"]
     assert cmd[5:] == ["-m", "harness", "reproduce", "span_light_x2", "--profile", "smoke"]
 
 
