@@ -59,8 +59,11 @@ def static_verdicts(recipe: Recipe) -> tuple[list[Verdict], list[dict]]:
     spec = architectures.spec(recipe.model)
     verdicts, measured = [], []
     counts = {}
-    for form in spec.forms:
-        model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
+    models = {
+        form: architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
+        for form in spec.forms
+    }
+    for form, model in models.items():
         counts[form] = count_params(model)
         subject = _subject(Tier.STATIC, recipe, form)
         for metric in ("params", "params_trainable"):
@@ -84,14 +87,14 @@ def static_verdicts(recipe: Recipe) -> tuple[list[Verdict], list[dict]]:
             millions = 1e6 if ref.unit == "M" else 1.0
             tolerance = rounds_to(ref.text or ref.value) * millions
             verdicts.append(judge(subject, "params", counts[form]["params"], ref.scaled(millions), tolerance))
-    verdicts += _macs_verdicts(recipe, spec, subject, measured)
+    verdicts += _macs_verdicts(recipe, spec, subject, measured, models[form])
     return verdicts, measured
 
 
-def _macs_verdicts(recipe: Recipe, spec, subject: Subject, measured: list[dict]) -> list[Verdict]:
+def _macs_verdicts(recipe: Recipe, spec, subject: Subject, measured: list[dict], model) -> list[Verdict]:
     """MACs (G) vs the paper's Multi-Adds/FLOPs (±0.5 %, under the paper's rule and input size; counted under
     that rule even when the paper publishes none) and vs the official code's own fvcore counts (equal to
-    their printed digits); each count is made once."""
+    their printed digits); each count is made once, on the one model built for the static tier."""
     rule = spec.counting
     key = (recipe.model, recipe.variant, recipe.scale)
     paper = distinct(published.references(*key, None, PUBLISHED_MACS[rule.ops]))
@@ -106,7 +109,6 @@ def _macs_verdicts(recipe: Recipe, spec, subject: Subject, measured: list[dict])
     macs_g: dict[tuple[str, str], float] = {}
     for convention, ops, ref, tolerance, relative in checks:
         if (convention, ops) not in macs_g:
-            model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=subject.form)
             c = complexity(model, recipe.scale, convention=convention, ops=ops)
             macs_g[convention, ops] = c.macs / 1e9
             measured.append({"metric": "macs", "value": c.macs / 1e9, "form": subject.form, "unit": "G",
