@@ -44,8 +44,8 @@ def _uint8_grid(img: Tensor) -> Tensor:
         return img.double()
     if not img.is_floating_point():
         raise TypeError(f"expected a float image in [0, 1] or a uint8 image, got {img.dtype}")
-    # clamp out of place first: img.double() is img itself for float64 input, which must stay untouched
-    return torch.clamp(img.double(), 0, 1).mul_(255).round_()
+    # copy=True: img.double() would be img itself for float64 input, which must stay untouched
+    return img.to(torch.float64, copy=True).clamp_(0, 1).mul_(255).round_()
 
 
 def _luma(img: Tensor, weights: tuple[float, float, float], offset: float = 0.0) -> Tensor:
