@@ -145,7 +145,7 @@ def _downscale_integer(
     offset = _taps(s)[0]
     row_band, col_band = _band(s, gain, dtype, x.device), _band(s, 1.0, dtype, x.device)
     out_h, out_w = -(-h // s), -(-w // s)
-    x = x.to(dtype)
+    x = x.to(dtype).contiguous()  # read_image gives channels-last memory: BLAS needs unit-stride rows
     per_strip = max(1, _STRIP_BYTES // (x.element_size() * w * _BLOCK))
     out = x.new_empty(n, out_h, out_w)
     near = [torch.empty(0, 3, dtype=torch.long, device=x.device)]
