@@ -126,8 +126,15 @@ def _filter_dim0(x: Tensor, band: Tensor, offset: int, blocks: range, s: int) ->
 def _folded(x: Tensor, start: int, length: int) -> Tensor:
     """Rows start .. start + length − 1 of x (L, C) under symmetric padding, as a copy laid out as x is
     (row-major or column-major: gathering whole rows or whole columns of memory)."""
-    index = _symmetric(start + torch.arange(length), x.shape[0]).to(x.device)
+    index = _fold_index(x.shape[0], start, length).to(x.device)
     return x.index_select(0, index) if x.stride(1) == 1 else x.T.index_select(1, index).T
+
+
+@functools.lru_cache(maxsize=256)
+def _fold_index(n: int, start: int, length: int) -> Tensor:
+    """_symmetric(start .. start + length − 1, n), cached: every strip of every image of a size needs the
+    same few. Shared between calls: read only."""
+    return _symmetric(start + torch.arange(length), n)
 
 
 def _downscale_integer(
@@ -149,18 +156,20 @@ def _downscale_integer(
     per_strip = max(1, _STRIP_BYTES // (x.element_size() * w * _BLOCK))
     out = x.new_empty(n, out_h, out_w)
     near = [torch.empty(0, 3, dtype=torch.long, device=x.device)]
-    for c in range(n):
-        for b0 in range(0, -(-out_h // _BLOCK), per_strip):
-            top = b0 * _BLOCK
-            b1 = min(b0 + per_strip, -(-out_h // _BLOCK))
-            rows = _filter_dim0(x[c], row_band, offset, range(b0, b1), s)[: out_h - top]
-            strip = _filter_dim0(rows.T, col_band, offset, range(-(-out_w // _BLOCK)), s)[:out_w]
-            if bound is not None:
-                level = strip.clamp_(0, 255).round()
-                col, row = strip.sub_(level).abs_().ge(0.5 - bound).nonzero().unbind(1)
-                near.append(torch.stack([torch.full_like(row, c), row + top, col], dim=1))
-                strip = level
-            out[c, top : top + strip.shape[1]] = strip.T
+    for b0 in range(0, -(-out_h // _BLOCK), per_strip):
+        b1 = min(b0 + per_strip, -(-out_h // _BLOCK))
+        top, bottom = b0 * _BLOCK, min(b1 * _BLOCK, out_h)
+        for c in range(n):
+            rows = _filter_dim0(x[c], row_band, offset, range(b0, b1), s)[: bottom - top]
+            out[c, top:bottom] = _filter_dim0(rows.T, col_band, offset, range(-(-out_w // _BLOCK)), s)[
+                :out_w
+            ].T
+        if bound is not None:
+            part = out[:, top:bottom]
+            level = part.clamp_(0, 255).round()
+            image, row, col = part.sub_(level).abs_().ge(0.5 - bound).nonzero().unbind(1)
+            near.append(torch.stack([image, row + top, col], dim=1))
+            part.copy_(level)
     return out, torch.cat(near)
 
 
