@@ -35,8 +35,9 @@ DIV2K_SIZE = (1356, 2040)
 
 
 def div2k_sized() -> dict[str, torch.Tensor]:
-    """Two 2040×1356 RGB images on the uint8 grid: uniform random pixels, and smooth waves cut by hard
-    edges and flat areas (structure like a photograph's, where exact rounding ties are frequent)."""
+    """Two 2040×1356 RGB images on the uint8 grid, in channels-last memory as read_image gives them: uniform
+    random pixels, and smooth waves cut by hard edges and flat areas (structure like a photograph's, where
+    exact rounding ties are frequent)."""
     h, w = DIV2K_SIZE
     rand = torch.randint(0, 256, (3, h, w), generator=torch.Generator().manual_seed(0)) / 255.0
     y, x = torch.meshgrid(
@@ -47,7 +48,12 @@ def div2k_sized() -> dict[str, torch.Tensor]:
     )
     waves = torch.where((x // 97 + y // 61) % 3 == 0, torch.full_like(waves, 40.0), waves)
     waves[:, h // 3 : h // 2] = 250.0
-    return {"2040×1356 random": rand, "2040×1356 waves": waves.round().div(255).float()}
+    waves = waves.round().div(255).float()
+    # laid out as read_image gives an image: channels-last memory
+    return {
+        name: img.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        for name, img in (("2040×1356 random", rand), ("2040×1356 waves", waves))
+    }
 
 
 def _group_rounds(

@@ -187,3 +187,18 @@ def test_rejects_bad_input():
         bicubic_downsample(torch.zeros(3, 8, 8, dtype=torch.uint8), 2)
     with pytest.raises(ValueError, match="smaller than the scale"):
         bicubic_downsample(torch.zeros(3, 3, 8), 4)
+
+
+def test_channels_last_and_cropped_input_gives_the_same_result():
+    # read_image gives channels-last memory, cropped to a multiple of s: a separate path (all channels' rows
+    # filtered as one matrix)
+    hwc = torch.randint(0, 256, (50, 47, 3), generator=torch.Generator().manual_seed(2)).float() / 255
+    img = hwc.permute(2, 0, 1)[:, :49, :46]
+    for s in (2, 3, 4):
+        assert torch.equal(bicubic_downsample(img, s)[1], bicubic_downsample(img.contiguous(), s)[1])
+        torch.testing.assert_close(
+            imresize_matlab(img.double(), 1 / s),
+            imresize_matlab(img.double().contiguous(), 1 / s),
+            rtol=0,
+            atol=1e-14,
+        )
