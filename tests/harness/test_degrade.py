@@ -190,8 +190,7 @@ def test_rejects_bad_input():
 
 
 def test_channels_last_and_cropped_input_gives_the_same_result():
-    # read_image gives channels-last memory, cropped to a multiple of s: a separate path (all channels' rows
-    # filtered as one matrix)
+    # read_image gives channels-last memory, cropped to a multiple of s
     hwc = torch.randint(0, 256, (50, 47, 3), generator=torch.Generator().manual_seed(2)).float() / 255
     img = hwc.permute(2, 0, 1)[:, :49, :46]
     for s in (2, 3, 4):
