@@ -1,110 +1,129 @@
 """MATLAB-bicubic degradation: `harness.degrade.bicubic_downsample` against BasicSR's
-`basicsr.utils.matlab_functions.imresize` side by side in one run, and its agreement with MATLAB-made LR.
+`basicsr.utils.matlab_functions.imresize`, timed side by side in interleaved rounds on one thread, and its
+pixel agreement with the MATLAB-made LR (Set5/Set14) and with the `resize_right` package (DIV2K-sized).
 
-Run: python benchmarks/bench_degrade.py --datasets DATASETS_ROOT [--basicsr BASICSR_SRC] [--repeats R]
+Run: python benchmarks/bench_degrade.py [--datasets ROOT] [--basicsr BASICSR_SRC] [--rounds R]
 (BASICSR_SRC: a BasicSR source tree, e.g. the unpacked `pip download basicsr --no-deps` sdist, or set
-$REPROSR_BASICSR; imresize needs torch only). Cases: every Set5/Set14 HR image at ×2/×3/×4 and a
-DIV2K-sized 2040×1356 image (random pixels on the uint8 grid). Both sides take the HR as a (3, H, W)
-float32 tensor in [0, 1] (cropped to a multiple of the scale) and give the LR rounded to uint8 (ours:
-MATLAB's rounding, inside; BasicSR: `round(255·out)` clamped to 0..255 after, as writing it as uint8
-does; its output overshoots [0, 1] near edges). Calls interleaved, median of R, as CPU time of
-this thread (`time.thread_time`, insensitive to other jobs' preemption) and as wall time. Prints markdown
-tables: speed-ups (BasicSR / ours), the largest difference of the two LRs, and (with the MATLAB LR of
-`<root>/<Set>/LR_bicubic/X<s>`) the agreement of ours with MATLAB.
+$REPROSR_BASICSR; its imresize needs torch only. `resize_right` is optional: `pip install resize-right` in a
+scratch environment; without it that comparison prints "not run".) Cases: every Set5/Set14 HR image at
+×2/×3/×4 and two DIV2K-sized 2040×1356 images (random pixels; smooth waves with hard edges), all on the
+uint8 grid. Both sides take the HR as a (3, H, W) float32 tensor in [0, 1] and give the LR as uint8
+levels (ours: MATLAB's rounding, inside; BasicSR: round(255·out) clamped after, as writing it does).
+
+Per group of images, one round calls each side once per image (interleaved image by image); a round's
+time is the sum over the group. Printed: min and median per side, the per-round speed-up range and
+median (BasicSR time / ours), the smallest per-image median speed-up, and the largest LR difference.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import basicsr_pieces  # noqa: E402
+from benchmarks import basicsr_pieces, stats  # noqa: E402
 from harness.data import read_image  # noqa: E402
 from harness.degrade import bicubic_downsample  # noqa: E402
 
-
-def _timed(fn) -> tuple[object, float, float]:
-    wall, cpu = time.perf_counter(), time.thread_time()
-    out = fn()
-    return out, time.thread_time() - cpu, time.perf_counter() - wall
+DIV2K_SIZE = (1356, 2040)
 
 
-def _compare(hr: torch.Tensor, scale: int, imresize, repeats: int) -> tuple[float, float, float, float]:
-    """(CPU-time speed-up, wall speed-up, ours CPU ms, max |ours − BasicSR| in gray levels)."""
-    h, w = (n - n % scale for n in hr.shape[-2:])
-    cropped = hr[:, :h, :w].contiguous()
-
-    def ref():
-        return imresize(cropped, 1 / scale).mul(255).round().clamp(0, 255)
-
-    def ours():
-        return bicubic_downsample(hr, scale)[1].mul(255).round()
-
-    ref(), ours()
-    t_ref, t_ours = [], []
-    for _ in range(repeats):
-        expected, *t = _timed(ref)
-        t_ref.append(t)
-        got, *t = _timed(ours)
-        t_ours.append(t)
-    cpu = [statistics.median(t[0] for t in ts) for ts in (t_ref, t_ours)]
-    wall = [statistics.median(t[1] for t in ts) for ts in (t_ref, t_ours)]
-    return cpu[0] / cpu[1], wall[0] / wall[1], cpu[1] * 1e3, (got - expected).abs().max().item()
-
-
-def speed_table(root: Path, imresize, repeats: int) -> None:
-    print("| images | scale | n | speed-up, CPU time: median (min) | speed-up, wall: median (min) "
-          "| ours per image, CPU (ms) | max abs LR diff vs BasicSR (gray levels) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    groups = [(name, sorted((root / name / "HR").glob("*.png"))) for name in ("Set5", "Set14")]
-    div2k = torch.randint(0, 256, (3, 1356, 2040), generator=torch.Generator().manual_seed(0)) / 255.0
-    for scale in (2, 3, 4):
-        for name, images in [*groups, ("2040×1356 (DIV2K size)", [div2k])]:
-            rows = [
-                _compare(img if isinstance(img, torch.Tensor) else read_image(img), scale, imresize, repeats)
-                for img in images
-            ]
-            cpu, wall, ms, diff = zip(*rows, strict=True)
-            print(
-                f"| {name} | ×{scale} | {len(rows)} | {statistics.median(cpu):.1f}× ({min(cpu):.1f}×) | "
-                f"{statistics.median(wall):.1f}× ({min(wall):.1f}×) | {statistics.median(ms):.1f} | "
-                f"{max(diff):.0f} |"
-            )
-
-
-def matlab_table(root: Path) -> None:
-    print(
-        "| set | scale | images | max abs diff (gray levels) | min identical pixels | all pixels identical |"
+def div2k_sized() -> dict[str, torch.Tensor]:
+    """Two 2040×1356 RGB images on the uint8 grid, in channels-last memory as read_image gives them: uniform
+    random pixels, and smooth waves cut by hard edges and flat areas (structure like a photograph's, where
+    exact rounding ties are frequent)."""
+    h, w = DIV2K_SIZE
+    rand = torch.randint(0, 256, (3, h, w), generator=torch.Generator().manual_seed(0)) / 255.0
+    y, x = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
     )
+    waves = torch.stack(
+        [128 + 100 * torch.sin(x / (13 + 4 * c)) * torch.cos(y / (17 + 3 * c)) for c in range(3)]
+    )
+    waves = torch.where((x // 97 + y // 61) % 3 == 0, torch.full_like(waves, 40.0), waves)
+    waves[:, h // 3 : h // 2] = 250.0
+    waves = waves.round().div(255).float()
+    # laid out as read_image gives an image: channels-last memory
+    return {
+        name: img.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        for name, img in (("2040×1356 random", rand), ("2040×1356 waves", waves))
+    }
+
+
+def _group_rounds(
+    sides: dict[str, Callable[[torch.Tensor], object]], images: list[torch.Tensor], rounds: int
+):
+    """Per side, the per-round total over the images; and per image the median speed-up."""
+    totals = {name: [0.0] * rounds for name in sides}
+    per_image = []
+    for img in images:
+        times = stats.rounds({name: (lambda fn=fn, img=img: fn(img)) for name, fn in sides.items()}, rounds)
+        for name, ts in times.items():
+            totals[name] = [a + b for a, b in zip(totals[name], ts, strict=True)]
+        per_image.append(statistics.median(stats.ratios(times, "basicsr", "ours")))
+    return totals, per_image
+
+
+def speed(groups: dict[str, list[torch.Tensor]], imresize, rounds: int) -> None:
+    for scale in (2, 3, 4):
+
+        def ref(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
+            h, w = (n - n % scale for n in hr.shape[-2:])
+            return imresize(hr[:, :h, :w], 1 / scale).mul(255).round().clamp(0, 255)
+
+        def ours(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
+            return bicubic_downsample(hr, scale)[1].mul(255).round()
+
+        for name, images in groups.items():
+            diff = max((ref(img) - ours(img)).abs().max().item() for img in images)
+            totals, per_image = _group_rounds({"basicsr": ref, "ours": ours}, images, rounds)
+            print(f"{name} ×{scale} ({len(images)} images; max |ours − BasicSR| {diff:.0f} gray level(s))")
+            print(stats.summary(totals, "basicsr"))
+            print(f"smallest per-image median speed-up: {min(per_image):.2f}×\n")
+
+
+def matlab_agreement(root: Path) -> None:
+    print("| set | scale | images | LR pixels (× channels) | differing from MATLAB | max abs diff (levels) |")
     print("|---|---|---|---|---|---|")
     for dataset in ("Set5", "Set14"):
         for scale in (2, 3, 4):
-            worst, least, same, total, n = 0.0, (2.0, ""), 0, 0, 0
+            differing, total, worst, n = 0, 0, 0.0, 0
             for hr_path in sorted((root / dataset / "HR").glob("*.png")):
-                lr = bicubic_downsample(read_image(hr_path), scale)[1]
-                matlab = read_image(root / dataset / "LR_bicubic" / f"X{scale}" / hr_path.name)
-                diff = (lr * 255 - matlab * 255).round().abs()
-                frac = diff.eq(0).double().mean().item()
-                worst, least = max(worst, diff.max().item()), min(least, (frac, hr_path.stem))
-                same, total, n = same + diff.eq(0).sum().item(), total + diff.numel(), n + 1
-            row = [
-                dataset,
-                f"×{scale}",
-                n,
-                f"{worst:.0f}",
-                f"{least[0]:.4%} ({least[1]})",
-                f"{same / total:.5%}",
-            ]
-            print("| " + " | ".join(map(str, row)) + " |")
+                lr = bicubic_downsample(read_image(hr_path), scale)[1].mul(255).round()
+                matlab = (
+                    read_image(root / dataset / "LR_bicubic" / f"X{scale}" / hr_path.name).mul(255).round()
+                )
+                differing += int(lr.ne(matlab).sum())
+                total, worst, n = total + lr.numel(), max(worst, (lr - matlab).abs().max().item()), n + 1
+            print(f"| {dataset} | ×{scale} | {n} | {total} | {differing} | {worst:.0f} |")
+
+
+def resize_right_agreement(images: dict[str, torch.Tensor]) -> None:
+    """Ours against `resize_right` (symmetric padding, float64 from k/255: 0 pixels differ from the MATLAB
+    LR of Set5/Set14), rounded as MATLAB writes uint8."""
+    try:
+        from resize_right import resize
+    except ImportError:
+        print(
+            "not run: the resize_right comparison needs `pip install resize-right` (outside the repository)"
+        )
+        return
+    print("| image | scale | LR pixels (× channels) | differing from resize_right |")
+    print("|---|---|---|---|")
+    for name, img in images.items():
+        for scale in (2, 3, 4):
+            h, w = (n - n % scale for n in img.shape[-2:])
+            levels = img[:, :h, :w].double().mul(255).round().numpy()
+            anchor = resize(levels / 255, scale_factors=[1, 1 / scale, 1 / scale], pad_mode="symmetric")
+            anchor = np.floor(np.clip(anchor * 255, 0, 255) + 0.5)
+            ours = bicubic_downsample(img, scale)[1].mul(255).round().double().numpy()
+            print(f"| {name} | ×{scale} | {ours.size} | {int((ours != anchor).sum())} |")
 
 
 def main() -> None:
@@ -117,25 +136,28 @@ def main() -> None:
     )
     parser.add_argument("--basicsr", type=Path, default=None, help="BasicSR source tree")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timed rounds (default 7)")
     args = parser.parse_args()
     if args.datasets is None or not (args.datasets / "Set5" / "HR").is_dir():
         print("not run: no Set5/Set14 found; pass --datasets ROOT or set REPROSR_TEST_DATASETS")
         return
     torch.set_num_threads(args.threads)
     root = basicsr_pieces.source_root(args.basicsr)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-        f"torch {torch.__version__}, numpy {np.__version__}, BasicSR "
-        f"{basicsr_pieces.version(root) if root else 'absent'}; {args.threads} thread(s), "
-        f"median of {args.repeats} interleaved calls\n"
-    )
+    print(f"{stats.environment()}; BasicSR {basicsr_pieces.version(root) if root else 'absent'}\n")
+    synthetic = div2k_sized()
     if root is None:
         print(f"not run: the BasicSR comparison needs --basicsr PATH or ${basicsr_pieces.ENV}\n")
     else:
-        speed_table(args.datasets, basicsr_pieces.imresize(root), args.repeats)
-        print()
-    matlab_table(args.datasets)
+        groups = {
+            name: [read_image(p) for p in sorted((args.datasets / name / "HR").glob("*.png"))]
+            for name in ("Set5", "Set14")
+        }
+        groups.update({name: [img] for name, img in synthetic.items()})
+        speed(groups, basicsr_pieces.imresize(root), args.rounds)
+    matlab_agreement(args.datasets)
+    print()
+    resize_right_agreement(synthetic)
+    print(f"\nat the end: {stats.environment()}")
 
 
 if __name__ == "__main__":

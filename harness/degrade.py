@@ -65,96 +65,156 @@ def _resize_sparse(x: Tensor, out_h: int, out_w: int, scale: float) -> Tensor:
     return x.reshape(out_w, n, out_h).permute(1, 2, 0)
 
 
-_BLOCK = 4  # output pixels per matmul block on the integer-factor path: the fastest of 1, 2, 4, 8 on CPU
-# float64 input bytes per strip of the integer-factor path: every intermediate stays in cache and reuses the
-# same few blocks of memory, rather than fresh pages from the OS for image-sized buffers (which, on a busy
-# machine, cost more than the resize itself)
-_STRIP_BYTES = 1 << 20
+_BLOCK = 4  # output pixels per band on the integer-factor path: the fastest of 1, 2, 4, 8 on one CPU thread
+# bytes of band-filtered rows per strip: a strip stays in cache through both passes and the rounding, and
+# no image-sized buffer is allocated (fresh pages from the OS cost more than the resize on a busy machine)
+_STRIP_BYTES = 1 << 19
 
 
-def _first_tap(in_len: int, scale: float) -> int:
-    """0-based input index (before symmetric folding) of the first nonzero tap of output pixel 0."""
-    indices, weights = _contributions(1, scale)
-    return int(indices[0, weights[0].nonzero()[0, 0]].item())
-
-
-@functools.lru_cache(maxsize=64)  # building it costs about a tenth of a 512² resize
-def _band(in_len: int, scale: float) -> tuple[Tensor, Tensor, int, int]:
-    """Downscaling one axis by an integer factor s = 1/scale as one band applied to consecutive blocks.
-
-    Every output pixel has the same weights (its centre sits at the same offset from the input grid) and
-    its window starts s pixels after the previous one's. Returns (index, band, out_len, blocks): index
-    (padded blocks, s·_BLOCK) is symmetric-folded, padded = input[index.flatten()], and outputs
-    _BLOCK·m ... _BLOCK·m + _BLOCK − 1 are band (_BLOCK, K) @ padded[s·_BLOCK·m : s·_BLOCK·m + K].
-    Both are CPU tensors (band float64) shared between calls: never modify them.
-    """
-    indices, weights = _contributions(1, scale)
+@functools.lru_cache(maxsize=16)
+def _taps(s: int) -> tuple[int, Tensor]:
+    """Downscaling by the integer factor s: every output pixel has the same weights, its window starting s
+    input pixels after the previous one's. Returns (offset, weights): output pixel i reads input pixels
+    s·i + offset + k (0-based, before symmetric folding) with weights[k] (float64, MATLAB's nonzero taps in
+    MATLAB's order)."""
+    indices, weights = _contributions(1, 1 / s)
     nonzero = weights[0].nonzero().flatten().tolist()
-    first, weights = indices[0, nonzero[0]].item(), weights[0, nonzero[0] : nonzero[-1] + 1]
-    s = round(1 / scale)
-    out_len, taps, step = math.ceil(scale * in_len), weights.numel(), s * _BLOCK
-    blocks = math.ceil(out_len / _BLOCK)
-    padded_blocks = blocks + math.ceil((taps - s) / step)  # the last window reaches into the next blocks
-    band = torch.zeros(_BLOCK, step + taps - s, dtype=torch.float64)
+    return int(indices[0, nonzero[0]].item()), weights[0, nonzero[0] : nonzero[-1] + 1]
+
+
+@functools.lru_cache(maxsize=32)
+def _band(s: int, gain: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(_BLOCK, s·_BLOCK + taps − s): row i holds gain × the taps at columns s·i .., so band @ rows[s·_BLOCK·m
+    : s·_BLOCK·m + columns] gives outputs _BLOCK·m .. _BLOCK·m + _BLOCK − 1. Shared between calls: read
+    only."""
+    weights = _taps(s)[1] * gain
+    taps = weights.numel()
+    band = torch.zeros(_BLOCK, s * _BLOCK + taps - s, dtype=torch.float64)
     for i in range(_BLOCK):
         band[i, s * i : s * i + taps] = weights
-    index = _symmetric(first + torch.arange(padded_blocks * step), in_len).view(padded_blocks, step)
-    return index, band, out_len, blocks
+    return band.to(device=device, dtype=dtype)
+
+
+def _filter_dim0(x: Tensor, band: Tensor, offset: int, blocks: range, s: int) -> Tensor:
+    """Output blocks `blocks` of the band along dim 0 of x (L, C) (any strides; symmetric padding at both
+    ends) → (len(blocks)·_BLOCK, C).
+
+    Blocks whose windows lie inside x read it through one strided view (no copy: a batched matmul at BLAS
+    speed); those at either end read a folded copy of the rows they need.
+    """
+    n, cols = x.shape
+    rows, length = band.shape
+    step, first, stop = s * rows, blocks.start, blocks.stop
+    lo = min(stop, max(first, -(offset // step)))  # first block starting inside x
+    hi = max(lo, min(stop, (n - length - offset) // step + 1))  # blocks [lo, hi) end inside x too
+    edges = [(a, b) for a, b in ((first, lo), (hi, stop)) if b > a]
+    out = x.new_empty(stop - first, rows, cols)
+    for a, b, source, start in [
+        (lo, hi, x, offset + lo * step),
+        *((a, b, _folded(x, offset + a * step, (b - a - 1) * step + length), 0) for a, b in edges),
+    ]:
+        if b > a:
+            r, c = source.stride()
+            windows = source.as_strided(
+                (b - a, length, cols), (step * r, r, c), source.storage_offset() + start * r
+            )
+            # bmm of the overlapping windows as they lie in memory (matmul would copy them)
+            torch.bmm(band.expand(b - a, rows, length), windows, out=out[a - first : b - first])
+    return out.view(-1, cols)
 
 
 def _folded(x: Tensor, start: int, length: int) -> Tensor:
-    """Rows start .. start + length − 1 of x (L, C) under MATLAB's symmetric padding, as float64: a plain
-    slice inside the image, an index only for the folded rows at its edges; always a contiguous copy."""
-    in_len = x.shape[0]
-    lo, hi = max(start, 0), min(start + length, in_len)
-    parts = []
-    if start < lo:
-        parts.append(x.index_select(0, _symmetric(torch.arange(start, lo), in_len).to(x.device)))
-    parts.append(x[lo:hi])
-    if start + length > hi:
-        parts.append(x.index_select(0, _symmetric(torch.arange(hi, start + length), in_len).to(x.device)))
-    out = torch.cat(parts) if len(parts) > 1 else parts[0]
-    return out.to(torch.float64, copy=True, memory_format=torch.contiguous_format)
+    """Rows start .. start + length − 1 of x (L, C) under symmetric padding, as a copy laid out as x is
+    (row-major or column-major: gathering whole rows or whole columns of memory)."""
+    index = _fold_index(x.shape[0], start, length).to(x.device)
+    return x.index_select(0, index) if x.stride(1) == 1 else x.T.index_select(1, index).T
 
 
-def _band_rows(x: Tensor, band: Tensor, step: int, blocks: int) -> Tensor:
-    """band (_BLOCK, K) applied to blocks of rows of x (R, C): block m reads rows m·step .. m·step + K − 1
-    (overlapping windows: batch matrices of one strided view, no copy) → (_BLOCK·blocks, C)."""
-    cols = x.shape[1]
-    windows = x.as_strided((blocks, band.shape[1], cols), (step * cols, cols, 1))
-    return (band @ windows).view(-1, cols)
+@functools.lru_cache(maxsize=256)
+def _fold_index(n: int, start: int, length: int) -> Tensor:
+    """_symmetric(start .. start + length − 1, n), cached: every strip of every image of a size needs the
+    same few. Shared between calls: read only."""
+    return _symmetric(start + torch.arange(length), n)
 
 
-def _downscale_integer(x: Tensor, scale: float, quantise: bool) -> Tensor:
-    """Integer factor 1/scale on both axes of x (n, H, W) → (n, ceil(scale·H), ceil(scale·W)) in x's dtype,
-    computed in float64 strip by strip (rows, then columns, as MATLAB); ``quantise`` rounds the result as
-    MATLAB writes uint8: floor(clamp(255·v, 0, 255) + 0.5) / 255.
+def _downscale_integer(
+    x: Tensor, s: int, dtype: torch.dtype, gain: float = 1.0, bound: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """gain × MATLAB bicubic downscaling by the integer factor s of x (n, H, W) → (n, ceil(H/s), ceil(W/s)),
+    computed in `dtype`, strip by strip of output rows (rows, then columns).
 
-    Per strip of output rows: the input rows its windows need (symmetric padding folded in) are copied to
-    float64, each block of _BLOCK output rows is the band times a window of them; the strip is transposed
-    with its columns' padding and filtered the same way along what were its columns.
+    With `bound` (the largest error of the computed values, in levels: gain 255), every value is clamped to
+    0..255 and rounded to the nearest level, and the second result lists the pixels (m, 3) = (image, row,
+    column) whose value lies within `bound` of a rounding boundary (their level may be wrong); otherwise
+    that list is empty.
     """
     n, h, w = x.shape
-    row_index, row_band, out_h, row_blocks = _band(h, scale)
-    col_index, col_band, out_w, col_blocks = _band(w, scale)
-    row_step, col_step = row_index.shape[1], col_index.shape[1]
-    row_first, col_first = _first_tap(h, scale), _first_tap(w, scale)
-    row_band, col_band = row_band.to(x.device), col_band.to(x.device)
-    per_strip = max(1, _STRIP_BYTES // (8 * row_step * w))
+    offset = _taps(s)[0]
+    row_band, col_band = _band(s, gain, dtype, x.device), _band(s, 1.0, dtype, x.device)
+    out_h, out_w = -(-h // s), -(-w // s)
+    # read_image gives channels-last memory: BLAS needs unit-stride rows (filtering all channels at once as
+    # one (H, W·n) matrix measured slower at DIV2K size: splitting each strip's channels costs more)
+    x = x.to(dtype).contiguous()
+    per_strip = max(1, _STRIP_BYTES // (x.element_size() * w * _BLOCK))
     out = x.new_empty(n, out_h, out_w)
-    for c in range(n):
-        for b0 in range(0, row_blocks, per_strip):
-            b1 = min(b0 + per_strip, row_blocks)
-            span = (b1 - b0 - 1) * row_step + row_band.shape[1]
-            rows = _band_rows(_folded(x[c], row_first + b0 * row_step, span), row_band, row_step, b1 - b0)
-            span = (col_blocks - 1) * col_step + col_band.shape[1]
-            strip = _band_rows(_folded(rows.T, col_first, span), col_band, col_step, col_blocks)
-            top, bottom = _BLOCK * b0, min(_BLOCK * b1, out_h)
-            strip = strip[:out_w, : bottom - top].T
-            if quantise:
-                strip = strip.mul(255).clamp_(0, 255).add_(0.5).floor_().div_(255)
-            out[c, top:bottom] = strip
-    return out
+    near = [torch.empty(0, 3, dtype=torch.long, device=x.device)]
+    for b0 in range(0, -(-out_h // _BLOCK), per_strip):
+        strip = range(b0, min(b0 + per_strip, -(-out_h // _BLOCK)))
+        top, bottom = b0 * _BLOCK, min(strip.stop * _BLOCK, out_h)
+        for c in range(n):
+            rows = _filter_dim0(x[c], row_band, offset, strip, s)[: bottom - top]
+            columns = _filter_dim0(rows.T, col_band, offset, range(-(-out_w // _BLOCK)), s)
+            out[c, top:bottom] = columns[:out_w].T
+        if bound is not None:
+            part = out[:, top:bottom]
+            level = part.clamp_(0, 255).round()
+            image, row, col = part.sub_(level).abs_().ge(0.5 - bound).nonzero().unbind(1)
+            near.append(torch.stack([image, row + top, col], dim=1))
+            part.copy_(level)
+    return out, torch.cat(near)
+
+
+def _error_bound(s: int, input_error: float) -> float:
+    """Largest |float32 levels − MATLAB's float64 levels| of _downscale_integer(x, s, float32, gain=255)
+    for x in [0, 1] within `input_error` of MATLAB's input.
+
+    A dot product of t nonzero terms in float32 errs by at most γ_t·Σ|w·x| ≈ t·u·Σ|w·x| (any order, FMA or
+    not, zeros adding nothing: Higham, Accuracy and Stability, §3.1), plus u·Σ|w·x| for the float32 weights;
+    the second pass carries the first's error scaled by Σ|w|; MATLAB's own float64 error (≈ 1e-12 levels)
+    is covered by the 1e-9 and the 10 % margin.
+    """
+    weights = _taps(s)[1]
+    total, u = weights.abs().sum().item(), 2.0**-24
+    return 1.1 * 255 * total**2 * (2 * (weights.numel() + 1) * u + input_error) + 1e-9
+
+
+def _matlab_levels(x: Tensor, pixels: Tensor, s: int) -> Tensor:
+    """MATLAB's uint8 result (float64 levels, on the CPU) at the output pixels (m, 3) = (image, row, column)
+    of x (n, H, W) (taken as _matlab_input gives it), computed exactly as MATLAB does: per output pixel the
+    sums over taps in order (each product rounded, then added), rows first, then floor(255·v + 0.5)
+    clamped."""
+    offset, weights = _taps(s)
+    taps = torch.arange(weights.numel())
+    x = x.cpu()
+    image, row, col = pixels.cpu().unbind(1)
+    rows = _symmetric(s * row[:, None] + offset + taps, x.shape[1])
+    cols = _symmetric(s * col[:, None] + offset + taps, x.shape[2])
+    # (m, taps, taps) patches by flat storage index: index_select is 5–10× faster than take or x[i, r, c]
+    n, h, w = x.shape
+    span = x.as_strided(((n - 1) * x.stride(0) + (h - 1) * x.stride(1) + (w - 1) * x.stride(2) + 1,), (1,))
+    flat = (
+        (image * x.stride(0))[:, None, None]
+        + (rows * x.stride(1))[:, :, None]
+        + (cols * x.stride(2))[:, None]
+    )
+    patch = _matlab_input(span.index_select(0, flat.flatten()).view(flat.shape))
+    acc = patch[:, 0] * weights[0].item()
+    for k in range(1, weights.numel()):
+        acc = acc + patch[:, k] * weights[k].item()
+    out = acc[:, 0] * weights[0].item()
+    for k in range(1, weights.numel()):
+        out = out + acc[:, k] * weights[k].item()
+    return out.mul(255).clamp(0, 255).add(0.5).floor()
 
 
 def _integer_factor(scale: float) -> bool:
@@ -164,12 +224,11 @@ def _integer_factor(scale: float) -> bool:
 def imresize_matlab(img: Tensor, scale: float) -> Tensor:
     """MATLAB `imresize(img, scale, 'bicubic')` on a float image, unquantised.
 
-    img: (..., H, W) floating point (float32 or float64; any device), usually in [0, 1].
-    Returns (..., ceil(scale·H), ceil(scale·W)) of the same dtype and device; downscaling by an integer
-    factor computes in float64 whatever the input dtype, other scales in the input's. When downscaling, the
-    cubic
-    kernel (a = -0.5) is widened by 1/scale (antialiasing); borders use symmetric padding. Rows are
-    resized first, then columns (MATLAB's order for equal scales).
+    img: (..., H, W) floating point (any device), usually in [0, 1]. Returns (..., ceil(scale·H),
+    ceil(scale·W)) of the same dtype and device; downscaling by an integer factor computes in float64
+    whatever the input dtype, other scales in the input's. When downscaling, the cubic kernel (a = -0.5) is
+    widened by 1/scale (antialiasing); borders use symmetric padding. Rows are resized first, then columns
+    (MATLAB's order for equal scales).
     """
     if not img.is_floating_point():
         raise TypeError(f"imresize_matlab needs a floating-point image in [0, 1], got {img.dtype}")
@@ -179,25 +238,45 @@ def imresize_matlab(img: Tensor, scale: float) -> Tensor:
     out_h, out_w = math.ceil(scale * h), math.ceil(scale * w)
     x = img.reshape(-1, h, w)
     if _integer_factor(scale) and x.numel() > 0:
-        x = _downscale_integer(x, scale, quantise=False)
+        x = _downscale_integer(x, round(1 / scale), torch.float64)[0].to(img.dtype)
     else:
         x = _resize_sparse(x, out_h, out_w, scale)
     return x.reshape(*lead, out_h, out_w)
 
 
+def _matlab_input(x: Tensor) -> Tensor:
+    """x as the float64 values MATLAB's im2double gives for a uint8 image: a value within half the dtype's
+    machine epsilon of a level k/255 (k/255 as float32 or float16 holds it) becomes float64 k/255."""
+    x64 = x.double()
+    level = x64.mul(255).round().div(255)
+    return torch.where((x64 - level).abs() <= torch.finfo(x.dtype).eps / 2, level, x64)
+
+
 def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     """The benchmark degradation: HR cropped to a multiple of `s`, and its MATLAB bicubic LR.
 
-    hr: (..., 3, H, W) in [0, 1]. Returns (hr_cropped (..., 3, s·h, s·w), lr (..., 3, h, w)), both in the
-    input dtype. The LR is what MATLAB `imresize(uint8_hr, 1/s, 'bicubic')` writes: MATLAB computes on
-    uint8 input in double and rounds the result to uint8 (nearest, saturating), so the LR here is on the
-    uint8 grid: round(clamp(255·x)) / 255, computed in float64.
+    hr: (..., 3, H, W) floating point in [0, 1]. Returns (hr_cropped (..., 3, s·h, s·w), lr (..., 3, h, w)),
+    both in the input dtype. The LR is bit for bit what the benchmarks' MATLAB LR images hold:
+    `im2uint8(imresize(im2double(uint8_hr), 1/s, 'bicubic'))`, i.e. MATLAB's float64 sums over k/255 in
+    its order (rows, then columns; taps in order), then floor(255·v + 0.5) saturated (HR values within
+    half a machine epsilon of a level k/255 are taken as that level). A float32 pass gives every pixel to
+    within a proven error bound; the few whose value lies within that bound of a rounding boundary are
+    recomputed exactly as MATLAB does (_matlab_levels).
     """
+    if not hr.is_floating_point():
+        raise TypeError(f"bicubic_downsample needs a floating-point image in [0, 1], got {hr.dtype}")
     h, w = (n - n % s for n in hr.shape[-2:])
     if h == 0 or w == 0:
         raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
     hr = hr[..., :h, :w]
+    x = hr.reshape(-1, h, w)
     if s == 1:
-        return hr, hr.double().mul(255).clamp(0, 255).add(0.5).floor().div(255).to(hr.dtype)
-    lr = _downscale_integer(hr.reshape(-1, h, w), 1 / s, quantise=True)  # MATLAB: half away from zero
+        levels = _matlab_input(x).mul(255).clamp(0, 255).add(0.5).floor()
+    else:
+        input_error = (torch.finfo(x.dtype).eps + torch.finfo(torch.float32).eps) / 2
+        bound = _error_bound(s, input_error)
+        levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=bound)
+        if len(near):
+            levels[near.unbind(1)] = _matlab_levels(x, near, s).to(levels)
+    lr = levels.to(torch.float64 if hr.dtype == torch.float64 else torch.float32).div_(255).to(hr.dtype)
     return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)

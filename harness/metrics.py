@@ -1,8 +1,10 @@
 """Image-quality metrics under the named conventions the papers report.
 
-Every metric takes sr, hr as [0, 1] float tensors, (3, H, W) → float or (B, 3, H, W) → tensor (B,) of
-float64, rounds both to the uint8 grid first (as BasicSR and EDSR-PyTorch save or quantise the SR image
-before scoring), computes in float64 on the tensors' device and shaves `scale` pixels on every border.
+Every metric takes sr, hr as float tensors in [0, 1] (float16, bfloat16, float32 or float64) or uint8
+tensors (levels 0..255), (3, H, W) → float or (B, 3, H, W) → tensor (B,) of float64, rounds both to the
+uint8 grid first (as BasicSR and EDSR-PyTorch save or quantise the SR image before scoring), computes in
+float64 on sr's device (on the CPU for MPS, which has no float64) and shaves `scale` pixels on every
+border. No metric writes into its inputs.
 :func:`scores` gives several conventions of one pair at once, sharing the quantisation and the Y channel.
 
 On the CPU the image is scored in strips of rows (each with the 10-row halo SSIM's window needs), so every
@@ -29,14 +31,21 @@ _STRIP_PIXELS = 1 << 15  # pixels per image row strip on the CPU: the fastest of
 
 
 def to_uint8(img: Tensor) -> Tensor:
-    """[0, 1] float → uint8 exactly as every metric here quantises it: clamp, ×255, round half to even
-    (torch.round, as BasicSR's tensor2img), computed in float64."""
+    """[0, 1] float (any floating dtype) → uint8 exactly as every metric here quantises it: clamp, ×255,
+    round half to even (torch.round, as BasicSR's tensor2img), computed in float64; a uint8 image is
+    already quantised and comes back as a copy. Never writes into `img`."""
     return _uint8_grid(img).to(torch.uint8)
 
 
 def _uint8_grid(img: Tensor) -> Tensor:
-    """[0, 1] float → float64 on 0..255, rounded half to even."""
-    return img.double().clamp_(0, 1).mul_(255).round_()
+    """A new float64 tensor on 0..255: a float image in [0, 1] clamped, ×255 and rounded half to even; a
+    uint8 image's levels as they are. Other dtypes are an error."""
+    if img.dtype == torch.uint8:
+        return img.double()
+    if not img.is_floating_point():
+        raise TypeError(f"expected a float image in [0, 1] or a uint8 image, got {img.dtype}")
+    # copy=True: img.double() would be img itself for float64 input, which must stay untouched
+    return img.to(torch.float64, copy=True).clamp_(0, 1).mul_(255).round_()
 
 
 def _luma(img: Tensor, weights: tuple[float, float, float], offset: float = 0.0) -> Tensor:
@@ -181,7 +190,7 @@ def scores(
     sr: Tensor, hr: Tensor, scale: int, conventions: Sequence[str] = ("psnr_y", "ssim_y")
 ) -> dict[str, Tensor | float]:
     """Several conventions of one (sr, hr) pair, each equal to its function below, quantising once.
-    hr is moved to sr's device."""
+    hr is moved to sr's device (both to the CPU from MPS)."""
     unknown = [c for c in conventions if c not in _TERMS]
     if unknown:
         raise ValueError(f"unknown metric conventions {unknown}; known: {sorted(_TERMS)}")
@@ -192,7 +201,8 @@ def scores(
     if min(sr.shape[-2:]) <= 2 * scale:
         raise ValueError(f"image {tuple(sr.shape[-2:])} too small to shave {scale} pixels per border")
     batched = sr.dim() == 4
-    sr, hr = (x if batched else x.unsqueeze(0) for x in (sr, hr.to(sr.device)))
+    device = torch.device("cpu") if sr.device.type == "mps" else sr.device  # MPS has no float64
+    sr, hr = (x.to(device) if batched else x.to(device).unsqueeze(0) for x in (sr, hr))
     if scale > 0:
         sr, hr = (x[..., scale:-scale, scale:-scale] for x in (sr, hr))
     h, w = sr.shape[-2:]

@@ -11,7 +11,9 @@ from skimage.metrics import structural_similarity
 
 from harness.data import read_image
 from harness.degrade import bicubic_downsample, imresize_matlab
-from harness.metrics import CONVENTIONS, psnr_edsr, psnr_rgb, psnr_y, ssim_y
+from harness.metrics import CONVENTIONS, psnr_edsr, psnr_rgb, psnr_y, scores, ssim_y, to_uint8
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # small images: threads only add contention
 
 
 def _uint8(img: torch.Tensor) -> np.ndarray:
@@ -120,3 +122,75 @@ def test_rejects_mismatched_or_tiny_inputs():
         psnr_y(torch.zeros(1, 20, 20), torch.zeros(1, 20, 20), 2)
     with pytest.raises(ValueError, match="SSIM window"):
         ssim_y(torch.zeros(3, 20, 20), torch.zeros(3, 20, 20), 5)
+
+
+def _baby(datasets_root, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sr, hr) for Set5 baby: SR = MATLAB-bicubic upscaling of the MATLAB-made LR, off the uint8 grid."""
+    hr = read_image(datasets_root / "Set5" / "HR" / "baby.png")
+    lr = read_image(datasets_root / "Set5" / "LR_bicubic" / f"X{scale}" / "baby.png")
+    hr = hr[:, : lr.shape[1] * scale, : lr.shape[2] * scale]
+    return imresize_matlab(lr, scale).clamp(0, 1), hr
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_float64_gives_the_float32_values(datasets_root, scale):
+    # the same values in float64: until this was fixed, psnr_y gave 32.19 dB instead of 33.55 dB for baby
+    sr, hr = _baby(datasets_root, scale)
+    for name, metric in CONVENTIONS.items():
+        expected = metric(sr, hr, scale)
+        assert metric(sr.double(), hr.double(), scale) == expected, name
+        assert metric(sr.double(), hr, scale) == expected, name
+    assert torch.equal(to_uint8(sr.double()), to_uint8(sr))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16, torch.float64])
+def test_every_dtype_of_an_image_on_the_uint8_grid_gives_the_float32_values(dtype):
+    g = torch.Generator().manual_seed(11)
+    hr = torch.randint(0, 256, (3, 40, 36), generator=g, dtype=torch.uint8)
+    sr = (hr.int() + torch.randint(-12, 13, hr.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+
+    def as_dtype(img: torch.Tensor) -> torch.Tensor:
+        return img if dtype == torch.uint8 else (img.double() / 255).to(dtype)
+
+    for name, metric in CONVENTIONS.items():
+        expected = metric(sr / 255, hr / 255, 3)
+        assert metric(as_dtype(sr), as_dtype(hr), 3) == expected, (name, dtype)
+    assert torch.equal(to_uint8(as_dtype(sr)), sr)
+    assert scores(as_dtype(sr), hr / 255, 3, tuple(CONVENTIONS)) == scores(
+        sr / 255, hr / 255, 3, tuple(CONVENTIONS)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32, torch.float64])
+def test_metrics_never_write_into_their_inputs(dtype):
+    g = torch.Generator().manual_seed(12)
+    hr = torch.rand(2, 3, 48, 40, generator=g)
+    sr = hr + 0.05 * torch.randn(hr.shape, generator=g)  # out of [0, 1] in places: clamped inside only
+    if dtype == torch.uint8:
+        sr, hr = to_uint8(sr), to_uint8(hr)
+    else:
+        sr, hr = sr.to(dtype), hr.to(dtype)
+    sr_before, hr_before = sr.clone(), hr.clone()
+    for metric in CONVENTIONS.values():
+        metric(sr, hr, 2)
+        metric(sr[0], hr[0], 2)
+    scores(sr, hr, 2, tuple(CONVENTIONS))
+    to_uint8(sr)
+    assert torch.equal(sr, sr_before) and torch.equal(hr, hr_before)
+
+
+def test_rejects_integer_images_other_than_uint8():
+    with pytest.raises(TypeError, match="uint8"):
+        psnr_y(torch.zeros(3, 20, 20, dtype=torch.int32), torch.zeros(3, 20, 20, dtype=torch.int32), 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="not run: no CUDA device (run on a GPU machine)")
+def test_cuda_gives_the_cpu_values():
+    g = torch.Generator().manual_seed(13)
+    hr = torch.rand(2, 3, 64, 48, generator=g)
+    sr = (hr + 0.05 * torch.randn(hr.shape, generator=g)).clamp(0, 1)
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        got = scores(sr.to("cuda", dtype), hr.to("cuda", dtype), 2, tuple(CONVENTIONS))
+        expected = scores(sr.to(dtype), hr.to(dtype), 2, tuple(CONVENTIONS))
+        for name in CONVENTIONS:
+            torch.testing.assert_close(got[name].cpu(), expected[name], rtol=0, atol=1e-9)
