@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor
 
+from harness.errors import UserError
+
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels at scale 1
 
 
@@ -233,7 +235,7 @@ def imresize_matlab(img: Tensor, scale: float) -> Tensor:
     if not img.is_floating_point():
         raise TypeError(f"imresize_matlab needs a floating-point image in [0, 1], got {img.dtype}")
     if img.dim() < 2 or scale <= 0:
-        raise ValueError(f"imresize_matlab needs an (..., H, W) image and scale > 0, got {tuple(img.shape)}")
+        raise UserError(f"imresize_matlab needs an (..., H, W) image and scale > 0, got {tuple(img.shape)}")
     lead, (h, w) = img.shape[:-2], img.shape[-2:]
     out_h, out_w = math.ceil(scale * h), math.ceil(scale * w)
     x = img.reshape(-1, h, w)
@@ -267,7 +269,7 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
         raise TypeError(f"bicubic_downsample needs a floating-point image in [0, 1], got {hr.dtype}")
     h, w = (n - n % s for n in hr.shape[-2:])
     if h == 0 or w == 0:
-        raise ValueError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
+        raise UserError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
     hr = hr[..., :h, :w]
     x = hr.reshape(-1, h, w)
     if s == 1:

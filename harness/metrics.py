@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from harness.errors import UserError
+
 # MATLAB rgb2ycbcr luma row (weights of RGB in [0, 1], giving Y in [16, 235]), per uint8 level
 _Y_PER_LEVEL = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 # EDSR-PyTorch utility.calc_psnr: its own luma constants /256, applied to the difference of RGB in [0, 1]
@@ -193,13 +195,13 @@ def scores(
     hr is moved to sr's device (both to the CPU from MPS)."""
     unknown = [c for c in conventions if c not in _TERMS]
     if unknown:
-        raise ValueError(f"unknown metric conventions {unknown}; known: {sorted(_TERMS)}")
+        raise UserError(f"unknown metric conventions {unknown}; known: {sorted(_TERMS)}")
     if sr.shape != hr.shape:
-        raise ValueError(f"sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ: crop hr to the sr size")
+        raise UserError(f"sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ: crop hr to the sr size")
     if sr.dim() not in (3, 4) or sr.shape[-3] != 3:
-        raise ValueError(f"expected (3, H, W) or (B, 3, H, W) RGB images, got {tuple(sr.shape)}")
+        raise UserError(f"expected (3, H, W) or (B, 3, H, W) RGB images, got {tuple(sr.shape)}")
     if min(sr.shape[-2:]) <= 2 * scale:
-        raise ValueError(f"image {tuple(sr.shape[-2:])} too small to shave {scale} pixels per border")
+        raise UserError(f"image {tuple(sr.shape[-2:])} too small to shave {scale} pixels per border")
     batched = sr.dim() == 4
     device = torch.device("cpu") if sr.device.type == "mps" else sr.device  # MPS has no float64
     sr, hr = (x.to(device) if batched else x.to(device).unsqueeze(0) for x in (sr, hr))
@@ -207,7 +209,7 @@ def scores(
         sr, hr = (x[..., scale:-scale, scale:-scale] for x in (sr, hr))
     h, w = sr.shape[-2:]
     if "ssim_y" in conventions and min(h, w) < _SSIM_WINDOW:
-        raise ValueError(f"shaved image {(h, w)} is smaller than the 11×11 SSIM window")
+        raise UserError(f"shaved image {(h, w)} is smaller than the 11×11 SSIM window")
     step = h if sr.is_cuda else max(_FILTER_BLOCK, _STRIP_PIXELS // (w * sr.shape[0]))
     sums = {c: sr.new_zeros(sr.shape[0], dtype=torch.float64) for c in conventions}
     for top in range(0, h, step):
