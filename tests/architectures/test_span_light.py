@@ -12,6 +12,8 @@ import torch.nn.functional as F
 import architectures
 from architectures.span_light import SPAB, SPANLight
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # state_dict key → shape of the official class at ×2/×3/×4 with the options/SPAN configuration, dumped in key
 # order from basicsr/archs/span_arch.py::SPAN (zononhzy/SPAN) instantiated outside this repository.
 OFFICIAL_LAYOUT = json.loads(

@@ -121,6 +121,7 @@ def test_static_tier_span_light_macs_against_the_official_fvcore_counts():
         assert v.status == Status.PASS and v.tolerance == pytest.approx(0.005)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_smoke_reproduce_runs_every_stage_and_says_what_was_not_run(tmp_path, monkeypatch):
     monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
     # The stages' cost is DRSAN's forwards over the embedded photos (validation, then evaluation): their
