@@ -9,8 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from harness import store
 from harness.cli import main
@@ -148,10 +146,3 @@ def test_recipes_differing_in_unsafe_characters_get_their_own_pages(tmp_path):
     for name, page in pages.items():
         assert page.parent == site and page.is_file()
         assert f"<h1>{name.replace('<', '&lt;').replace('>', '&gt;')}</h1>" in page.read_text()
-
-
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.text(min_size=1, max_size=8), min_size=2, max_size=6, unique=True))
-def test_page_names_never_collide(names):
-    keys = [page_key(n) for n in names]
-    assert len(set(keys)) == len(keys) and all("/" not in k and k not in (".", "..") for k in keys)

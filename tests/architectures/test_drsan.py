@@ -20,6 +20,8 @@ from architectures.drsan import (
 )
 from harness import published
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def official_params(variant: str, scale: int) -> int:
     """The count the official checkpoints' .index files hold (results/official/official_code.csv)."""

@@ -13,6 +13,8 @@ import architectures
 from architectures.hspan import HSPAN, HighSimilarityPassAttention
 from harness import published
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Names and shapes of the official model's state_dict (src/model/hspan.py with demo.sh's arguments),
 # dumped from the official code; no weights.
 OFFICIAL_LAYOUT = json.loads((Path(__file__).parent / "data" / "hspan_official_state_dict.json").read_text())

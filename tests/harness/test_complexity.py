@@ -8,9 +8,10 @@ from torch import nn
 
 import architectures
 from harness import published
-from harness.complexity import AGREEMENT, CONVENTIONS, complexity, count_params, mac_report
+from harness.complexity import AGREEMENT, CONVENTIONS, Convention, complexity, count_params, mac_report
 from harness.published import official_table
 from kernels import OPERATORS, counting, operator, sliding_proxy, soft_threshold
+from tests.kernels.official_style import official_style_attention
 
 
 class HandNet(nn.Module):
@@ -141,10 +142,34 @@ def test_counting_is_scoped_and_patches_no_class():
     assert net(x).abs().sum() > 0  # outside the block the real operators run
 
 
-def test_every_registered_operator_is_counted_by_fvcore_handles():
-    assert {op.function_name for op in OPERATORS.values()} >= {
-        "SoftThresholdAttentionFunction", "SlidingProxyAttentionFunction"
-    }  # fmt: skip
+class OfficialAttentionNet(AttentionNet):
+    """AttentionNet computed as the official code does (scores and windows materialised by matmuls), so
+    fvcore counts its attention by itself, with no handle of ours."""
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        q, k, v = self.qkv(x).view(b, 3, self.heads, self.d, h, w).unbind(1)
+        flat = [t.flatten(1, 2).flatten(2).transpose(1, 2) for t in (q, k, v)]
+        y = official_style_attention(*flat).transpose(1, 2).reshape(b, self.heads, self.d, h, w)
+        return sliding_proxy.sliding_proxy_attention_official_style(
+            y, k, v, temperature=self.temperature, rel_bias=self.rel_bias, window_size=self.window,
+            overlap=self.overlap,
+        )  # fmt: skip
+
+
+def test_every_registered_operator_is_counted_by_fvcore_handles_as_fvcore_counts_the_official_code(
+    monkeypatch,
+):
+    """Each registered operator's fvcore handle gives the MACs fvcore itself counts in the official
+    formulation (a small input, where that formulation fits in memory)."""
+    monkeypatch.setitem(CONVENTIONS, "small", Convention("small", "LR 10×13", lambda s: (10, 13)))
+    handled = complexity(AttentionNet(), 4, "small", ops="fvcore")
+    official = complexity(OfficialAttentionNet(), 4, "small", ops="fvcore")
+    python_ops = {op for op in handled.per_op if op.startswith("PythonOp.")}
+    assert python_ops == {f"PythonOp.{op.function_name}" for op in OPERATORS.values()}
+    assert handled.uncounted == []
+    attention = sum(handled.per_op[op] for op in python_ops)
+    assert attention == official.per_op["matmul"] > 0 and handled.macs == official.macs
 
 
 def test_unknown_convention_and_rule_are_errors():

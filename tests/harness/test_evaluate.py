@@ -23,6 +23,7 @@ from harness.schema import Inference, Precision
 
 EMBEDDED = Path(__file__).resolve().parents[2] / "harness" / "embedded"
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinySR(nn.Module):

@@ -236,10 +236,19 @@ def test_manual_entry_says_where_to_put_the_file_then_records_its_hash(monkeypat
 
 
 def test_resolve_takes_names_aliases_and_paths(monkeypatch, tmp_path):
-    monkeypatch.setattr(released, "fetch_released", lambda name: Path("/fetched") / name)
-    assert released.resolve("span_esr_ch28_x4_ntire2026_baseline") == Path(
-        "/fetched/span_esr_ch28_x4_ntire2024"
+    """An alias fetches its entry's pinned file into the entry's own folder: the same file as the name."""
+    monkeypatch.setenv("REPROSR_DATA", str(tmp_path / "data"))
+    weights = tmp_path / "src" / "w.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"released bytes")
+    name, alias = "span_esr_ch28_x4_ntire2024", "span_esr_ch28_x4_ntire2026_baseline"
+    monkeypatch.setitem(
+        released.RELEASED, name, replace(released.RELEASED[name], files=(_pin(weights, sha256=True),))
     )
+    calls = _serve(monkeypatch, {"w.pth": weights})
+    path = released.resolve(alias)
+    assert path == released.resolve(name) == tmp_path / "data" / "checkpoints" / name / "w.pth"
+    assert path.read_bytes() == b"released bytes" and len(calls) == 1
     assert released.resolve(tmp_path / "x.pth") == tmp_path / "x.pth"
 
 

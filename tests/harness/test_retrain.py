@@ -15,6 +15,7 @@ from harness.recipes import load
 from harness.reproduce import reproduce
 
 RECIPE = load("drsan_32s_x2")
+pytestmark = pytest.mark.usefixtures("one_thread")
 SET5_PSNR = published.lookup("drsan", "32s", 2, "Set5", "psnr").value
 
 

@@ -22,6 +22,7 @@ from harness.verify import static_verdicts
 from kernels import OPERATORS
 
 TOY = Path(__file__).with_name("toy_paper")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_recipe(folder: Path) -> Path:
