@@ -84,7 +84,8 @@ def test_a_nan_gradient_with_a_finite_loss_never_replaces_last_good(tmp_path):
     assert state["iteration"] == 2
     for part in ("model", "ema"):
         assert all(torch.isfinite(v).all() for v in state[part].values())
-    assert all(torch.isfinite(t).all() for s in state["optimizer"]["state"].values() for t in s.values())
+    moments = [t for s in state["optimizer"]["state"].values() for t in s.values() if torch.is_tensor(t)]
+    assert moments and all(torch.isfinite(t).all() for t in moments)  # AdamTF1 keeps its step as an int
     run(tmp_path, Tiny())  # and the run resumes from it
     assert torch.load(tmp_path / "last.pt", weights_only=True)["iteration"] == 8
 
