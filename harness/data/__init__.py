@@ -19,19 +19,13 @@ from harness.data.layouts import (
     SetFolders,
     benchmark_pairs,
     dataset_checksum,
+    folder_pairs,
+    free_folders,
     iter_benchmark_pairs,
     locate,
 )
 from harness.data.lr_cache import GENERATED_MARKER, is_generated
-from harness.data.pairs import (
-    EMBEDDED,
-    LRImage,
-    Pair,
-    embedded_pairs,
-    folder_pairs,
-    iter_folder_pairs,
-    lr_images,
-)
+from harness.data.pairs import EMBEDDED, LRImage, Pair, embedded_pairs, lr_images
 from harness.data.registry import DATASETS, Archive, DatasetSpec, PerFileSource, cache_dir, spec
 
 __all__ = [
@@ -56,10 +50,10 @@ __all__ = [
     "embedded_pairs",
     "fetch",
     "folder_pairs",
+    "free_folders",
     "image_files",
     "is_generated",
     "iter_benchmark_pairs",
-    "iter_folder_pairs",
     "list_datasets",
     "locate",
     "lr_images",

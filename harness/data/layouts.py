@@ -8,7 +8,8 @@ For a set `<Name>` at ×s under the data root (:data:`LAYOUTS`):
   `[benchmark/]<Name>/HR/baby.png` + `[benchmark/]<Name>/LR_bicubic/X<s>/babyx<s>.png`;
 - "basicsr": BasicSR's `<Name>/GTmod12/baby.png` + `<Name>/LRbicx<s>/baby.png` (any `GTmod<k>` folder);
 - "ntire": the NTIRE challenges' `<Name>_HR/0801.png` + `<Name>_LR/0801x<s>.png` (DIV2K_LSDIR_valid).
-Free HR and LR folders with a file name template: :func:`harness.data.pairs.folder_pairs`.
+Free HR and LR folders anywhere, with a file name template (BasicSR's `dataroot_gt`, `dataroot_lq`,
+`filename_tmpl`): :func:`free_folders` (layout "folders"), :func:`folder_pairs`.
 
 Detection (`layout=None`): the first of these (in that order) whose HR folder holds images and whose LR
 folder holds the LR of one of them; else, when `<Name>/HR` holds images, the registry layout (its LR is then
@@ -81,7 +82,7 @@ class SetFolders:
     def checksum(self) -> str:
         """sha256 over the sorted `<sha256>  <path relative to base>` lines of the set's HR images and its
         LR images at every scale this layout keeps beside them (the registry's `LR_bicubic/X*`, BasicSR's
-        `LRbicx*`, NTIRE's one LR folder)."""
+        `LRbicx*`, the one LR folder of NTIRE's layout and of free folders)."""
         if self.layout in ("registry", "edsr"):
             lr_dirs = sorted(p for p in (self.base / "LR_bicubic").glob("X*") if p.is_dir())
         elif self.layout == "basicsr":
@@ -174,6 +175,30 @@ def dataset_checksum(name: str, root: str | os.PathLike | None = None, layout: s
     layout is detected, so pass `locate(...).checksum()` where both layouts of one set may lie side by
     side)."""
     return locate(name, 4, root, layout).checksum()
+
+
+def free_folders(
+    hr_dir: str | os.PathLike,
+    lr_dir: str | os.PathLike,
+    scale: int,
+    filename_tmpl: str = "{}",
+    name: str = "",
+) -> SetFolders:
+    """HR and LR folders anywhere as a set (layout "folders"; `name` defaults to the HR folder's): its LR
+    is used as given, never generated; checksum paths start at the two folders' common parent."""
+    hr_dir, lr_dir = Path(hr_dir).absolute(), Path(lr_dir).absolute()
+    if not (hr_dir.is_dir() and image_files(hr_dir)):
+        raise FileNotFoundError(f"no HR images in {hr_dir}")
+    base = Path(os.path.commonpath([hr_dir, lr_dir]))
+    return SetFolders(name or hr_dir.name, scale, "folders", hr_dir, lr_dir, filename_tmpl, base, base)
+
+
+def folder_pairs(
+    hr_dir: str | os.PathLike, lr_dir: str | os.PathLike, scale: int, filename_tmpl: str = "{}"
+) -> list[Pair]:
+    """All pairs of free HR and LR folders (:func:`free_folders`), e.g. EDSR's benchmark folders read
+    with BasicSR's template: `folder_pairs("Set5/HR", "Set5/LR_bicubic/X4", 4, "{}x4")`."""
+    return list(free_folders(hr_dir, lr_dir, scale, filename_tmpl).iter_pairs())
 
 
 def home_hr_dir(name: str, root: Path) -> Path:

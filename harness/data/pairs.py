@@ -1,5 +1,5 @@
-"""Pairs: the one pair-checking rule every dataset layout goes through, HR/LR folders paired by a file
-name template (BasicSR's ``filename_tmpl``), LR folders without ground truth, and the embedded photos.
+"""Pairs: the one pair-checking rule every dataset layout goes through (LR found by a file name template,
+BasicSR's ``filename_tmpl``), LR folders without ground truth, and the embedded photos.
 
 The rule (:func:`check_names`, :func:`check_sizes`):
 - names pair one to one: the LR of HR `<stem><suffix>` is `filename_tmpl.format(stem) + suffix` in the LR
@@ -122,26 +122,6 @@ def iter_pairs(
             yield Pair(hr_file.stem, check_sizes(hr_file, read_image(hr_file), lr_file, lr, scale), lr)
 
     return read()
-
-
-def iter_folder_pairs(
-    hr_dir: str | os.PathLike, lr_dir: str | os.PathLike, scale: int, filename_tmpl: str = "{}"
-) -> Iterator[Pair]:
-    """The pairs of an HR folder and an LR folder at ×`scale`, sorted by HR name (:func:`iter_pairs`); a
-    FileNotFoundError when `hr_dir` holds no images."""
-    hr_dir, lr_dir = Path(hr_dir), Path(lr_dir)
-    hr_files = image_files(hr_dir) if hr_dir.is_dir() else []
-    if not hr_files:
-        raise FileNotFoundError(f"no HR images in {hr_dir}")
-    return iter_pairs(hr_files, lr_dir, scale, filename_tmpl, f"HR {hr_dir} and LR {lr_dir}")
-
-
-def folder_pairs(
-    hr_dir: str | os.PathLike, lr_dir: str | os.PathLike, scale: int, filename_tmpl: str = "{}"
-) -> list[Pair]:
-    """All pairs of :func:`iter_folder_pairs` in memory: BasicSR's `dataroot_gt`, `dataroot_lq` and
-    `filename_tmpl` (e.g. `folder_pairs("Set5/HR", "Set5/LR_bicubic/X4", 4, "{}x4")`)."""
-    return list(iter_folder_pairs(hr_dir, lr_dir, scale, filename_tmpl))
 
 
 def lr_images(folder: str | os.PathLike) -> list[LRImage]:

@@ -64,8 +64,11 @@ def test_set5_x4_pairs_are_identical_in_every_layout(datasets_root, tmp_path):
     assert not list(tmp_path.rglob(data.GENERATED_MARKER))  # nothing generated: every LR was read
 
 
-def test_checksums_follow_the_files_of_each_layout(datasets_root, tmp_path):
+def test_checksums_follow_the_files_of_each_layout(datasets_root, tmp_path, monkeypatch):
     _layouts(datasets_root, tmp_path)
+    free = data.free_folders(tmp_path / "free" / "gt", tmp_path / "free" / "lq", SCALE, "{}_x4").checksum()
+    monkeypatch.chdir(tmp_path)  # relative folders: the same files, the same checksum
+    assert data.free_folders(Path("free/gt"), Path("free/lq"), SCALE, "{}_x4").checksum() == free
     ntire = data.locate("Set5", SCALE, tmp_path / "ntire")
     assert ntire.checksum() == data.dataset_checksum("Set5", tmp_path / "ntire")
     edsr = data.locate("Set5", SCALE, tmp_path / "edsr").checksum()
