@@ -71,9 +71,14 @@ def _made(record: dict) -> dict[str, str]:
 def ensure_lr(hr_files: list[Path], lr_dir: Path, scale: int, root: Path, desc: str) -> None:
     """Generate or refresh the ×`scale` LR of `hr_files` in `lr_dir` when it is a generated folder or
     holds no image yet; a folder of images without the marker (official or the user's LR) is left as it
-    is, for the pair rule to check. Writes stay inside `root` (ValueError otherwise, see
-    `registry.check_inside`); only PNG HR images are generated from (the LR is a PNG named like its HR)."""
+    is, for the pair rule to check. A generated folder whose record matches the HR files and the
+    degradation is only read (no lock, nothing written: it may lie on a read-only disk). Writes stay
+    inside `root` (ValueError otherwise, see `registry.check_inside`); only PNG HR images are generated
+    from (the LR is a PNG named like its HR)."""
     if not is_generated(lr_dir) and lr_dir.is_dir() and image_files(lr_dir):
+        return
+    sources, fingerprint = {f.name: sha256_file(f) for f in hr_files}, degradation_fingerprint(scale)
+    if is_generated(lr_dir) and _current(lr_dir, sources, fingerprint):
         return
     check_inside(lr_dir, root, "generate LR in")
     not_png = [f.name for f in hr_files if f.suffix.lower() != ".png"]
@@ -87,19 +92,28 @@ def ensure_lr(hr_files: list[Path], lr_dir: Path, scale: int, root: Path, desc: 
         remove_stale_temps(lr_dir)
         if not is_generated(lr_dir) and image_files(lr_dir):
             return  # another process placed LR here while this one waited
-        record, sources = _record(lr_dir), {f.name: sha256_file(f) for f in hr_files}
-        fingerprint = degradation_fingerprint(scale)
+        record = _record(lr_dir)
         made = _made(record) if record.get("degradation") == fingerprint else {}
         for lr in image_files(lr_dir):
             if made.get(lr.name) != sources.get(lr.name):  # HR changed or gone, or made by other code
                 lr.unlink()
         with atomic_file(lr_dir / GENERATED_MARKER) as f:
-            f.write(
-                json.dumps({"scale": scale, "degradation": fingerprint, "hr": sources}, indent=1).encode()
-            )
+            record = {"scale": scale, "degradation": fingerprint, "hr": sources}
+            f.write(json.dumps(record, indent=1).encode())
         missing = [f for f in hr_files if not (lr_dir / f.name).exists()]
         for f in progress.track(missing, desc=desc) if missing else ():
             write_image(lr_dir / f.name, degrade.bicubic_downsample(read_image(f), scale)[1])
+
+
+def _current(lr_dir: Path, sources: dict[str, str], fingerprint: str) -> bool:
+    """Whether the record lists exactly these HR files and hashes and this degradation, and every LR is
+    there."""
+    record = _record(lr_dir)
+    return (
+        record.get("degradation") == fingerprint
+        and _made(record) == sources
+        and all((lr_dir / name).is_file() for name in sources)
+    )
 
 
 def clear_generated(lr_dir: Path) -> None:

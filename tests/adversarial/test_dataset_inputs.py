@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from harness import data, degrade
-from harness.data import fetching, read_image, write_image
+from harness.data import fetching, lr_cache, read_image, write_image
 from harness.degrade import bicubic_downsample
 
 # ------------------------------------------------------------------------------- one rule, all layouts
@@ -106,6 +106,20 @@ def test_generated_lr_is_made_again_when_the_degradation_changes(tmp_path, monke
     pairs = data.benchmark_pairs("Gen", 2, tmp_path)
     for p, f in zip(pairs, hr_files, strict=True):
         assert torch.equal(p.lr, brighter(read_image(f), 2)[1].mul(255).round().div(255))
+
+
+def test_a_current_generated_folder_is_read_without_lock_or_write(tmp_path, monkeypatch):
+    _hr_only(tmp_path, n=2)
+    data.benchmark_pairs("Gen", 2, tmp_path)
+    marker = tmp_path / "Gen" / "LR_bicubic" / "X2" / data.GENERATED_MARKER
+    stamp = marker.stat().st_mtime_ns
+
+    def no_lock(path):
+        raise AssertionError(f"locked {path}")
+
+    monkeypatch.setattr(lr_cache, "locked", no_lock)  # a read-only disk could not take it
+    assert len(data.benchmark_pairs("Gen", 2, tmp_path)) == 2
+    assert marker.stat().st_mtime_ns == stamp
 
 
 def test_a_removed_hr_takes_its_generated_lr_with_it(tmp_path):
