@@ -54,30 +54,19 @@ class SetFolders:
     base: Path
     root: Path
 
-    def describe(self) -> str:
-        return f"{self.name} ×{self.scale} ({self.layout} layout: HR {self.hr_dir}, LR {self.lr_dir})"
-
     def iter_pairs(self) -> Iterator[Pair]:
         """The pairs, sorted by HR name, read one at a time (names checked before the first is read). In
         the registry layout an absent LR folder is generated first, a generated one refreshed."""
-        hr_files = image_files(self.hr_dir)
+        hr_files, what = image_files(self.hr_dir), f"{self.name} ×{self.scale} ({self.layout} layout)"
         if self.layout == "registry":
             ensure_lr(
                 hr_files, self.lr_dir, self.scale, self.root, f"generating {self.name} LR ×{self.scale}"
             )
-        if self.layout == "registry":
             fetch = f" (`reprosr data fetch {self.name}`)" if _fetchable(self.name) else ""
             hint = f"; complete that folder{fetch}, or delete it to have the LR generated (MATLAB bicubic)"
         else:
             hint = f"; the {self.layout} layout's LR is used as given, never generated"
-        return iter_pairs(
-            hr_files,
-            self.lr_dir,
-            self.scale,
-            self.filename_tmpl,
-            f"{self.name} ×{self.scale} ({self.layout} layout)",
-            hint,
-        )
+        return iter_pairs(hr_files, self.lr_dir, self.scale, self.filename_tmpl, what, hint)
 
     def checksum(self) -> str:
         """sha256 over the sorted `<sha256>  <path relative to base>` lines of the set's HR images and its
@@ -99,35 +88,21 @@ def _fetchable(name: str) -> bool:
 
 
 def _candidates(name: str, scale: int, root: Path, layout: str | None) -> list[SetFolders]:
-    set_dir, found = root / name, []
+    set_dir, x_s, found = root / name, f"{{}}x{scale}", []
     if layout in (None, "registry"):
-        found.append(
-            SetFolders(
-                name,
-                scale,
-                "registry",
-                set_dir / "HR",
-                set_dir / "LR_bicubic" / f"X{scale}",
-                "{}",
-                set_dir,
-                root,
-            )
-        )
+        lr_dir = set_dir / "LR_bicubic" / f"X{scale}"
+        found.append(SetFolders(name, scale, "registry", set_dir / "HR", lr_dir, "{}", set_dir, root))
     if layout in (None, "edsr"):
         for base in (set_dir, root / "benchmark" / name):
             lr_dir = base / "LR_bicubic" / f"X{scale}"
-            found.append(SetFolders(name, scale, "edsr", base / "HR", lr_dir, f"{{}}x{scale}", base, root))
+            found.append(SetFolders(name, scale, "edsr", base / "HR", lr_dir, x_s, base, root))
     if layout in (None, "basicsr"):
+        lr_dir = set_dir / f"LRbicx{scale}"
         for gt in sorted(set_dir.glob("GTmod*")) if set_dir.is_dir() else ():
-            found.append(
-                SetFolders(name, scale, "basicsr", gt, set_dir / f"LRbicx{scale}", "{}", set_dir, root)
-            )
+            found.append(SetFolders(name, scale, "basicsr", gt, lr_dir, "{}", set_dir, root))
     if layout in (None, "ntire"):
-        found.append(
-            SetFolders(
-                name, scale, "ntire", root / f"{name}_HR", root / f"{name}_LR", f"{{}}x{scale}", root, root
-            )
-        )
+        hr_dir, lr_dir = root / f"{name}_HR", root / f"{name}_LR"
+        found.append(SetFolders(name, scale, "ntire", hr_dir, lr_dir, x_s, root, root))
     return found
 
 
