@@ -65,10 +65,10 @@ def check_names(
         fields = [field for _, field, _, _ in string.Formatter().parse(filename_tmpl) if field is not None]
     except ValueError:  # an unmatched brace
         fields = []
-    if fields not in ([""], ["0"]):
+    if fields not in ([""], ["0"]) or "/" in filename_tmpl or "\\" in filename_tmpl:
         raise ValueError(
-            f"file name template {filename_tmpl!r} must hold one {{}} where the HR file's stem goes "
-            "(e.g. '{}' for the same names, '{}x4' for babyx4.png)"
+            f"file name template {filename_tmpl!r} must hold one {{}} where the HR file's stem goes and no "
+            "folder (e.g. '{}' for the same names, '{}x4' for babyx4.png)"
         )
     lr_files = image_files(lr_dir) if lr_dir.is_dir() else []
     expected = [lr_dir / lr_name(f, filename_tmpl) for f in hr_files]

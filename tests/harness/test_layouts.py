@@ -123,7 +123,7 @@ def test_the_pair_rule_crops_hr_to_the_scale_and_refuses_any_other_size(tmp_path
         folder_pairs(tmp_path / "hr", tmp_path / "lr", 4)
 
 
-@pytest.mark.parametrize("template", ["", "x4", "{name}x4", "{}{}", "{"])
+@pytest.mark.parametrize("template", ["", "x4", "{name}x4", "{}{}", "{", "../{}", "sub/{}x4"])
 def test_a_template_without_one_placeholder_is_refused(tmp_path, template):
     write_image(tmp_path / "hr" / "a.png", torch.rand(3, 4, 4))
     with pytest.raises(ValueError, match="must hold one"):
