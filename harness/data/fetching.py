@@ -19,6 +19,7 @@ from harness.data.images import image_files
 from harness.data.layouts import home_hr_dir
 from harness.data.lr_cache import GENERATED_MARKER, clear_generated
 from harness.data.registry import DATASETS, DatasetSpec, check_inside, data_root, spec
+from harness.errors import UserError
 from harness.files import remove_stale_temps
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "embedded" / "manifests"
@@ -42,7 +43,7 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
     """
     entry, root = spec(name), data_root(root)
     if not entry.archives and entry.per_file is None:
-        raise ValueError(f"{name} cannot be downloaded automatically: {entry.note}")
+        raise UserError(f"{name} cannot be downloaded automatically: {entry.note}")
     target_dir = root / name
     root.mkdir(parents=True, exist_ok=True)
     check_inside(target_dir, root, f"place {name} in")
@@ -68,9 +69,7 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
             for member in members:
                 source = Path(tmp) / member.member_dir
                 if not source.is_dir():
-                    raise ValueError(
-                        f"{archive} has no folder {member.member_dir}: delete it and fetch again"
-                    )
+                    raise UserError(f"{archive} has no folder {member.member_dir}: delete it and fetch again")
                 (target_dir / member.target).mkdir(parents=True, exist_ok=True)
                 clear_generated(target_dir / member.target)
                 for f in sorted(source.iterdir()):
@@ -78,7 +77,7 @@ def fetch(name: str, root: str | os.PathLike | None = None) -> Path:
                         os.replace(f, target_dir / member.target / _lr_name(f.name, member.target))
     report = verify(name, root)
     if report.status == "mismatch":
-        raise ValueError(str(report))
+        raise UserError(str(report))
     return target_dir
 
 
@@ -89,7 +88,7 @@ def _fetch_per_file(entry: DatasetSpec, root: Path) -> Path:
         downloads.download(entry.per_file.url(entry.name, rel), root / entry.name / rel, digest)
     report = verify(entry.name, root)
     if report.status == "mismatch":
-        raise ValueError(str(report))
+        raise UserError(str(report))
     return root / entry.name
 
 

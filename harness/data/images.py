@@ -11,13 +11,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from harness.errors import UserError
 from harness.files import atomic_file, clean_once
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 _EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """An image file exists but cannot be decoded (corrupt, truncated, unsupported)."""
 
 

@@ -35,6 +35,7 @@ from harness.data.lr_cache import ensure_lr
 from harness.data.pairs import Pair, iter_pairs, lr_name
 from harness.data.registry import DATASETS, check_set_name, data_root, spec
 from harness.downloads import sha256_file
+from harness.errors import UserError
 
 LAYOUTS = ("registry", "edsr", "basicsr", "ntire")
 
@@ -113,7 +114,7 @@ def locate(
     in `layout` (one of :data:`LAYOUTS`) or, when None, the detected one (see the module docstring)."""
     check_set_name(name)
     if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown dataset layout {layout!r}; known: {', '.join(LAYOUTS)}")
+        raise UserError(f"unknown dataset layout {layout!r}; known: {', '.join(LAYOUTS)}")
     root = data_root(root)
     candidates = _candidates(name, scale, root, layout)
     with_hr = [(c, files) for c in candidates if c.hr_dir.is_dir() and (files := image_files(c.hr_dir))]

@@ -26,6 +26,7 @@ from harness import degrade, progress
 from harness.data.images import image_files, read_image, write_image
 from harness.data.registry import check_inside
 from harness.downloads import sha256_file
+from harness.errors import UserError
 from harness.files import atomic_file, locked, remove_stale_temps
 
 GENERATED_MARKER = ".generated"
@@ -83,7 +84,7 @@ def ensure_lr(hr_files: list[Path], lr_dir: Path, scale: int, root: Path, desc: 
     check_inside(lr_dir, root, "generate LR in")
     not_png = [f.name for f in hr_files if f.suffix.lower() != ".png"]
     if not_png:
-        raise ValueError(
+        raise UserError(
             f"{desc}: LR is generated only from PNG HR images, not {not_png[0]}; convert the HR images to "
             f"PNG or put their ×{scale} LR in {lr_dir}"
         )

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from harness.data.images import IMAGE_SUFFIXES, crop_to_scale, image_files, read_image
 from harness.degrade import bicubic_downsample
+from harness.errors import UserError
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "embedded"
 _SHOWN = 3  # file names an error lists before "and N more"
@@ -66,7 +67,7 @@ def check_names(
     except ValueError:  # an unmatched brace
         fields = []
     if fields not in ([""], ["0"]) or "/" in filename_tmpl or "\\" in filename_tmpl:
-        raise ValueError(
+        raise UserError(
             f"file name template {filename_tmpl!r} must hold one {{}} where the HR file's stem goes and no "
             "folder (e.g. '{}' for the same names, '{}x4' for babyx4.png)"
         )
@@ -101,7 +102,7 @@ def check_sizes(hr_file: Path, hr: Tensor, lr_file: Path, lr: Tensor, scale: int
         return cropped
     ratio = hr.shape[-2] // lh if lh and lw and hr.shape[-2] // lh == hr.shape[-1] // lw else 0
     guess = f"; it looks like a ×{ratio} LR" if ratio > 1 and ratio != scale else ""
-    raise ValueError(
+    raise UserError(
         f"LR {lr_file} is {lw}×{lh} but HR {hr_file} is {hr.shape[-1]}×{hr.shape[-2]} (cropped to a multiple "
         f"of {scale}: {w}×{h}), whose ×{scale} LR is {w // scale}×{h // scale}{guess}: pass the ×{scale} LR "
         "made from this HR image"
@@ -142,7 +143,7 @@ def lr_images(folder: str | os.PathLike) -> list[LRImage]:
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
-            raise ValueError(f"{stems[f.stem].name} and {f.name} in {folder} share a name: rename one")
+            raise UserError(f"{stems[f.stem].name} and {f.name} in {folder} share a name: rename one")
         stems[f.stem] = f
     return [LRImage(f.stem, f, read_image(f)) for f in files]
 

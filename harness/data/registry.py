@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from harness.errors import UserError
+
 
 @dataclass(frozen=True)
 class Archive:
@@ -158,7 +160,7 @@ def check_set_name(name: str) -> str:
     """`name` when it is one folder name; a ValueError when it has a `/` or `\\` or is `.`/`..`: a set is
     looked up inside the data root, and such a name would leave it."""
     if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise ValueError(
+        raise UserError(
             f"dataset name {name!r} is not a folder name: a set is read inside the data root, never outside "
             "it (no `/` or `..`); pass the folder holding it as --data-root instead"
         )
@@ -170,7 +172,7 @@ def check_inside(path: Path, root: Path, action: str) -> None:
     never through a link or `..` that leads out of it. (Reading follows links: see harness.data.layouts.)"""
     resolved, base = path.resolve(), root.resolve()
     if not resolved.is_relative_to(base):
-        raise ValueError(
+        raise UserError(
             f"refusing to {action} {path}: it leads to {resolved}, outside the data root {base} (through a "
             "link or `..`), and nothing is written outside the data root; copy the set into the data root, "
             "or pass the folder it lies in as --data-root"

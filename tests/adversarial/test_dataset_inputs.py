@@ -24,6 +24,7 @@ import torch
 from harness import data, degrade
 from harness.data import fetching, lr_cache, read_image, write_image
 from harness.degrade import bicubic_downsample
+from harness.errors import UserError
 
 # ------------------------------------------------------------------------------- one rule, all layouts
 
@@ -62,7 +63,7 @@ def test_an_lr_two_rows_short_is_refused_in_every_layout(tmp_path, layout):
     hr = _image(96, 64, 0)
     write_image(tmp_path / hr_rel, hr)
     write_image(tmp_path / lr_rel, bicubic_downsample(hr, 4)[1][:, :-2])  # HR would be cropped silently
-    with pytest.raises(ValueError, match=rf"LR .*{Path(lr_rel).name} is 16×22 but HR .*a.png is 64×96"):
+    with pytest.raises(UserError, match=rf"LR .*{Path(lr_rel).name} is 16×22 but HR .*a.png is 64×96"):
         data.benchmark_pairs("S", 4, tmp_path, layout=layout)
 
 
@@ -212,7 +213,7 @@ def test_fetch_over_generated_lr_removes_the_marker_and_verifies_the_official_fi
 def test_a_tampered_official_lr_fetched_over_generated_lr_is_caught(server, monkeypatch, tmp_path):
     files = _mini(server, monkeypatch, tmp_path, tamper="LR_bicubic/X2/b.png")
     lr_dir = _generated_mini(tmp_path / "root", files)
-    with pytest.raises(ValueError, match="LR_bicubic/X2/b.png: sha256"):
+    with pytest.raises(UserError, match="LR_bicubic/X2/b.png: sha256"):
         data.fetch("Mini", tmp_path / "root")
     assert not data.is_generated(lr_dir)
     report = data.verify("Mini", tmp_path / "root")  # and later: checked, never skipped as generated
@@ -224,7 +225,7 @@ def test_a_tampered_official_lr_fetched_over_generated_lr_is_caught(server, monk
 
 @pytest.mark.parametrize("name", ["../Set5", "Set5/..", "a/b", "..", ".", ""])
 def test_a_set_name_that_would_leave_the_data_root_is_refused(datasets_root, name):
-    with pytest.raises(ValueError, match="not a folder name: a set is read inside the data root"):
+    with pytest.raises(UserError, match="not a folder name: a set is read inside the data root"):
         data.benchmark_pairs(name, 4, datasets_root / "Set5")
 
 
@@ -242,7 +243,7 @@ def test_lr_generation_never_writes_through_a_link_out_of_the_data_root(tmp_path
     linked_set = tmp_path / "root2"
     linked_set.mkdir()
     os.symlink(root / "Gen", linked_set / "Gen")  # the whole set linked in: its LR would land outside
-    with pytest.raises(ValueError, match="outside the data root"):
+    with pytest.raises(UserError, match="outside the data root"):
         data.benchmark_pairs("Gen", 2, linked_set)
     assert not (root / "Gen" / "LR_bicubic" / "X2").exists()
 
@@ -263,6 +264,6 @@ def test_fetch_never_places_files_through_a_link_out_of_the_data_root(server, mo
     outside.mkdir()
     (tmp_path / "root").mkdir()
     os.symlink(outside, tmp_path / "root" / "Mini")
-    with pytest.raises(ValueError, match="refusing to place Mini in .*outside the data root"):
+    with pytest.raises(UserError, match="refusing to place Mini in .*outside the data root"):
         data.fetch("Mini", tmp_path / "root")
     assert list(outside.iterdir()) == []

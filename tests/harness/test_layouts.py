@@ -11,6 +11,7 @@ import torch
 
 from harness import data
 from harness.data import Pair, crop_to_scale, folder_pairs, read_image, write_image
+from harness.errors import UserError
 
 SCALE = 4
 SET5 = ("baby", "bird", "butterfly", "head", "woman")
@@ -126,7 +127,7 @@ def test_the_pair_rule_crops_hr_to_the_scale_and_refuses_any_other_size(tmp_path
 @pytest.mark.parametrize("template", ["", "x4", "{name}x4", "{}{}", "{", "../{}", "sub/{}x4"])
 def test_a_template_without_one_placeholder_is_refused(tmp_path, template):
     write_image(tmp_path / "hr" / "a.png", torch.rand(3, 4, 4))
-    with pytest.raises(ValueError, match="must hold one"):
+    with pytest.raises(UserError, match="must hold one"):
         folder_pairs(tmp_path / "hr", tmp_path / "lr", 4, template)
 
 
@@ -155,7 +156,7 @@ def test_lr_images_refuses_corrupt_empty_missing_and_clashing(tmp_path):
         data.lr_images(tmp_path / "set")
     (tmp_path / "set" / "b.png").unlink()
     write_image(tmp_path / "set" / "a.jpg", torch.rand(3, 4, 4))
-    with pytest.raises(ValueError, match="a.jpg and a.png .*share a name"):
+    with pytest.raises(UserError, match="a.jpg and a.png .*share a name"):
         data.lr_images(tmp_path / "set")
 
 

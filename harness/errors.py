@@ -1,0 +1,13 @@
+"""The harness's user-error type: bad input judged where it is read (the CLI exits 2 with the message).
+
+Errors of the ``architectures`` package derive from ``architectures.errors.CheckpointError`` instead
+(``architectures`` never imports ``harness``); the CLI treats both as user errors and lets every other
+exception show its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(ValueError):
+    """Input that cannot be used as given; the message says what is wrong and what to do. A ValueError, so
+    that callers of the Python API that catch bad values keep working."""
