@@ -7,7 +7,6 @@ to the results store before starting the next, so a failure later keeps what was
 
 from __future__ import annotations
 
-import hashlib
 import math
 import statistics
 from collections.abc import Sequence
@@ -19,18 +18,18 @@ from torch import nn
 import architectures
 from architectures import detect
 from architectures.reading import content_hash
-from harness import data, half, ntire, progress, released, runtime, tiles
+from harness import data, half, metrics, ntire, progress, released, runtime, tiles
 from harness import store as results_store
 from harness.data import Pair
 from harness.errors import UserError
 from harness.eval_request import EvalRequest
-from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate, result_rows
+from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate, result_rows, super_resolve
 from harness.files import atomic_file
 from harness.reproduce import checkpoint_label
 from harness.rows import RunContext
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision, Profile, Tier
-from harness.sr_outputs import read_manifest, write_manifest
+from harness.sr_outputs import read_manifest, save_sr, write_manifest
 
 PAPER_SETS = "paper"  # `--dataset paper`: the benchmark list of the model's recipe (its paper's tables)
 
@@ -231,41 +230,39 @@ def _load_sets(names: list[str], scale: int, root: Path | None) -> dict[str, tup
 
 
 def load_pairs(name: str, scale: int, root: Path | None) -> tuple[list[Pair], str]:
-    """The pairs of a benchmark set and its checksum. ``<root>/<name>/HR`` (+ ``LR_bicubic/X<s>``) is the
-    registry layout (``harness.data``); ``<root>/<name>_HR`` + ``<root>/<name>_LR/<image>x<s>.png`` is the
-    NTIRE challenges' layout (e.g. ``DIV2K_LSDIR_valid``), read as the challenge's ``test_demo.py`` does."""
-
-    base = data.cache_dir() if root is None else Path(root)
-    ntire_hr, ntire_lr = base / f"{name}_HR", base / f"{name}_LR"
-    if not (base / name / "HR").is_dir() and ntire_hr.is_dir():
-        return _ntire_pairs(ntire_hr, ntire_lr, scale), _folder_checksum([ntire_hr, ntire_lr])
-    return data.benchmark_pairs(name, scale, root), data.dataset_checksum(name, root)
+    """The pairs of a benchmark set (its layout detected under ``root``: registry, EDSR, BasicSR or NTIRE;
+    one pair-checking rule for all) and its checksum."""
+    folders = data.locate(name, scale, root)
+    return list(folders.iter_pairs()), folders.checksum()
 
 
-def _ntire_pairs(hr_dir: Path, lr_dir: Path, scale: int) -> list[Pair]:
-    from harness.data import read_image
-
-    pairs = []
-    for hr_path in sorted(hr_dir.glob("*.png")):
-        lr_path = lr_dir / f"{hr_path.stem}x{scale}.png"
-        if not lr_path.is_file():
-            raise FileNotFoundError(f"{lr_path} missing: the NTIRE layout names the LR of {hr_path.name} so")
-        hr, lr = read_image(hr_path), read_image(lr_path)
-        h, w = lr.shape[-2] * scale, lr.shape[-1] * scale
-        if hr.shape[-2] < h or hr.shape[-1] < w:
-            raise ValueError(f"{lr_path} ×{scale} is larger than {hr_path}: is it the ×{scale} LR?")
-        pairs.append(Pair(hr_path.stem, hr[:, :h, :w], lr))
-    if not pairs:
-        raise FileNotFoundError(f"no HR images in {hr_dir}")
-    return pairs
-
-
-def _folder_checksum(folders: list[Path]) -> str:
-    from harness.downloads import sha256_file
-
-    lines = "".join(
-        f"{sha256_file(p)}  {p.parent.name}/{p.name}\n"
-        for folder in folders
-        for p in sorted(folder.glob("*.png"))
-    )
-    return hashlib.sha256(lines.encode()).hexdigest()
+def upscale(
+    checkpoint: str,
+    lr_dir: Path,
+    out: Path,
+    *,
+    param_key: str | None = None,
+    device: str = "auto",
+    tile: int = 0,
+    tile_overlap: int | None = None,
+    precision: str = "fp32",
+) -> dict:
+    """`reprosr upscale`: SR of every image of ``lr_dir`` (no ground truth) with the checkpoint's model,
+    detected from its tensors, written as ``out/<image>.png``. Every image is read before the first SR, so a
+    corrupt file is named before any work. Returns what was written."""
+    request = EvalRequest(checkpoint, ("-",), param_key=param_key, device=device, tile=tile,
+                          tile_overlap=tile_overlap, precision=precision, store=False)  # fmt: skip
+    request.check("upscale")
+    images = data.lr_images(Path(lr_dir))
+    path = released.resolve(checkpoint)
+    model, (model_name, variant, scale, form), digest = _load(request, path)
+    test_time = _test_time(request, model)
+    where = runtime.resolve_device(device)
+    runtime.check_precision(test_time.precision, where)
+    runner = runtime.cast_model(model.to(where).eval(), test_time.precision)
+    written = []
+    for image in progress.track(images, desc=f"upscale ×{scale}", unit="img"):
+        sr = super_resolve(runner, image.lr.to(where), test_time)
+        written.append(str(save_sr(Path(out), image.name, metrics.to_uint8(sr))))
+    return {"model": model_name, "variant": variant or "", "scale": scale, "form": form,
+            "checkpoint_hash": digest, **test_time.columns(), "written": written}  # fmt: skip

@@ -64,12 +64,11 @@ def cmd_degrade(args: argparse.Namespace) -> None:
 
 def cmd_metrics(args: argparse.Namespace) -> None:
     from harness import metrics
-    from harness.data import read_image
+    from harness.data import crop_to_scale, read_image
     from harness.measures import MEASURES, QUALITY
 
     sr, hr = read_image(args.sr), read_image(args.hr)
-    h, w = hr.shape[-2] - hr.shape[-2] % args.scale, hr.shape[-1] - hr.shape[-1] % args.scale
-    hr = hr[..., :h, :w]  # the convention: HR cropped to a multiple of the scale (MATLAB modcrop)
+    hr = crop_to_scale(hr, args.scale)  # the convention: HR cropped to a multiple of the scale
     if sr.shape != hr.shape:
         raise UsageError(
             f"SR {args.sr} is {tuple(sr.shape[-2:])} but HR {args.hr} cropped to a multiple of {args.scale} "
@@ -213,6 +212,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     payload = run_eval(request)
     emit(args, payload, _eval_report)
+
+
+def cmd_upscale(args: argparse.Namespace) -> None:
+    from harness.eval_job import upscale
+
+    payload = upscale(
+        args.checkpoint, args.lr_dir, args.out, param_key=args.param_key, device=args.device, tile=args.tile,
+        tile_overlap=args.tile_overlap, precision=args.precision,
+    )  # fmt: skip
+    emit(args, payload, lambda p: f"wrote {len(p['written'])} images ×{p['scale']} to {args.out}")
 
 
 def _eval_report(p: dict) -> str:

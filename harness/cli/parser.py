@@ -194,6 +194,31 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-store", action="store_true", help="do not append the result to the results store")
 
     sp = add(
+        "upscale", commands.cmd_upscale,
+        "super-resolve a folder of LR images without ground truth (model detected from the checkpoint)",
+        "reprosr upscale ntire2024_team38_span_ch28_x4.pth my_lr_photos --out sr_photos",
+    )  # fmt: skip
+    sp.add_argument("checkpoint", help="a checkpoint file or a released checkpoint's name")
+    sp.add_argument("lr_dir", type=Path, help="folder of LR images (PNG, JPEG, …)")
+    sp.add_argument("--out", type=Path, required=True, metavar="DIR", help="where the SR PNGs go")
+    sp.add_argument(
+        "--param-key", default=None, choices=("params", "params_ema"), help="weights of a BasicSR file to use"
+    )
+    sp.add_argument(
+        "--tile", type=int, default=0, metavar="N", help="tiled inference: N×N LR tiles, e.g. 256"
+    )
+    sp.add_argument(
+        "--tile-overlap", type=int, default=None, metavar="M", help="default: the measured receptive field"
+    )
+    sp.add_argument(
+        "--precision",
+        choices=[str(p) for p in Precision],
+        default="fp32",
+        help="fp32 (default), tf32, fp16, bf16",
+    )
+    device_arg(sp)
+
+    sp = add(
         "data", commands.cmd_data, "dataset registry: list, fetch (with checksums), verify",
         "reprosr data fetch Set5",
     )  # fmt: skip

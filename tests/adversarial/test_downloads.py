@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import cli, data, downloads
+from harness import cli, data, downloads, progress
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -139,8 +139,8 @@ def test_with_a_known_checksum_a_corrupt_download_is_deleted(server, tmp_path):
 
 def test_download_progress_counts_bytes(server, tmp_path, monkeypatch):
     seen = []
-    real = data.progress.bar
-    monkeypatch.setattr(data.progress, "bar", lambda total, desc, unit: seen.append((total, unit)) or real())
+    real = progress.bar
+    monkeypatch.setattr(progress, "bar", lambda total, desc, unit: seen.append((total, unit)) or real())
     server.files["/f.bin"] = body = _payload(50_000)
     downloads.download(server.url("/f.bin"), tmp_path / "f.bin")
     assert seen == [(len(body), "B")]

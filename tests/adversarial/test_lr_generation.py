@@ -74,20 +74,36 @@ def test_a_generation_cut_short_is_completed_by_the_next_run(tmp_path):
 def test_an_lr_folder_with_other_names_is_an_error_and_is_left_alone(tmp_path):
     hr_files = _dataset(tmp_path, n=3)
     lr_dir = tmp_path / "Race" / "LR_bicubic" / "X2"
-    for f in hr_files:  # the mirrors' naming, <name>x2.png, not renamed
+    for f in hr_files:  # named like no layout's LR (neither 000.png nor EDSR's 000x2.png)
         lr = bicubic_downsample(data.read_image(f), 2)[1]
-        data.write_image(lr_dir / f"{f.stem}x2.png", lr)
+        data.write_image(lr_dir / f"lr_{f.stem}.png", lr)
     before = sorted(p.name for p in lr_dir.iterdir())
-    with pytest.raises(ValueError, match=r"none is named like an HR image \(LR 000x2.png, HR 000.png\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"3 of 3 HR images have no LR .*3 LR images have no HR \(lr_000"
+    ):
         data.benchmark_pairs("Race", 2, tmp_path)
     assert sorted(p.name for p in lr_dir.iterdir()) == before
     assert not (lr_dir / data.GENERATED_MARKER).exists()
+
+
+def test_mirror_named_lr_in_the_registry_folders_is_read_as_the_edsr_layout(tmp_path):
+    hr_files = _dataset(tmp_path, n=3)
+    lr_dir = tmp_path / "Race" / "LR_bicubic" / "X2"
+    for f in hr_files:  # the mirrors' naming, <name>x2.png: EDSR's layout, read as it lies
+        data.write_image(lr_dir / f"{f.stem}x2.png", bicubic_downsample(data.read_image(f), 2)[1])
+    before = sorted(p.name for p in lr_dir.iterdir())
+    assert data.locate("Race", 2, tmp_path).layout == "edsr"
+    assert [p.name for p in data.benchmark_pairs("Race", 2, tmp_path)] == ["000", "001", "002"]
+    assert sorted(p.name for p in lr_dir.iterdir()) == before
+    with pytest.raises(FileNotFoundError, match="3 of 3 HR images have no LR"):  # asked for by name
+        data.benchmark_pairs("Race", 2, tmp_path, layout="registry")
+    assert sorted(p.name for p in lr_dir.iterdir()) == before
 
 
 def test_an_incomplete_official_lr_folder_is_still_refused(tmp_path):
     hr_files = _dataset(tmp_path, n=3)
     lr_dir = tmp_path / "Race" / "LR_bicubic" / "X2"
     data.write_image(lr_dir / hr_files[0].name, bicubic_downsample(data.read_image(hr_files[0]), 2)[1])
-    with pytest.raises(FileNotFoundError, match="lacks 2"):
+    with pytest.raises(FileNotFoundError, match=r"2 of 3 HR images have no LR \(001.png, 002.png\)"):
         data.benchmark_pairs("Race", 2, tmp_path)
     assert not (lr_dir / data.GENERATED_MARKER).exists()
