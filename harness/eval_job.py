@@ -105,8 +105,12 @@ def run_eval(request: EvalRequest) -> dict:
         default.warmup if request.runtime_warmup is None else request.runtime_warmup,
         default.repeats if request.runtime_repeats is None else request.runtime_repeats,
     )
-    names = dataset_names(request.datasets, model_name, variant, scale)
-    sets = _load_sets(names, scale, request.data_root)  # every set before the first image
+    if request.hr_dir is not None:
+        folders = data.free_folders(request.hr_dir, request.lr_dir, scale, request.filename_tmpl)
+        sets = {request.datasets[0]: (list(folders.iter_pairs()), folders.checksum())}
+    else:
+        names = dataset_names(request.datasets, model_name, variant, scale)
+        sets = _load_sets(names, scale, request.data_root)  # every set before the first image
 
     ctx = RunContext.new(
         profile=Profile.CHECKPOINT,

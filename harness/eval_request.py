@@ -25,6 +25,9 @@ class EvalRequest:
     form: str | None = None
     param_key: str | None = None
     data_root: Path | None = None
+    hr_dir: Path | None = None  # free HR/LR folders (BasicSR's dataroot_gt / dataroot_lq): one set
+    lr_dir: Path | None = None
+    filename_tmpl: str = "{}"  # LR file name from the HR stem, e.g. "{}x4"
     inference: str | None = None
     tile: int = 0
     tile_overlap: int | None = None  # None: the model's measured receptive field (harness.tiles)
@@ -60,7 +63,7 @@ class EvalRequest:
                 raise UserError(f"{path}: `{key}` is required")
         if isinstance(values["datasets"], str):
             values["datasets"] = [values["datasets"]]
-        for key in ("data_root", "save_sr", "ntire_report"):
+        for key in ("data_root", "save_sr", "ntire_report", "hr_dir", "lr_dir"):
             if values.get(key) is not None:
                 values[key] = (
                     (path.parent / values[key]) if not Path(values[key]).is_absolute() else values[key]
@@ -84,6 +87,12 @@ class EvalRequest:
             raise UserError(f"{where}: `datasets` must name at least one set, not {self.datasets!r}")
         if self.scale is not None and (not isinstance(self.scale, int) or self.scale < 1):
             raise UserError(f"{where}: `scale` must be a positive integer, not {self.scale!r}")
+        if (self.hr_dir is None) != (self.lr_dir is None):
+            raise UserError(f"{where}: free folders need both `hr_dir` and `lr_dir`")
+        if self.hr_dir is not None and len(self.datasets) != 1:
+            raise UserError(f"{where}: free folders are one set: give one name in `datasets` (its label)")
+        if "{}" not in self.filename_tmpl:
+            raise UserError(f"{where}: `filename_tmpl` must contain {{}} (the HR stem), e.g. '{{}}x4'")
         if self.tile_mode not in ("crop", "average"):
             raise UserError(f"{where}: `tile_mode` must be crop or average, not {self.tile_mode!r}")
         if self.precision not in [str(p) for p in Precision]:

@@ -192,7 +192,8 @@ def eval_request(args: argparse.Namespace):
         "self_ensemble": args.self_ensemble, "precision": args.precision, "device": args.device,
         "runtime_warmup": args.runtime_warmup, "runtime_repeats": args.runtime_repeats,
         "save_sr": args.save_sr, "store": False if args.no_store else None, "tile_mode": args.tile_mode,
-        "ntire_report": args.ntire_report,
+        "ntire_report": args.ntire_report, "hr_dir": args.hr_dir, "lr_dir": args.lr_dir,
+        "filename_tmpl": args.filename_tmpl,
         "datasets": None if args.dataset is None else (args.dataset,),
     }  # fmt: skip
     if args.config is not None:
@@ -227,8 +228,12 @@ def cmd_upscale(args: argparse.Namespace) -> None:
 def _eval_report(p: dict) -> str:
     body = "\n\n".join(_eval_text(r) for r in p["results"]) if "results" in p else _eval_text(p)
     first = p["results"][0] if "results" in p else p
-    where = f"rows appended to {first['stored']}" if first["stored"] else "not stored (--no-store)"
-    return f"{body}\n\nrun {first['run_id']}: {where}; `reprosr publish {first['run_id']}` makes it public"
+    if not first["stored"]:
+        return f"{body}\n\nrun {first['run_id']}: not stored (--no-store)"
+    return (
+        f"{body}\n\nrun {first['run_id']}: rows appended to {first['stored']}; "
+        f"`reprosr publish {first['run_id']}` makes it public"
+    )
 
 
 def cmd_data(args: argparse.Namespace) -> None:

@@ -151,6 +151,15 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     data_root_arg(sp)
     sp.add_argument(
+        "--hr-dir", type=Path, default=None, metavar="DIR",
+        help="free folders instead of a named set: the HR images (with --lr-dir; --dataset names the set)",
+    )  # fmt: skip
+    sp.add_argument("--lr-dir", type=Path, default=None, metavar="DIR", help="the LR images of --hr-dir")
+    sp.add_argument(
+        "--filename-tmpl", default=None, metavar="TMPL",
+        help="LR file name from the HR file's stem, as BasicSR's filename_tmpl, e.g. '{}x4' (default '{}')",
+    )  # fmt: skip
+    sp.add_argument(
         "--inference", choices=TEST_TIME, default=None,
         help="default: the paper's own test-time procedure (HSPAN: chop)",
     )  # fmt: skip
