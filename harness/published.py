@@ -71,13 +71,13 @@ def _table(*roots: Path) -> pd.DataFrame:
     for path in paths:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         if tuple(frame.columns) != COLUMNS:
-            raise ValueError(f"{path}: columns {list(frame.columns)}, expected {list(COLUMNS)}")
+            raise UserError(f"{path}: columns {list(frame.columns)}, expected {list(COLUMNS)}")
         _check(frame, path)
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True).astype({"scale": "int64"})
     twice = table[table.duplicated(["model", "variant", "scale", "dataset", "metric", "color", "source"])]
     if not twice.empty:
-        raise ValueError(f"published rows given twice with the same source: {twice.iloc[0].to_dict()}")
+        raise UserError(f"published rows given twice with the same source: {twice.iloc[0].to_dict()}")
     return table
 
 
@@ -98,15 +98,15 @@ def _check_numbers(frame: pd.DataFrame, path: Path) -> None:
 
 def _check(frame: pd.DataFrame, path: Path) -> None:
     if (frame["value"] == "").any():
-        raise ValueError(f"{path}: rows with an empty value; drop them (an absent value has no row)")
+        raise UserError(f"{path}: rows with an empty value; drop them (an absent value has no row)")
     _check_numbers(frame, path)
     for column, allowed in (("kind", tuple(ReferenceKind)), ("confidence", tuple(Confidence))):
         bad = set(frame[column]) - set(allowed)
         if bad:
-            raise ValueError(f"{path}: {column} {sorted(bad)} not one of {list(allowed)}")
+            raise UserError(f"{path}: {column} {sorted(bad)} not one of {list(allowed)}")
     quality = frame["metric"].isin(["psnr", "ssim"])
     if not frame.loc[quality, "color"].isin(["y", "rgb"]).all() or (frame.loc[~quality, "color"] != "").any():
-        raise ValueError(f"{path}: color must be 'y' or 'rgb' on psnr/ssim rows and empty elsewhere")
+        raise UserError(f"{path}: color must be 'y' or 'rgb' on psnr/ssim rows and empty elsewhere")
 
 
 def _reference(row, kind: str, confidence: str) -> Reference:
@@ -148,7 +148,7 @@ def official_table(path: Path = OFFICIAL_CSV) -> pd.DataFrame:
     :data:`OFFICIAL_COLUMNS`, every one str but ``scale``."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if tuple(table.columns) != OFFICIAL_COLUMNS:
-        raise ValueError(f"{path}: columns {list(table.columns)}, expected {list(OFFICIAL_COLUMNS)}")
+        raise UserError(f"{path}: columns {list(table.columns)}, expected {list(OFFICIAL_COLUMNS)}")
     _check_numbers(table, path)
     return table.astype({"scale": "int64"})
 
@@ -166,7 +166,7 @@ def official(model: str, variant: str | None, scale: int, form: str, dataset: st
         & (table.metric == metric)
     ]
     if len(hit) > 1:
-        raise ValueError(
+        raise UserError(
             f"{len(hit)} official-code rows for {model} {variant} x{scale} {form} {dataset} {metric}"
         )
     if hit.empty:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import architectures
-from harness.errors import UserError
+from harness.errors import UnknownName, UserError
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECONSTRUCTED = "reconstructed — not published in the available sources"
@@ -392,7 +392,7 @@ def load(name_or_path: str | Path) -> Recipe:
     path = Path(name_or_path)
     if path.suffix != ".toml":
         if str(name_or_path) not in RECIPES:
-            raise KeyError(f"unknown recipe {name_or_path!r}; known recipes: {', '.join(RECIPES)}")
+            raise UnknownName(f"unknown recipe {name_or_path!r}; known recipes: {', '.join(RECIPES)}")
         path = RECIPES[str(name_or_path)]
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from harness.errors import UserError
+
 Forward = Callable[[Tensor], Tensor]
 SELF_ENSEMBLE_FORWARDS = 8  # forwards per image of the self-ensemble: its MACs are 8× the model's
 TILE_MODES = ("crop", "average")
@@ -36,9 +38,9 @@ def tiled(forward: Forward, x: Tensor, scale: int, tile: int, overlap: int, mode
     """SR of x (B, C, h, w) tile by tile, in ``mode`` ``crop`` or ``average`` (see the module docstring):
     (B, C, scale·h, scale·w)."""
     if mode not in TILE_MODES:
-        raise ValueError(f"unknown tile mode {mode!r}; choose one of {TILE_MODES}")
+        raise UserError(f"unknown tile mode {mode!r}; choose one of {TILE_MODES}")
     if tile < 1 or overlap < 0:
-        raise ValueError(f"tiles need tile >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
+        raise UserError(f"tiles need tile >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
     if mode == "average":
         return _averaged(forward, x, scale, tile, overlap)
     h, w = x.shape[-2:]
@@ -61,7 +63,7 @@ def _averaged(forward: Forward, x: Tensor, scale: int, tile: int, overlap: int) 
     h, w = x.shape[-2:]
     patch = min(tile, h, w)
     if overlap >= patch:
-        raise ValueError(f"average tiles need overlap < tile (the patch side {patch}), got overlap={overlap}")
+        raise UserError(f"average tiles need overlap < tile (the patch side {patch}), got overlap={overlap}")
     stride = patch - overlap
     tops = [*range(0, h - patch, stride), h - patch]
     lefts = [*range(0, w - patch, stride), w - patch]
@@ -132,7 +134,7 @@ def resolve_overlap(model: nn.Module, overlap: int | None, mode: str = "crop") -
     A given overlap is kept; the warning says when it is smaller than the measured radius.
     """
     if mode not in TILE_MODES:
-        raise ValueError(f"unknown tile mode {mode!r}; choose one of {TILE_MODES}")
+        raise UserError(f"unknown tile mode {mode!r}; choose one of {TILE_MODES}")
     rf = receptive_field(model)
     if rf.radius is None:
         chosen = GLOBAL_OVERLAP if overlap is None else overlap

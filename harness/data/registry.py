@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from harness.errors import UserError
+from harness.errors import UnknownName, UserError
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ DATASETS: dict[str, DatasetSpec] = {
 def spec(name: str) -> DatasetSpec:
     """The registry entry for `name`; a KeyError lists the known names."""
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise UnknownName(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return DATASETS[name]
 
 
