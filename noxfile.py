@@ -106,14 +106,17 @@ def regenerate_store(session: nox.Session) -> None:
     from the current code: one smoke run of every recipe (static tier, the training pipeline, verdicts) and
     the checkpoint runs of the released files at hand, all published, then `reprosr report`. Arguments:
     `-- DATA_ROOT CHECKPOINT_DIR` (default ../shared/datasets ../shared/checkpoints)."""
+    import os
     import shutil
+    import subprocess
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
     given = session.posargs or ["../shared/datasets", "../shared/checkpoints"]
     data_root, checkpoints = (Path(a).resolve() for a in given)
     local = Path(tempfile.mkdtemp(prefix="reprosr-regenerate-"))
-    env = {"REPROSR_RESULTS": str(local / "store")}
+    env = {"REPROSR_RESULTS": str(local / "store"), "OMP_NUM_THREADS": "1"}  # runs side by side, one per core
     runs = local / "runs"
     jobs = [[name, "--out", str(runs / name)] for name in RECIPES]
     for recipe, filename in CHECKPOINT_RUNS:
@@ -122,10 +125,17 @@ def regenerate_store(session: nox.Session) -> None:
                          "--out", str(runs / f"{recipe}-checkpoint")])  # fmt: skip
         else:
             session.warn(f"{filename} not in {checkpoints}: its checkpoint run is left out")
-    run_ids = []
-    for job in jobs:
-        out = session.run("reprosr", "reproduce", *job, "--quiet", "--json", env=env, silent=True)
-        run_ids.append(json.loads(out.strip().splitlines()[-1])["run_id"])
+
+    def run(job: list[str]) -> str:
+        done = subprocess.run(["reprosr", "reproduce", *job, "--quiet", "--json"], env={**os.environ, **env},
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if done.returncode:
+            session.error(f"reprosr reproduce {' '.join(job)} failed:\n{done.stdout}{done.stderr}")
+        session.log(f"done: {job[0]}{' (checkpoint)' if '--checkpoint' in job else ''}")
+        return json.loads(done.stdout.strip().splitlines()[-1])["run_id"]
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # one run per core
+        run_ids = list(pool.map(run, jobs))
     for folder in ("results/runs", "results/artifacts"):
         shutil.rmtree(folder, ignore_errors=True)
     session.run("reprosr", "publish", *run_ids, "--source", str(local / "store"), "--runs", str(runs),
