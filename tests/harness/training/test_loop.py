@@ -200,7 +200,7 @@ def test_smoke_profile_trains_the_real_architecture(tmp_path: Path, name: str):
     _registered(recipe.model)
     summary = train(name, out_dir=tmp_path, profile="smoke")
     assert summary.iterations == recipe["smoke.iters"] and math.isfinite(summary.final_loss)
-    assert math.isfinite(summary.best_psnr_y)
+    assert math.isfinite(summary.best_score)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant)
     model.load_state_dict(torch.load(summary.final_checkpoint, weights_only=True), strict=True)
     assert (tmp_path / "summary.json").exists()
@@ -285,7 +285,7 @@ def test_losses_reach_the_host_only_at_sync_points(tmp_path: Path, monkeypatch):
     sync = train_module._Trainer._sync
     monkeypatch.setattr(train_module._Trainer, "_sync", lambda self, *a: calls.append(1) or sync(self, *a))
     run_fit(tmp_path, tiny_plan(iterations=8, checkpoint_every=8))
-    assert len(calls) == 1, "one host read for 8 iterations (no per-iteration .item())"
+    assert len(calls) == 2, "two host reads for 8 iterations: the first loss (logged) and the end"
     with open(tmp_path / "curves.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in rows] == list(range(1, 9)) and all(
@@ -368,3 +368,39 @@ def test_a_second_stop_right_after_resume_keeps_the_curves(tmp_path: Path):
                 recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
         with open(tmp_path / "curves.csv", newline="") as f:
             assert [int(r["iteration"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_short_runs_validate_raw_weights_beside_ema_and_log_the_first_loss(tmp_path: Path, caplog):
+    import logging
+
+    from harness.data import Pair
+
+    val = [Pair(f"p{i}", hr, lr) for i, (hr, lr) in enumerate(tiny_pairs())]
+    plan = tiny_plan(iterations=4, val_every=4, ema_decay=0.9, validate_raw=True)
+    torch.manual_seed(0)
+    with caplog.at_level(logging.INFO, logger="harness.training.loop"):
+        result = fit(TinySR(), PatchStream(tiny_pairs(), plan.sampling), val, plan, tmp_path,
+                     recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
+    assert any("loss at iteration 1 = " in r.getMessage() for r in caplog.records)
+    with open(tmp_path / "curves.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    ema, raw = float(last["val_psnr_y"]), float(last["val_psnr_y_raw"])
+    assert math.isfinite(ema) and math.isfinite(raw) and ema != raw
+    assert (result.final_psnr_y, result.final_psnr_y_raw) == (ema, raw)
+    assert float(last["val_score"]) == ema == result.best_score  # select_metric psnr_y
+
+
+def test_first_loss_line_explains_a_loss_above_one():
+    from harness.training.loop import _first_loss_line
+
+    assert "SPAN-ESR multiplies its input by 255" in _first_loss_line("r", 4.2)
+    assert "255" not in _first_loss_line("r", 0.2)
+
+
+def test_validate_raw_only_for_short_runs_with_ema():
+    span = load("span_esr_ch48_x4")
+    assert make_plan(span, "smoke", 3).validate_raw
+    assert make_plan(span, "full", 800, max_iters=1000).validate_raw
+    assert not make_plan(span, "full", 800).validate_raw
+    assert not make_plan(load("drsan_32s_x2"), "smoke", 3).validate_raw  # no EMA
+    assert make_plan(load("hspan_x2"), "smoke", 3).select_metric == "psnr_edsr"
