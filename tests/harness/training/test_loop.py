@@ -404,3 +404,17 @@ def test_validate_raw_only_for_short_runs_with_ema():
     assert not make_plan(span, "full", 800).validate_raw
     assert not make_plan(load("drsan_32s_x2"), "smoke", 3).validate_raw  # no EMA
     assert make_plan(load("hspan_x2"), "smoke", 3).select_metric == "psnr_edsr"
+
+
+@pytest.mark.parametrize("name", ["span_esr_ch48_x2", "span_light_x2"])
+def test_span_family_losses_start_above_one_as_the_recipe_notes_say(name):
+    import architectures
+
+    recipe = load(name)
+    torch.manual_seed(0)
+    model = architectures.build(recipe.model, recipe.scale, recipe.variant).eval()
+    pair = embedded_pairs(recipe.scale)[0]
+    lr, hr = pair.lr[None, :, :32, :32], pair.hr[None, :, :64, :64]
+    with torch.no_grad():
+        assert (model(lr) - hr).abs().mean() > 1
+    assert "Loss scale:" in recipe.path.read_text(encoding="utf-8")
