@@ -142,7 +142,8 @@ def official(
     opt = out / f"{name}.yml"
     opt.parent.mkdir(parents=True, exist_ok=True)
     opt.write_text(official_options(recipe, FAMILIES[family][2], data, args, seed, name))
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": args.official_pythonpath}
+    path = os.pathsep.join(p for p in (str(checkout), args.official_pythonpath) if p)  # basicsr importable
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": path}
     run = subprocess.run([args.python, "basicsr/train.py", "-opt", str(opt)], cwd=checkout, env=env,
                          capture_output=True, text=True)  # fmt: skip
     (out / f"{name}.log").write_text(run.stdout + run.stderr)

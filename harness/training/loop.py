@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 import architectures
+from harness import progress
 from harness.evaluate import evaluate
 from harness.files import remove_stale_temps
 from harness.recipes import Recipe, load
@@ -296,7 +297,7 @@ class _Trainer:
                     loss_value = self._sync(losses, pending)
                     p.iteration = done
                     if done == 1 and self.rank == 0:
-                        log.info("%s", _first_loss_line(self.name, loss_value))
+                        _announce(_first_loss_line(self.name, loss_value))
                     if validate:
                         last = self.validate(val_pairs)
                         pending[-1].update({f"val_{k}": v for k, v in last.items()})
@@ -340,6 +341,12 @@ class _Trainer:
                 )
             row["loss"] = value
         return values[-1]
+
+
+def _announce(message: str) -> None:
+    """A line for the training log and for the user (stderr, unless ``--quiet``)."""
+    log.info("%s", message)
+    progress.stage(message)
 
 
 def _first_loss_line(name: str, loss: float) -> str:
@@ -440,7 +447,7 @@ def train(
     model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form)
     stream = PatchStream(td.pairs, plan.sampling)
     if profile == "full" and rank == 0:
-        log.info("%s: before training: %s", recipe.name, estimate(plan, model, stream, device, world=world))
+        _announce(f"{recipe.name}: before training: {estimate(plan, model, stream, device, world=world)}")
     result = fit(
         model,
         stream,

@@ -418,3 +418,28 @@ def test_span_family_losses_start_above_one_as_the_recipe_notes_say(name):
     with torch.no_grad():
         assert (model(lr) - hr).abs().mean() > 1
     assert "Loss scale:" in recipe.path.read_text(encoding="utf-8")
+
+
+def test_a_full_run_announces_its_cost_before_training(tmp_path, datasets_root, monkeypatch, capsys):
+    import shutil
+
+    from harness.training import loop
+
+    _div2k_like(tmp_path)
+    shutil.copytree(datasets_root / "Set5", tmp_path / "Set5")
+    recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [1, 3], "data.hr_patch": 32})
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(loop, "fit", stop)
+    monkeypatch.setattr(loop, "estimate", lambda plan, *a, **k: f"{plan.iterations} iterations (cost)")
+    with pytest.raises(Stop):
+        train(recipe, out_dir=tmp_path / "run", profile="full", data_root=tmp_path, max_iters=7)
+    assert "before training: 7 iterations (cost)" in capsys.readouterr().err
+    with pytest.raises(Stop):
+        train(recipe, out_dir=tmp_path / "smoke", profile="smoke")
+    assert "before training" not in capsys.readouterr().err
