@@ -195,6 +195,7 @@ def main() -> int:
         train_pairs = training_folder(out / "data", args.data_root, args.train_set, recipe.scale)
         eval_pairs = benchmark_pairs(args.eval_set, recipe.scale, root=args.data_root)
         bicubic = bicubic_psnr(eval_pairs, recipe.scale)
+        print(f"<!-- {family}: bicubic {bicubic:.2f} dB on {args.eval_set} -->", flush=True)
         checkout = checkouts.get(family)
         reason = NOT_RUN.get(family, "")
         if not reason and checkout is None:
@@ -204,8 +205,10 @@ def main() -> int:
         start = time.perf_counter()
         for seed in seeds:  # interleaved: the machine's load hits both sides alike
             mine.append(ours(recipe, train_pairs, eval_pairs, args, seed, out / f"ours-seed{seed}"))
+            print(f"<!-- {family} seed {seed}: ReproSR {mine[-1]:.2f} dB -->", flush=True)
             if not reason:
                 theirs.append(official(recipe, family, checkout, out / "data", eval_pairs, args, seed, out))
+                print(f"<!-- {family} seed {seed}: official {theirs[-1]:.2f} dB -->", flush=True)
         learns = statistics.fmean(mine) > bicubic
         width = max(spread(mine), spread(theirs) if theirs else float("nan"))
         if theirs and len(seeds) > 1:
