@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import architectures  # noqa: E402
 from harness.data import benchmark_pairs, write_image  # noqa: E402
 from harness.degrade import imresize_matlab  # noqa: E402
-from harness.evaluate import evaluate  # noqa: E402
+from harness.evaluate import TestTime, evaluate  # noqa: E402
 from harness.metrics import psnr_y  # noqa: E402
 from harness.recipes import load  # noqa: E402
 from harness.training.loop import fit  # noqa: E402
@@ -80,9 +80,8 @@ def bicubic_psnr(pairs, scale: int) -> float:
 
 
 def score(model, recipe, pairs) -> float:
-    return evaluate(
-        model, pairs, recipe.scale, inference=recipe.eval.inference, conventions=("psnr_y",)
-    ).mean["psnr_y"]
+    test_time = TestTime(recipe.eval.inference)
+    return evaluate(model, pairs, recipe.scale, test_time=test_time, conventions=("psnr_y",)).mean["psnr_y"]
 
 
 def ours(recipe, train_pairs, eval_pairs, args, seed: int, out: Path) -> float:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 import architectures
 from harness import progress
-from harness.evaluate import evaluate
+from harness.evaluate import TestTime, evaluate
 from harness.files import remove_stale_temps
 from harness.recipes import Recipe, load
 from harness.training import ddp
@@ -244,13 +244,12 @@ class _Trainer:
         if self.rank == 0 and val_pairs:
             target = self.model if self.ema is None else clone_with(self.model, self.ema.state)
             conventions = tuple(dict.fromkeys(("psnr_y", plan.select_metric)))
-            mean = evaluate(target, val_pairs, plan.scale, inference=plan.inference, conventions=conventions)
-            out["psnr_y"], out["score"] = mean.mean["psnr_y"], mean.mean[plan.select_metric]
+            knobs = {"test_time": TestTime(plan.inference)}
+            mean = evaluate(target, val_pairs, plan.scale, conventions=conventions, **knobs).mean
+            out["psnr_y"], out["score"] = mean["psnr_y"], mean[plan.select_metric]
             if plan.validate_raw:
-                raw = evaluate(
-                    self.model, val_pairs, plan.scale, inference=plan.inference, conventions=("psnr_y",)
-                )
-                out["psnr_y_raw"] = raw.mean["psnr_y"]
+                raw = evaluate(self.model, val_pairs, plan.scale, conventions=("psnr_y",), **knobs).mean
+                out["psnr_y_raw"] = raw["psnr_y"]
         return {k: ddp.broadcast_float(v, self.device) for k, v in out.items()}
 
     # -- the loop
