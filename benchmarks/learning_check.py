@@ -162,10 +162,10 @@ def spread(values: list[float]) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--families", default=",".join(FAMILIES))
-    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--iters", type=int, default=200)
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--hr-patch", type=int, default=96)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--hr-patch", type=int, default=64)
     p.add_argument("--train-set", default="Set14")
     p.add_argument("--eval-set", default="Set5")
     p.add_argument("--data-root", type=Path, default=os.environ.get("REPROSR_TEST_DATASETS"))
