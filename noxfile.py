@@ -59,6 +59,16 @@ def gpu_check(session: nox.Session) -> None:
     session.run("python", "benchmarks/gpu_check.py", *session.posargs)
 
 
+@nox.session(name="learning-check", default=False)
+def learning_check(session: nox.Session) -> None:
+    """CPU, up to ~30 min on 2 cores: one recipe per family trained a few hundred iterations on a benchmark
+    set's HR/LR (a disclosed stand-in for DIV2K), judged on Set5 against bicubic and against the official
+    trainer run side by side (checkouts outside the repo: --span-light-official, --span-esr-official,
+    --python; see benchmarks/learning_check.py). Fails when a family does not learn or trails the official
+    trainer by more than its seed-to-seed spread. Needs $REPROSR_TEST_DATASETS or --data-root."""
+    session.run("python", "benchmarks/learning_check.py", *session.posargs)
+
+
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
     """Rebuild the static leaderboard site reports/ from the committed store (results/runs), its artifacts,

@@ -108,7 +108,7 @@ def train_family(name: str, args, root: Path, scratch: Path, device: str) -> dic
         "hr_patch": summary.plan.sampling.hr_patch,
         "precision": summary.plan.precision,
         "final_loss": summary.final_loss,
-        "val_psnr_y": summary.best_psnr_y,
+        "val_psnr_y": summary.final_psnr_y,
         "peak_memory_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device != "cpu" else None,
         "training_data": summary.training_data,
         "substitutes": summary.substitutes,

@@ -4,9 +4,14 @@ A recipe is data, read into typed sections (:class:`RecipeId`, :class:`DataSecti
 :class:`Schedule`, :class:`Loss`, :class:`TrainSection`, :class:`EvalSection`, :class:`Smoke`); every
 field is read by the training or evaluation code. Every field carries its provenance in the ``[sources]``
 table, keyed by its dotted path (``"optim.lr"``): an official config file and key, the training graph,
-the paper, or ``"reconstructed — not published in the available sources"``. :func:`load` validates the
-file (no unknown, missing or mistyped field; a source for each field and none for a field that does not
-exist) and checks it against the model registry (``architectures.MODELS``): the paper, the variant and
+the paper, or ``"reconstructed — not published in the available sources"``. A recipe whose fields come from
+third parties also rates each source in a ``[confidence]`` table keyed the same way (a
+:class:`~harness.schema.Confidence`: ``high`` = the authors' own code, config or training graph, or a value
+the harness itself defines; ``medium`` = a third party recording the authors' setting; ``low`` =
+reconstructed, or a deviation forced by missing data); when present it rates every field.
+:func:`load` validates the file (no unknown, missing or mistyped field; a source for each field and none
+for a field that does not exist; a complete, valid ``[confidence]`` when given) and checks it against the
+model registry (``architectures.MODELS``): the paper, the variant and
 scale, the form and the test-time procedure must be the registry's. ``Recipe.hash`` is the sha256 of the
 canonical JSON of the parsed content, so it is stable across whitespace, comments and key order.
 
@@ -15,7 +20,8 @@ Conventions: ``data.hr_patch`` is the HR patch side (the LR patch is ``hr_patch 
 in ``schedule.unit`` (``"iteration"`` or ``"epoch"``, an epoch being one pass over the enlarged dataset);
 ``train.ema_decay = 0`` and ``train.grad_clip = 0`` mean none; ``recipe.variant = ""`` means the model has
 no variants; ``data.lr_source = "disk"`` requires the dataset's LR files (MATLAB bicubic), ``"degrade"``
-makes them here; ``eval.val_set`` is the set that ``train.keep = "best"`` selects on.
+makes them here; ``eval.val_set`` is the set that ``train.keep = "best"`` selects on, by
+``eval.select_metric`` (a :mod:`harness.metrics` convention: the metric the official trainer selects by).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any, Literal
 
 import architectures
 from harness.errors import UnknownName, UserError
+from harness.schema import Confidence
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 RECONSTRUCTED = "reconstructed — not published in the available sources"
@@ -99,6 +106,7 @@ class TrainSection:
 class EvalSection:
     inference: Literal["whole", "chop"]
     val_set: str
+    select_metric: Literal["psnr_y", "psnr_edsr"]
     benchmarks: list[str]
 
 
@@ -135,6 +143,7 @@ class Recipe:
     path: Path
     data: dict[str, dict[str, Any]] = field(repr=False)
     sources: dict[str, str] = field(repr=False)
+    confidence: dict[str, Confidence] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for section, cls in SECTIONS.items():
@@ -204,8 +213,11 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        """sha256 of the canonical JSON of the parsed file (sections and sources)."""
-        canonical = json.dumps({**self.data, "sources": self.sources}, sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of the parsed file (sections, sources and confidence)."""
+        content = {**self.data, "sources": self.sources}
+        if self.confidence:
+            content["confidence"] = {k: str(v) for k, v in self.confidence.items()}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def __getitem__(self, dotted: str) -> Any:
@@ -215,6 +227,10 @@ class Recipe:
 
     def source(self, dotted: str) -> str:
         return self.sources[dotted]
+
+    def rating(self, dotted: str) -> Confidence | None:
+        """How far ``dotted``'s source is trusted (``[confidence]``), or None when the recipe rates none."""
+        return self.confidence.get(dotted)
 
 
 def _discover_in(folder: Path) -> dict[str, Path]:
@@ -260,9 +276,11 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     """Check parsed TOML against the sections and the model registry; :class:`RecipeError` names the file
     and the field."""
     where = str(path)
-    unknown = sorted(set(raw) - set(SCHEMA) - {"sources"})
+    unknown = sorted(set(raw) - set(SCHEMA) - {"sources", "confidence"})
     if unknown:
-        raise RecipeError(f"{where}: unknown section(s) {unknown}; allowed: {sorted(SCHEMA)} and [sources]")
+        raise RecipeError(
+            f"{where}: unknown section(s) {unknown}; allowed: {sorted(SCHEMA)}, [sources] and [confidence]"
+        )
     data: dict[str, dict[str, Any]] = {}
     for section, fields in SCHEMA.items():
         table = raw.get(section)
@@ -294,12 +312,31 @@ def validate(raw: dict[str, Any], path: Path) -> Recipe:
     empty = sorted(k for k, v in sources.items() if not isinstance(v, str) or not v.strip())
     if empty:
         raise RecipeError(f"{where}: [sources] entries must be non-empty strings: {empty}")
+    confidence = _confidence(raw.get("confidence"), fields_all, where)
     if data["recipe"]["name"] != path.stem:
         raise RecipeError(f"{where}: recipe.name is {data['recipe']['name']!r} but the file is {path.name}")
     _check_consistency(data, where)
     _check_ranges(data, where)
     _check_registry(data, where)
-    return Recipe(path, data, dict(sources))
+    return Recipe(path, data, dict(sources), confidence)
+
+
+def _confidence(table: Any, fields_all: set[str], where: str) -> dict[str, Confidence]:
+    """The ``[confidence]`` table as :class:`Confidence` values: absent, or one valid rating per field."""
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise RecipeError(f"{where}: [confidence] must be a table of field = rating")
+    missing, stray = sorted(fields_all - set(table)), sorted(set(table) - fields_all)
+    if missing:
+        raise RecipeError(f"{where}: [confidence] rates no field(s) {missing}; rate every field or none")
+    if stray:
+        raise RecipeError(f"{where}: [confidence] names field(s) that do not exist: {stray}")
+    allowed = [str(c) for c in Confidence]
+    for dotted, rating in table.items():
+        if rating not in allowed:
+            raise RecipeError(f"{where}: [confidence] {dotted} = {rating!r}; allowed: {allowed}")
+    return {dotted: Confidence(rating) for dotted, rating in table.items()}
 
 
 def _check_consistency(data: dict[str, dict[str, Any]], where: str) -> None:

@@ -2,9 +2,11 @@
 optional EMA, gradient clipping, bf16 autocast, channels_last, DDP under torchrun).
 
 Files in ``out_dir``: ``last.pt`` (full training state, atomic, loadable with ``weights_only=True``),
-``best.pt`` (weights of the best validated model when the recipe keeps the best), ``final.pt`` (weights
-of the evaluated model at the end: the EMA model when the recipe uses EMA), ``curves.csv`` (iteration,
-loss, lr, val_psnr_y) and ``summary.json``. Rank 0 alone writes them; the others wait at barriers.
+``best.pt`` (weights of the best validated model, by ``eval.select_metric``, when the recipe keeps the
+best), ``final.pt`` (weights of the evaluated model at the end: the EMA model when the recipe uses EMA),
+``curves.csv`` (:data:`CURVE_FIELDS`) and ``summary.json``. The log opens with the first iteration's
+measured loss (SPAN-family losses start far above 1 by design) and, for a full run, what it will cost
+(:func:`harness.training.cost.estimate`). Rank 0 alone writes them; the others wait at barriers.
 
 Throughput: batches are built ahead by loader workers (:func:`harness.training.patches.batches`);
 per-iteration losses stay on the device and reach the host every ``sync_every`` iterations (and at
@@ -20,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,44 +30,35 @@ import torch
 from torch import Tensor, nn
 
 import architectures
+from harness import progress
 from harness.evaluate import TestTime, evaluate
 from harness.files import remove_stale_temps
 from harness.recipes import Recipe, load
 from harness.training import ddp
+from harness.training.cost import estimate
 from harness.training.data import training_data
-from harness.training.optimizers import AdamTF1
 from harness.training.patches import PatchStream, batches
-from harness.training.plan import Plan, make_plan
+from harness.training.plan import LOSSES, OPTIMIZERS, SCHEDULERS, Plan, make_plan
 from harness.training.resume import check_resumable
 from harness.training.state import (
     CHECKPOINT_FORMAT,
     EMA,
     Progress,
     atomic_save,
+    clone_with,
     eval_weights,
+    load_state,
+    non_finite,
     rng_state,
     seed_everything,
     set_rng_state,
 )
 
 log = logging.getLogger("harness.training.loop")
-CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y")
+# val_psnr_y: the evaluated model (EMA when kept); val_psnr_y_raw: the raw weights (short runs with EMA);
+# val_score: eval.select_metric of the evaluated model, what keep="best" selects on
+CURVE_FIELDS = ("iteration", "loss", "lr", "val_psnr_y", "val_psnr_y_raw", "val_score")
 SYNC_EVERY = 50  # iterations between host reads of the loss (one device sync each)
-
-LOSSES: dict[tuple[str, str], Callable[[Tensor, Tensor], Tensor]] = {  # (loss.type, loss.reduction)
-    ("L1", "mean"): lambda sr, hr: (sr - hr).abs().mean()
-}
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "Adam": lambda params, o: torch.optim.Adam(
-        params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
-    ),
-    "AdamTF1": lambda params, o: AdamTF1(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps),
-}
-SCHEDULERS: dict[str, Callable[..., torch.optim.lr_scheduler.LRScheduler]] = {
-    "MultiStepLR": lambda opt, milestones, gamma: torch.optim.lr_scheduler.MultiStepLR(
-        opt, list(milestones), gamma
-    )
-}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,12 +67,15 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass(frozen=True)
 class FitResult:
-    """What :func:`fit` leaves: iterations done, the last synced loss, the best validation and the files."""
+    """What :func:`fit` leaves: iterations done, the last synced loss, the best and the last validation (the
+    raw weights' PSNR-Y beside the evaluated model's; NaN when not validated) and the files."""
 
     iterations: int
     final_loss: float
-    best_psnr_y: float
+    best_score: float
     best_iteration: int
+    final_psnr_y: float
+    final_psnr_y_raw: float
     final_checkpoint: Path
     best_checkpoint: Path | None
 
@@ -96,8 +92,11 @@ class TrainSummary:
     run_state: str
     seed: int
     final_loss: float
-    best_psnr_y: float
+    select_metric: str
+    best_score: float
     best_iteration: int
+    final_psnr_y: float
+    final_psnr_y_raw: float
     final_checkpoint: Path
     best_checkpoint: Path | None
     curves: Path
@@ -148,7 +147,7 @@ class _Trainer:
 
     # -- state
     def restore(self) -> None:
-        state = _load_state(self.last, self.device)
+        state = load_state(self.last, self.device)
         if state["recipe_hash"] != self.hash or state["plan"] != dataclasses.asdict(self.plan):
             raise ValueError(
                 f"{self.last} was written by another recipe or plan; pass resume=False or a new out_dir"
@@ -171,7 +170,7 @@ class _Trainer:
                 self.world,
             )
             seed_everything(self.plan.seed + self.rank + state["iteration"])
-        self.progress = Progress(state["iteration"], state["best_psnr_y"], state["best_iteration"])
+        self.progress = Progress(state["iteration"], state["best_score"], state["best_iteration"])
         log.info("resumed %s from %s at iteration %d", self.name, self.last, self.progress.iteration)
 
     def checkpoint(self) -> dict:
@@ -188,7 +187,7 @@ class _Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": ddp.gather(rng_state()),
-            "best_psnr_y": p.best_psnr_y,
+            "best_score": p.best_score,
             "best_iteration": p.best_iteration,
         }
 
@@ -196,7 +195,7 @@ class _Trainer:
         """Write ``last.pt`` (rank 0) once the weights are known finite; every rank waits for it."""
         state = self.checkpoint()
         # every rank checks (DDP ranks hold the same weights), so all stop together, before the barrier
-        where = _non_finite({k: state[k] for k in ("model", "ema", "optimizer")})
+        where = non_finite({k: state[k] for k in ("model", "ema", "optimizer")})
         if where is not None:
             raise NonFiniteLossError(
                 f"{self.name}: the training state became NaN/Inf (in {where}) by iteration "
@@ -210,7 +209,7 @@ class _Trainer:
     def save_weights(self, path: Path) -> None:
         """Write the evaluated weights (EMA when kept) to ``path``, never NaN/Inf ones."""
         weights = eval_weights(self.model, self.ema)
-        where = _non_finite(weights)
+        where = non_finite(weights)
         if where is not None:
             raise NonFiniteLossError(
                 f"{self.name}: the weights are NaN/Inf (in {where}) at iteration {self.progress.iteration}; "
@@ -239,21 +238,21 @@ class _Trainer:
         return open(self.curves, "a", newline="")
 
     # -- validation
-    def validate(self, val_pairs: Sequence) -> float:
-        """PSNR-Y (set mean) of the evaluated model on ``val_pairs``, computed on rank 0 and shared."""
-        psnr = math.nan
+    def validate(self, val_pairs: Sequence) -> dict[str, float]:
+        """Set means on ``val_pairs``, computed on rank 0 and shared: ``psnr_y`` and ``score``
+        (``plan.select_metric``) of the evaluated model, ``psnr_y_raw`` of the raw weights (NaN unless
+        ``plan.validate_raw``)."""
+        plan, out = self.plan, {"psnr_y": math.nan, "score": math.nan, "psnr_y_raw": math.nan}
         if self.rank == 0 and val_pairs:
-            target = self.model
-            if self.ema is not None:
-                target = _clone_with(self.model, self.ema.state)
-            psnr = evaluate(
-                target,
-                val_pairs,
-                self.plan.scale,
-                test_time=TestTime(self.plan.inference),
-                conventions=("psnr_y",),
-            ).mean["psnr_y"]
-        return ddp.broadcast_float(psnr, self.device)
+            target = self.model if self.ema is None else clone_with(self.model, self.ema.state)
+            conventions = tuple(dict.fromkeys(("psnr_y", plan.select_metric)))
+            knobs = {"test_time": TestTime(plan.inference)}
+            mean = evaluate(target, val_pairs, plan.scale, conventions=conventions, **knobs).mean
+            out["psnr_y"], out["score"] = mean["psnr_y"], mean[plan.select_metric]
+            if plan.validate_raw:
+                raw = evaluate(self.model, val_pairs, plan.scale, conventions=("psnr_y",), **knobs).mean
+                out["psnr_y_raw"] = raw["psnr_y"]
+        return {k: ddp.broadcast_float(v, self.device) for k, v in out.items()}
 
     # -- the loop
     def run(self, stream: PatchStream, val_pairs: Sequence, workers: int) -> FitResult:
@@ -265,6 +264,7 @@ class _Trainer:
         log_every, logged = max(1, plan.iterations // 100), start
         pending: list[dict] = []  # rows since the last sync; their losses are in `losses`
         loss_value = math.nan
+        last = {"psnr_y": math.nan, "psnr_y_raw": math.nan}
         curves = self.open_curves()
         writer = csv.DictWriter(curves, CURVE_FIELDS) if curves else None
         source = batches(
@@ -291,17 +291,19 @@ class _Trainer:
                     self.ema.update(self.model)
                 losses[len(pending)] = loss.detach()
                 done = t + 1
-                pending.append({"iteration": done, "lr": lr_now, "val_psnr_y": ""})
+                pending.append({"iteration": done, "lr": lr_now})
                 validate = done % plan.val_every == 0 or done == plan.iterations
                 save = done % plan.checkpoint_every == 0 or done == plan.iterations
-                if len(pending) == window or validate or save:
+                if len(pending) == window or validate or save or done == 1:
                     loss_value = self._sync(losses, pending)
                     p.iteration = done
+                    if done == 1 and self.rank == 0:
+                        _announce(_first_loss_line(self.name, loss_value))
                     if validate:
-                        psnr = self.validate(val_pairs)
-                        pending[-1]["val_psnr_y"] = psnr
-                        if psnr > p.best_psnr_y:
-                            p.best_psnr_y, p.best_iteration = psnr, done
+                        last = self.validate(val_pairs)
+                        pending[-1].update({f"val_{k}": v for k, v in last.items()})
+                        if last["score"] > p.best_score:
+                            p.best_score, p.best_iteration = last["score"], done
                             if plan.train.keep == "best" and self.rank == 0:
                                 self.save_weights(self.best_path)
                     if writer:
@@ -323,7 +325,10 @@ class _Trainer:
             self.save_weights(final)
         ddp.barrier()  # the other ranks may read final.pt only after rank 0 wrote it
         best = self.best_path if plan.train.keep == "best" else None
-        return FitResult(plan.iterations, loss_value, p.best_psnr_y, p.best_iteration, final, best)
+        return FitResult(
+            plan.iterations, loss_value, p.best_score, p.best_iteration, last["psnr_y"], last["psnr_y_raw"],
+            final, best,
+        )  # fmt: skip
 
     def _sync(self, losses: Tensor, pending: list[dict]) -> float:
         """Read the pending losses (mean over ranks) into ``pending``; raise on the first non-finite one."""
@@ -337,6 +342,24 @@ class _Trainer:
                 )
             row["loss"] = value
         return values[-1]
+
+
+def _announce(message: str) -> None:
+    """A line for the training log and for the user (stderr, unless ``--quiet``)."""
+    log.info("%s", message)
+    progress.stage(message)
+
+
+def _first_loss_line(name: str, loss: float) -> str:
+    """The log line for the first iteration's measured loss, saying why one above 1 is no range bug."""
+    line = f"{name}: loss at iteration 1 = {loss:.4f} (measured)"
+    if loss > 1:
+        line += (
+            "; an L1 above 1 on images in [0, 1] means the untrained output lies far outside [0, 1]: "
+            "expected for SPAN-family models (SPAN-ESR multiplies its input by 255 and never rescales its "
+            "output; SPAN-light doubles its residuals), which learn the output range (see the recipe's notes)"
+        )
+    return line
 
 
 def _read_curves(path: Path, upto: int) -> list[dict]:
@@ -353,35 +376,6 @@ def _read_curves(path: Path, upto: int) -> list[dict]:
             if iteration <= upto:
                 rows.append(r)
     return rows
-
-
-def _non_finite(obj: object, where: str = "") -> str | None:
-    """The key path of the first floating-point tensor in ``obj`` (nested dicts/lists) holding NaN/Inf."""
-    if isinstance(obj, Tensor):
-        return where if obj.is_floating_point() and not torch.isfinite(obj).all() else None
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
-    for key, value in items:
-        found = _non_finite(value, f"{where}.{key}" if where else str(key))
-        if found is not None:
-            return found
-    return None
-
-
-def _load_state(path: Path, device: torch.device) -> dict:
-    """The training state in ``path``; a damaged or non-finite one raises ValueError saying what to do."""
-    remedy = f"delete {path} to train from the start (the other files of {path.parent} are kept)"
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a damaged pickle fails in many ways (IndexError, KeyError, EOFError, …)
-        lines = [line for line in str(exc).splitlines() if line.strip() and "eights" not in line]
-        detail = lines[0] if lines else type(exc).__name__
-        raise ValueError(f"{path} is damaged and cannot be resumed from ({detail[:200]}): {remedy}") from exc
-    if not isinstance(state, dict) or not {"recipe_hash", "plan", "model", "iteration"} <= state.keys():
-        raise ValueError(f"{path} is not a training state written by reprosr: {remedy}")
-    where = _non_finite({k: state.get(k, {}) for k in ("model", "ema", "optimizer")})
-    if where is not None:
-        raise ValueError(f"{path} holds NaN/Inf values (in {where}) and cannot be resumed from: {remedy}")
-    return state
 
 
 def fit(
@@ -405,14 +399,6 @@ def fit(
     if resume and trainer.last.exists():
         trainer.restore()
     return trainer.run(stream, val_pairs, workers)
-
-
-def _clone_with(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
-    import copy
-
-    clone = copy.deepcopy(model)
-    clone.load_state_dict(state)
-    return clone
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -460,9 +446,12 @@ def train(
     plan = make_plan(recipe, profile, len(td.pairs), max_iters, precision, seed=seed)
     seed_everything(plan.seed + rank)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=recipe.form)
+    stream = PatchStream(td.pairs, plan.sampling)
+    if profile == "full" and rank == 0:
+        _announce(f"{recipe.name}: before training: {estimate(plan, model, stream, device, world=world)}")
     result = fit(
         model,
-        PatchStream(td.pairs, plan.sampling),
+        stream,
         td.val_pairs,
         plan,
         out,
@@ -481,8 +470,11 @@ def train(
         run_state=str(plan.run_state),
         seed=plan.seed,
         final_loss=result.final_loss,
-        best_psnr_y=result.best_psnr_y,
+        select_metric=plan.select_metric,
+        best_score=result.best_score,
         best_iteration=result.best_iteration,
+        final_psnr_y=result.final_psnr_y,
+        final_psnr_y_raw=result.final_psnr_y_raw,
         final_checkpoint=result.final_checkpoint,
         best_checkpoint=result.best_checkpoint,
         curves=out / "curves.csv",

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
+from torch import Tensor
 
 from harness.recipes import Loss, Optim, Recipe, Schedule, TrainSection
 from harness.schema import RunState
+from harness.training.optimizers import AdamTF1
 from harness.training.patches import Sampling
 
 PROFILES = ("full", "smoke")
+
+# what the recipe's names mean
+LOSSES: dict[tuple[str, str], Callable[[Tensor, Tensor], Tensor]] = {  # (loss.type, loss.reduction)
+    ("L1", "mean"): lambda sr, hr: (sr - hr).abs().mean()
+}
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "Adam": lambda params, o: torch.optim.Adam(
+        params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay
+    ),
+    "AdamTF1": lambda params, o: AdamTF1(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps),
+}
+SCHEDULERS: dict[str, Callable[..., torch.optim.lr_scheduler.LRScheduler]] = {
+    "MultiStepLR": lambda opt, milestones, gamma: torch.optim.lr_scheduler.MultiStepLR(
+        opt, list(milestones), gamma
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +47,8 @@ class Plan:
     precision: str
     channels_last: bool
     inference: str
+    select_metric: str  # the metric keep="best" selects on (eval.select_metric)
+    validate_raw: bool  # a short run with EMA: the raw weights are validated beside the EMA ones
     optim: Optim
     schedule: Schedule
     loss: Loss
@@ -58,8 +81,9 @@ def make_plan(
 
     Smoke keeps the recipe's optimiser, schedule and augmentation but uses ``[smoke]``'s patch, batch and
     iteration count, and checkpoints/validates once at the end. ``max_iters`` (≥ 1) caps the iterations: a
-    capped run is truncated. ``seed`` (default ``train.seed``), ``precision`` and ``channels_last`` override
-    the recipe's and are recorded.
+    capped run is truncated. A short run (smoke or truncated) of a recipe with EMA also validates the raw
+    weights: early on the EMA is still mostly the initial network. ``seed`` (default ``train.seed``),
+    ``precision`` and ``channels_last`` override the recipe's and are recorded.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
@@ -101,6 +125,8 @@ def make_plan(
         precision=precision,
         channels_last=recipe.train.channels_last if channels_last is None else channels_last,
         inference=recipe.eval.inference,
+        select_metric=recipe.eval.select_metric,
+        validate_raw=(smoke or iterations < scheduled) and recipe.train.ema_decay > 0,
         optim=recipe.optim,
         schedule=recipe.schedule,
         loss=recipe.loss,

@@ -5,6 +5,7 @@ Every value is a tensor or a plain type, so that ``torch.load(weights_only=True)
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-CHECKPOINT_FORMAT = 2  # 2: per-rank RNG states
+CHECKPOINT_FORMAT = 3  # 2: per-rank RNG states; 3: best_score (of eval.select_metric)
 
 
 def seed_everything(seed: int) -> None:
@@ -88,13 +89,50 @@ class EMA:
 
 @dataclass
 class Progress:
-    """Where a run stands: iterations done and the best validation so far."""
+    """Where a run stands: iterations done and the best validation so far (``best_score``: the recipe's
+    ``eval.select_metric`` of the evaluated model)."""
 
     iteration: int = 0
-    best_psnr_y: float = float("-inf")
+    best_score: float = float("-inf")
     best_iteration: int = -1
 
 
 def eval_weights(model: nn.Module, ema: EMA | None) -> dict[str, Tensor]:
     """The weights that are evaluated (the EMA's when the recipe uses one), on the CPU."""
     return {k: v.detach().cpu().clone() for k, v in (ema.state if ema else model.state_dict()).items()}
+
+
+def clone_with(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """A copy of ``model`` holding ``state`` (the EMA weights, for validation)."""
+    clone = copy.deepcopy(model)
+    clone.load_state_dict(state)
+    return clone
+
+
+def non_finite(obj: object, where: str = "") -> str | None:
+    """The key path of the first floating-point tensor in ``obj`` (nested dicts/lists) holding NaN/Inf."""
+    if isinstance(obj, Tensor):
+        return where if obj.is_floating_point() and not torch.isfinite(obj).all() else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        found = non_finite(value, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def load_state(path: Path, device: torch.device) -> dict:
+    """The training state in ``path``; a damaged or non-finite one raises ValueError saying what to do."""
+    remedy = f"delete {path} to train from the start (the other files of {path.parent} are kept)"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # a damaged pickle fails in many ways (IndexError, KeyError, EOFError, …)
+        lines = [line for line in str(exc).splitlines() if line.strip() and "eights" not in line]
+        detail = lines[0] if lines else type(exc).__name__
+        raise ValueError(f"{path} is damaged and cannot be resumed from ({detail[:200]}): {remedy}") from exc
+    if not isinstance(state, dict) or not {"recipe_hash", "plan", "model", "iteration"} <= state.keys():
+        raise ValueError(f"{path} is not a training state written by reprosr: {remedy}")
+    where = non_finite({k: state.get(k, {}) for k in ("model", "ema", "optimizer")})
+    if where is not None:
+        raise ValueError(f"{path} holds NaN/Inf values (in {where}) and cannot be resumed from: {remedy}")
+    return state

@@ -25,7 +25,7 @@ def test_tables_hold_every_curated_row_with_its_source_and_nothing_else():
     folder = curated_dir()
     if folder is None:
         pytest.skip("not run: the curated tables ../shared/published/*.csv are absent")
-    files = [folder / "published.csv", folder / "additions-2026-11.csv"]
+    files = [folder / name for name in ("published.csv", "additions-2026-11.csv", "additions-2026-12.csv")]
     assert all(f.is_file() for f in files)
     curated = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False) for f in files], ignore_index=True)
     curated = curated[curated["value"] != ""]
@@ -52,6 +52,21 @@ def test_several_sources_of_one_cell_most_confident_first():
     assert {r.value for r in refs} == {26.94}
     assert published.lookup("span_esr", "ch28", 4, "DIV2K_LSDIR_valid", "psnr_rgb") == refs[0]
     assert published.references("span_esr", "ch28", 4, "DIV2K_LSDIR_valid", "psnr_y") == []
+
+
+def test_traiNNer_redux_rows_are_quoted_paper_values_of_medium_confidence():
+    """additions-2026-12.csv: SPAN-ESR ch48/ch52 Urban100 ×2/×4 as traiNNer-redux records them (commit
+    pinned); where the paper's own ch52 ×4 cell is quoted elsewhere, the two sources agree."""
+    table = published.load()
+    rows = table[
+        table.source.str.startswith("traiNNer-redux (github.com/the-database/traiNNer-redux @68629319")
+    ]
+    assert len(rows) == 8 and set(rows.variant) == {"ch48", "ch52"} and set(rows.scale) == {2, 4}
+    assert set(rows.kind) == {ReferenceKind.PAPER} and set(rows.confidence) == {Confidence.MEDIUM}
+    assert set(rows.color) == {"y"} and set(rows.dataset) == {"Urban100"}
+    refs = published.references("span_esr", "ch52", 4, "Urban100", "psnr_y")
+    assert len(refs) == 2 and {r.value for r in refs} == {26.18}
+    assert published.lookup("span_esr", "ch48", 2, "Urban100", "ssim_y").text == "0.9288"
 
 
 def test_one_file_per_paper():

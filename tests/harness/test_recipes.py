@@ -9,6 +9,7 @@ import pytest
 
 import architectures
 from harness.recipes import RECIPES, RECONSTRUCTED, SCHEMA, RecipeError, load
+from harness.schema import Confidence
 
 
 def test_every_recipe_names_a_registered_model_and_every_paper_has_one():
@@ -61,10 +62,56 @@ def test_hspan_epoch_schedule_and_chop():
     assert RECONSTRUCTED in load("hspan_x4").source("data.hr_patch")
 
 
-def test_span_esr_training_is_marked_reconstructed():
-    r = load("span_esr_ch28_x4")
-    assert r.variant == "ch28"
-    assert all(RECONSTRUCTED in r.source(f"optim.{k}") for k in SCHEMA["optim"])
+@pytest.mark.parametrize("name", sorted(n for n in RECIPES if n.startswith("span_esr")))
+def test_span_esr_fields_carry_traiNNer_redux_pinned_and_a_rating_each(name):
+    """The paper's settings as traiNNer-redux@68629319 records them (OFFICIAL_SETTINGS_FROMSCRATCH), rated
+    medium (low for the NTIRE ch28 entry they do not describe); the rest reconstructed and rated low."""
+    r = load(name)
+    assert set(r.confidence) == set(r.sources)
+    assert (r["schedule.total"], r["schedule.milestones"], r["optim.lr"]) == (
+        1_000_000, [200_000, 400_000, 600_000, 800_000], 5e-4
+    )  # fmt: skip
+    assert r["data.hr_patch"] == 64 * r.scale and r.global_batch == 64
+    third = Confidence.LOW if r.variant == "ch28" else Confidence.MEDIUM
+    for field in ("schedule.total", "schedule.milestones", "optim.lr", "data.hr_patch", "data.batch_per_gpu"):
+        assert "traiNNer-redux@68629319" in r.source(field) and r.rating(field) == third, field
+    assert "paper: 64" in r.source("data.batch_per_gpu")
+    assert all(r.rating(f) == Confidence.LOW for f in r.sources if RECONSTRUCTED in r.source(f))
+    assert "zononhzy" not in " ".join(r.sources.values())  # SPAN-light's yml is another paper's
+
+
+def test_recipes_without_a_confidence_table_rate_nothing():
+    assert load("span_light_x4").confidence == {} and load("span_light_x4").rating("optim.lr") is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('"optim.lr" = "medium"\n', ""), "rates no field(s) ['optim.lr']"),
+        (lambda t: t.replace('"optim.lr" = "medium"', '"optim.lr" = "certain"'), "optim.lr = 'certain'"),
+        (lambda t: t + '"optim.momentum" = "low"\n', "optim.momentum"),
+    ],
+)
+def test_invalid_confidence_names_file_and_field(tmp_path: Path, edit, message):
+    bad = tmp_path / "span_esr_ch48_x4.toml"
+    bad.write_text(edit(RECIPES["span_esr_ch48_x4"].read_text(encoding="utf-8")), encoding="utf-8")
+    with pytest.raises(RecipeError) as err:
+        load(bad)
+    assert str(bad) in str(err.value) and message in str(err.value)
+
+
+def test_confidence_is_hashed(tmp_path: Path):
+    copy = tmp_path / "span_esr_ch48_x4.toml"
+    text = RECIPES["span_esr_ch48_x4"].read_text(encoding="utf-8")
+    copy.write_text(text.replace('"optim.lr" = "medium"', '"optim.lr" = "low"'), encoding="utf-8")
+    assert load(copy).hash != load("span_esr_ch48_x4").hash
+
+
+def test_hspan_selects_by_edsr_calc_psnr():
+    for scale in (2, 3, 4):
+        r = load(f"hspan_x{scale}")
+        assert r["train.keep"] == "best" and r["eval.select_metric"] == "psnr_edsr"
+        assert "calc_psnr" in r.source("eval.select_metric")
 
 
 def test_hash_is_canonical(tmp_path: Path):
@@ -148,7 +195,7 @@ def test_typed_sections_and_item_access_agree():
         and r.train.seed == r["train.seed"]
     )
     assert r["eval.inference"] == r.eval.inference == "chop"
-    assert set(SCHEMA["eval"]) == {"inference", "val_set", "benchmarks"}  # unread fields were removed
+    assert set(SCHEMA["eval"]) == {"inference", "val_set", "select_metric", "benchmarks"}  # all read
     assert "checksums" not in SCHEMA["data"]
 
 

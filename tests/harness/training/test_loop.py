@@ -200,7 +200,9 @@ def test_smoke_profile_trains_the_real_architecture(tmp_path: Path, name: str):
     _registered(recipe.model)
     summary = train(name, out_dir=tmp_path, profile="smoke")
     assert summary.iterations == recipe["smoke.iters"] and math.isfinite(summary.final_loss)
-    assert math.isfinite(summary.best_psnr_y)
+    assert math.isfinite(summary.best_score)
+    # a smoke run is short: with EMA, the raw weights are validated beside the EMA ones
+    assert math.isfinite(summary.final_psnr_y_raw) == (recipe["train.ema_decay"] > 0)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant)
     model.load_state_dict(torch.load(summary.final_checkpoint, weights_only=True), strict=True)
     assert (tmp_path / "summary.json").exists()
@@ -285,7 +287,7 @@ def test_losses_reach_the_host_only_at_sync_points(tmp_path: Path, monkeypatch):
     sync = train_module._Trainer._sync
     monkeypatch.setattr(train_module._Trainer, "_sync", lambda self, *a: calls.append(1) or sync(self, *a))
     run_fit(tmp_path, tiny_plan(iterations=8, checkpoint_every=8))
-    assert len(calls) == 1, "one host read for 8 iterations (no per-iteration .item())"
+    assert len(calls) == 2, "two host reads for 8 iterations: the first loss (logged) and the end"
     with open(tmp_path / "curves.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in rows] == list(range(1, 9)) and all(
@@ -368,3 +370,78 @@ def test_a_second_stop_right_after_resume_keeps_the_curves(tmp_path: Path):
                 recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
         with open(tmp_path / "curves.csv", newline="") as f:
             assert [int(r["iteration"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_short_runs_validate_raw_weights_beside_ema_and_log_the_first_loss(tmp_path: Path, caplog):
+    import logging
+
+    from harness.data import Pair
+
+    val = [Pair(f"p{i}", hr, lr) for i, (hr, lr) in enumerate(tiny_pairs())]
+    plan = tiny_plan(iterations=4, val_every=4, ema_decay=0.9, validate_raw=True)
+    torch.manual_seed(0)
+    with caplog.at_level(logging.INFO, logger="harness.training.loop"):
+        result = fit(TinySR(), PatchStream(tiny_pairs(), plan.sampling), val, plan, tmp_path,
+                     recipe_name="tiny", recipe_hash="h", device=torch.device("cpu"))  # fmt: skip
+    assert any("loss at iteration 1 = " in r.getMessage() for r in caplog.records)
+    with open(tmp_path / "curves.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    ema, raw = float(last["val_psnr_y"]), float(last["val_psnr_y_raw"])
+    assert math.isfinite(ema) and math.isfinite(raw) and ema != raw
+    assert (result.final_psnr_y, result.final_psnr_y_raw) == (ema, raw)
+    assert float(last["val_score"]) == ema == result.best_score  # select_metric psnr_y
+
+
+def test_first_loss_line_explains_a_loss_above_one():
+    from harness.training.loop import _first_loss_line
+
+    assert "SPAN-ESR multiplies its input by 255" in _first_loss_line("r", 4.2)
+    assert "255" not in _first_loss_line("r", 0.2)
+
+
+def test_validate_raw_only_for_short_runs_with_ema():
+    span = load("span_esr_ch48_x4")
+    assert make_plan(span, "smoke", 3).validate_raw
+    assert make_plan(span, "full", 800, max_iters=1000).validate_raw
+    assert not make_plan(span, "full", 800).validate_raw
+    assert not make_plan(load("drsan_32s_x2"), "smoke", 3).validate_raw  # no EMA
+    assert make_plan(load("hspan_x2"), "smoke", 3).select_metric == "psnr_edsr"
+
+
+@pytest.mark.parametrize("name", ["span_esr_ch48_x2", "span_light_x2"])
+def test_span_family_losses_start_above_one_as_the_recipe_notes_say(name):
+    import architectures
+
+    recipe = load(name)
+    torch.manual_seed(0)
+    model = architectures.build(recipe.model, recipe.scale, recipe.variant).eval()
+    pair = embedded_pairs(recipe.scale)[0]
+    lr, hr = pair.lr[None, :, :32, :32], pair.hr[None, :, :64, :64]
+    with torch.no_grad():
+        assert (model(lr) - hr).abs().mean() > 1
+    assert "Loss scale:" in recipe.path.read_text(encoding="utf-8")
+
+
+def test_a_full_run_announces_its_cost_before_training(tmp_path, datasets_root, monkeypatch, capsys):
+    import shutil
+
+    from harness.training import loop
+
+    _div2k_like(tmp_path)
+    shutil.copytree(datasets_root / "Set5", tmp_path / "Set5")
+    recipe = _with_fields(load("drsan_32s_x2"), **{"data.train_images": [1, 3], "data.hr_patch": 32})
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    monkeypatch.setattr(loop, "fit", stop)
+    monkeypatch.setattr(loop, "estimate", lambda plan, *a, **k: f"{plan.iterations} iterations (cost)")
+    with pytest.raises(Stop):
+        train(recipe, out_dir=tmp_path / "run", profile="full", data_root=tmp_path, max_iters=7)
+    assert "before training: 7 iterations (cost)" in capsys.readouterr().err
+    with pytest.raises(Stop):
+        train(recipe, out_dir=tmp_path / "smoke", profile="smoke")
+    assert "before training" not in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.recipes import SCHEMA
-from harness.training import loop
+from harness.training import plan
 from harness.training.optimizers import AdamTF1
 
 LR = [1e-3, 1e-3, 5e-4, 5e-4, 5e-4]  # a schedule halving the rate before the third update
@@ -103,4 +103,4 @@ def test_adam_tf1_resumes_bit_exactly_from_its_saved_state(theta):
 
 
 def test_every_optimiser_a_recipe_may_name_is_built_by_the_loop():
-    assert set(typing.get_args(SCHEMA["optim"]["type"])) == set(loop.OPTIMIZERS)
+    assert set(typing.get_args(SCHEMA["optim"]["type"])) == set(plan.OPTIMIZERS)
