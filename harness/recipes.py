@@ -220,11 +220,6 @@ class Recipe:
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def __getitem__(self, dotted: str) -> Any:
-        """``recipe["optim.lr"]`` — a field by its dotted path."""
-        section, key = dotted.split(".", 1)
-        return self.data[section][key]
-
     def source(self, dotted: str) -> str:
         return self.sources[dotted]
 

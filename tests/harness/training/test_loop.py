@@ -199,10 +199,10 @@ def test_smoke_profile_trains_the_real_architecture(tmp_path: Path, name: str):
     recipe = load(name)
     _registered(recipe.model)
     summary = train(name, out_dir=tmp_path, profile="smoke")
-    assert summary.iterations == recipe["smoke.iters"] and math.isfinite(summary.final_loss)
+    assert summary.iterations == recipe.smoke.iters and math.isfinite(summary.final_loss)
     assert math.isfinite(summary.best_score)
     # a smoke run is short: with EMA, the raw weights are validated beside the EMA ones
-    assert math.isfinite(summary.final_psnr_y_raw) == (recipe["train.ema_decay"] > 0)
+    assert math.isfinite(summary.final_psnr_y_raw) == (recipe.train.ema_decay > 0)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant)
     model.load_state_dict(torch.load(summary.final_checkpoint, weights_only=True), strict=True)
     assert (tmp_path / "summary.json").exists()
