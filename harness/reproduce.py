@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import architectures
+from architectures import detect
+from architectures.reading import content_hash
 from harness import data, progress, released, retrain, runtime, store
 from harness.errors import UserError
 from harness.evaluate import ALL_CONVENTIONS, EvalResult, TestTime, evaluate, result_rows
@@ -106,6 +108,7 @@ class Stage:
     checkpoint: str
     retrain: Callable[[list[dict]], list[Verdict]]
     columns: dict = field(default_factory=dict)  # results columns this stage sets (seed, run_state, …)
+    checkpoint_hash: str = ""  # content hash of the evaluated tensors
     curves: str = ""
 
 
@@ -119,10 +122,10 @@ def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, o
     if released.lookup(name) is not None:
         fetch_release(name)
     verdicts, results = checkpoint_tier(recipe, name, data_root, out / "sr")
-    label = checkpoint_label(name)
+    digest = content_hash(detect.read_weights(released.resolve(name)).state_dict)
     return Stage(
         verdicts=verdicts, results=results, curve=[], profile="checkpoint", tier="checkpoint",
-        checkpoint=label, retrain=lambda rows: [],
+        checkpoint=checkpoint_label(name), retrain=lambda rows: [], checkpoint_hash=digest,
     )  # fmt: skip
 
 
@@ -237,7 +240,8 @@ def _training_stage(
     }
     stage = Stage(
         verdicts=[], results=results, curve=curve(summary.curves), profile=profile, tier="retrain",
-        checkpoint=str(weights), retrain=retrain_verdicts, columns=columns, curves=str(summary.curves),
+        checkpoint=f"{weights.parent.name}/{weights.name}", retrain=retrain_verdicts, columns=columns,
+        curves=str(summary.curves), checkpoint_hash=content_hash(model.state_dict()),
     )  # fmt: skip
     return stage
 
@@ -334,7 +338,7 @@ def _store_run(
         )
         for m in measured
     ]
-    run = ctx.but(tier=Tier(stage.tier), checkpoint=stage.checkpoint)
+    run = ctx.but(tier=Tier(stage.tier), checkpoint=stage.checkpoint, checkpoint_hash=stage.checkpoint_hash)
     rows += [
         result_row(
             run, "train_loss", loss, step=step, dataset_checksum=stage.columns.get("dataset_checksum", "")

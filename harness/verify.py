@@ -159,8 +159,9 @@ def checkpoint_verdicts(
     for dataset in recipe.eval.benchmarks:
         try:
             pairs = data.benchmark_pairs(dataset, recipe.scale, data_root)
-        except FileNotFoundError as exc:
-            verdicts += checkpoint_not_run(recipe, str(exc), [dataset])
+        except FileNotFoundError:  # the reason names no folder: verdicts are published
+            reason = f"{dataset} is not in the data root (`reprosr data fetch {dataset}` or --data-root DIR)"
+            verdicts += checkpoint_not_run(recipe, reason, [dataset])
             continue
         result = evaluate(
             model,

@@ -633,3 +633,32 @@ def test_publishing_a_second_run_of_a_published_checkpoint_adds_a_measurement_no
     assert summary2 == summary and checks2 == checks
     assert n_results2 == 2 * n_results  # the new measurements are there
     assert sum(r["total"] for r in summary) == 4  # psnr_y (paper, official code), ssim_y, params
+
+
+def test_nothing_committed_holds_a_path_of_the_machine_that_made_it():
+    """The committed store, artifacts and site name checkpoints and folders relatively: no absolute path of
+    a home, a checkout or a temp folder (the store's text columns and every site file are read)."""
+    machine_paths = re.compile(r"(?<![\w.])/(?:root|home|work|tmp|Users|var/folders|mnt)/[\w.-]+")
+    hits = []
+    for table in ("results", "verdicts"):
+        frame = store.read(table, store.COMMITTED_ROOT)
+        for column in frame.columns[frame.dtypes == object].tolist() + [
+            c for c in frame.columns if str(frame[c].dtype).startswith("str")
+        ]:
+            hits += [f"{table}.{column}: {v}" for v in set(frame[column]) if machine_paths.search(str(v))]
+    for root in (REPO / "reports", REPO / "results" / "artifacts"):
+        for path in root.rglob("*"):
+            if path.is_file() and path.suffix in (".html", ".json", ".csv", ".svg", ".txt"):
+                found = machine_paths.search(path.read_text(encoding="utf-8", errors="replace"))
+                hits += [f"{path.relative_to(REPO)}: {found.group()}"] if found else []
+    assert hits == []
+
+
+def test_the_index_says_per_paper_how_many_published_numbers_were_checked():
+    html = (REPO / "reports" / "index.html").read_text()
+    sentences = re.findall(
+        r"<li>(\w+): (\d+) published accuracy numbers \(PSNR/SSIM\); (\d+) checked, (\d+) reproduce", html
+    )
+    assert {s[0] for s in sentences} >= {"span_esr", "drsan"}
+    for _, published_n, checked, ok in sentences:
+        assert int(ok) <= int(checked) <= int(published_n)
