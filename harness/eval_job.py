@@ -25,7 +25,6 @@ from harness.errors import UserError
 from harness.eval_request import EvalRequest
 from harness.evaluate import ALL_CONVENTIONS, TestTime, evaluate, result_rows, super_resolve
 from harness.files import atomic_file
-from harness.reproduce import checkpoint_label
 from harness.rows import RunContext
 from harness.runtime import RuntimeProtocol
 from harness.schema import Inference, Precision, Profile, Tier
@@ -120,7 +119,7 @@ def run_eval(request: EvalRequest) -> dict:
         variant=variant or "",
         form=form,
         scale=scale,
-        checkpoint=checkpoint_label(request.checkpoint),
+        checkpoint=released.label(request.checkpoint),
         checkpoint_hash=digest,
     )
     if request.store and request.config_text:

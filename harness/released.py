@@ -298,6 +298,16 @@ def tensors_hash(path: str | Path) -> str:
     return architectures.content_hash(read_weights(path).state_dict)
 
 
+def label(checkpoint: str) -> str:
+    """How a checkpoint is recorded: a release's zoo name (also when a file is one, whatever its name), else
+    the file's name — never a path of this machine."""
+    entry = lookup(checkpoint)
+    if entry is not None:
+        return entry.name
+    known = identify(checkpoint)
+    return known.name if known else Path(checkpoint).name
+
+
 def resolve(checkpoint: str | Path) -> Path:
     """A checkpoint argument as a path: a released checkpoint's name (or alias) is fetched (or reused),
     anything else is taken as a path."""

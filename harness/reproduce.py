@@ -125,7 +125,7 @@ def _checkpoint_stage(recipe: Recipe, checkpoint: str, data_root: Path | None, o
     digest = content_hash(detect.read_weights(released.resolve(name)).state_dict)
     return Stage(
         verdicts=verdicts, results=results, curve=[], profile="checkpoint", tier="checkpoint",
-        checkpoint=checkpoint_label(name), retrain=lambda rows: [], checkpoint_hash=digest,
+        checkpoint=released.label(name), retrain=lambda rows: [], checkpoint_hash=digest,
     )  # fmt: skip
 
 
@@ -152,16 +152,6 @@ def fetch_release(name: str) -> Path:
                 else ""
             )
         ) from None
-
-
-def checkpoint_label(checkpoint: str) -> str:
-    """How a checkpoint is recorded: a release's zoo name (also when a file is one, whatever its name), else
-    the file's name — never a path of this machine."""
-    entry = released.lookup(checkpoint)
-    if entry is not None:
-        return entry.name
-    known = released.identify(checkpoint)
-    return known.name if known else Path(checkpoint).name
 
 
 def official_checkpoint(recipe: Recipe, checkpoint: str) -> str:

@@ -250,4 +250,4 @@ def load_recipe_checkpoint(recipe: Recipe, checkpoint: str | None):
         checkpoint = entry.name
     path = released.resolve(checkpoint)
     model = architectures.build(recipe.model, recipe.scale, recipe.variant, form=form)
-    return architectures.load_checkpoint(model, path), f"checkpoint {checkpoint}", form, ""
+    return architectures.load_checkpoint(model, path), f"checkpoint {released.label(checkpoint)}", form, ""
