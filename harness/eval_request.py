@@ -68,6 +68,9 @@ class EvalRequest:
                 values[key] = (
                     (path.parent / values[key]) if not Path(values[key]).is_absolute() else values[key]
                 )
+        beside = path.parent / str(values["checkpoint"])
+        if overrides.get("checkpoint") is None and beside.exists():  # a file named relative to the config
+            values["checkpoint"] = str(beside)
         values["datasets"] = tuple(values["datasets"])
         request = cls(**values, config_text=text)
         request.check(str(path))

@@ -78,8 +78,9 @@ def test_a_config_file_is_the_whole_evaluation_and_is_kept_with_the_run(
     monkeypatch.setenv("REPROSR_RESULTS", str(tmp_path / "store"))
     hr, lr = set5_pair_of_folders
     config = tmp_path / "eval.toml"
-    config.write_text(
-        f'checkpoint = "{ch28}"\ndatasets = ["Set5"]\nhr_dir = "{hr}"\nlr_dir = "{lr}"\n'
+    (tmp_path / "ch28.pth").symlink_to(ch28)
+    config.write_text(  # paths relative to the config file's folder
+        f'checkpoint = "ch28.pth"\ndatasets = ["Set5"]\nhr_dir = "{hr.name}"\nlr_dir = "{lr.name}"\n'
         'filename_tmpl = "{}x4"\ntile = 48\nntire_report = "results.txt"\n'
     )
     p = _json(capsys, "eval", "--config", str(config))
