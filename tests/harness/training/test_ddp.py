@@ -104,10 +104,11 @@ def test_two_processes_equal_one_on_the_real_architecture(tmp_path: Path, name: 
     one = _fit(name, tmp_path / "one")
     init = _real_model(name).state_dict()
     assert len(two["rng"]) == 2  # one RNG state per rank
-    # Adam's first moments are linear in the gradients: they match tightly.
+    # Adam's first moments are linear in the gradients: they match tightly (atol 1e-5: the sliding proxy's
+    # CPU path sums a per-rank batch's windows in other chunks than the whole batch's).
     for i, s in one["optimizer"]["state"].items():
         torch.testing.assert_close(
-            two["optimizer"]["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-4, atol=1e-6
+            two["optimizer"]["state"][i]["exp_avg"], s["exp_avg"], rtol=1e-4, atol=1e-5
         )
     # Adam divides by √v: where a gradient vanishes, rounding differences can change an update by up to lr
     # per step, so the weights match within rtol/atol except at most 0.1 % of elements within 2·lr·steps.
