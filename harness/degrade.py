@@ -220,9 +220,6 @@ def _matlab_levels(x: Tensor, pixels: Tensor, s: int) -> Tensor:
     return out.mul(255).clamp(0, 255).add(0.5).floor()
 
 
-_C_DTYPES = (torch.float32, torch.float64)
-
-
 def _compiled(x: Tensor) -> bool:
     """Whether the compiled kernel computes x (n, H, W): a CPU tensor of floats, the kernel built."""
     return x.device.type == "cpu" and x.numel() > 0 and degrade_c.kernel() is not None
@@ -249,11 +246,7 @@ def imresize_matlab(img: Tensor, scale: float) -> Tensor:
     out_h, out_w = math.ceil(scale * h), math.ceil(scale * w)
     x = img.reshape(-1, h, w)
     if _integer_factor(scale) and x.numel() > 0:
-        s = round(1 / scale)
-        if _compiled(x):
-            x = degrade_c.downscale(x.to(torch.float64), s, *_taps(s), None, torch.float64).to(img.dtype)
-        else:
-            x = _downscale_integer(x, s, torch.float64)[0].to(img.dtype)
+        x = _downscale_integer(x, round(1 / scale), torch.float64)[0].to(img.dtype)
     else:
         x = _resize_sparse(x, out_h, out_w, scale)
     return x.reshape(*lead, out_h, out_w)
@@ -286,17 +279,17 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     hr = hr[..., :h, :w]
     x = hr.reshape(-1, h, w)
     out_dtype = torch.float64 if hr.dtype == torch.float64 else torch.float32
+    input_error = (torch.finfo(x.dtype).eps + torch.finfo(torch.float32).eps) / 2
     if s > 1 and _compiled(x):
-        lr = degrade_c.downscale(
-            x if x.dtype in _C_DTYPES else x.float(), s, *_taps(s), torch.finfo(x.dtype).eps / 2, out_dtype
-        )
+        offset, weights = _taps(s)
+        tol, bound = torch.finfo(x.dtype).eps / 2, _error_bound(s, input_error)
+        x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        lr = degrade_c.downsample(x, s, offset, weights, tol, bound, out_dtype)
         return hr, lr.to(hr.dtype).reshape(*hr.shape[:-2], h // s, w // s)
     if s == 1:
         levels = _matlab_input(x).mul(255).clamp(0, 255).add(0.5).floor()
     else:
-        input_error = (torch.finfo(x.dtype).eps + torch.finfo(torch.float32).eps) / 2
-        bound = _error_bound(s, input_error)
-        levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=bound)
+        levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=_error_bound(s, input_error))
         if len(near):
             levels[near.unbind(1)] = _matlab_levels(x, near, s).to(levels)
     lr = levels.to(out_dtype).div_(255).to(hr.dtype)

@@ -36,7 +36,7 @@ DISABLE_ENV = "REPROSR_NO_C_KERNEL"
 _ARGTYPES = (
     [ctypes.c_void_p, ctypes.c_int]
     + [ctypes.c_int64] * 9
-    + [ctypes.POINTER(ctypes.c_double), ctypes.c_double, ctypes.c_void_p, ctypes.c_int]
+    + [ctypes.POINTER(ctypes.c_double), ctypes.c_double, ctypes.c_double, ctypes.c_void_p, ctypes.c_int]
 )
 
 
@@ -102,7 +102,7 @@ def kernel() -> ctypes.CDLL | None:
         return None
     try:
         library = ctypes.CDLL(str(_build()))
-        function = library.reprosr_bicubic_downscale
+        function = library.reprosr_bicubic_downsample
     except (OSError, RuntimeError, AttributeError) as e:
         print(
             f"note: MATLAB-bicubic degradation uses the slower torch path (no C kernel: {e})",
@@ -113,28 +113,26 @@ def kernel() -> ctypes.CDLL | None:
     return library
 
 
-def downscale(
-    x: Tensor, s: int, offset: int, weights: Tensor, tol: float | None, out_dtype: torch.dtype
+def downsample(
+    x: Tensor, s: int, offset: int, weights: Tensor, tol: float, bound: float, out_dtype: torch.dtype
 ) -> Tensor:
-    """MATLAB bicubic downscaling of x (n, H, W) (float32 or float64 on the CPU, any strides) by the integer
-    factor s: input pixel s·j + offset + k has weight weights[k] (float64) in output pixel j.
-
-    tol None: the unquantised float64 result (out_dtype float64). tol ≥ 0: inputs within tol of a level
-    k/255 are taken as that level (im2double), and the result is MATLAB's uint8 level/255 in out_dtype
-    (float32, divided in float32, or float64). Returns a contiguous (n, ceil(H/s), ceil(W/s)) tensor.
+    """MATLAB's uint8 bicubic downscaling of x (n, H, W) (float32 or float64 on the CPU, any strides) by the
+    integer factor s, as level/255 in out_dtype (float32, divided in float32, or float64): input pixel
+    s·j + offset + k has weight weights[k] (float64) in output pixel j; inputs within tol of a level k/255
+    are that level (im2double); bound: the largest error in levels of a float32 pass over inputs in
+    [-1, 1] (degrade._error_bound). Returns a contiguous (n, ceil(H/s), ceil(W/s)) tensor.
     """
     library = kernel()
     if library is None:
         raise RuntimeError("the C kernel is not available: check harness.degrade_c.kernel() first")
     if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
         raise TypeError(f"the C kernel takes float32 or float64 CPU tensors, got {x.dtype} on {x.device}")
+    if out_dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"the C kernel writes float32 or float64, not {out_dtype}")
     n, h, w = x.shape
     out = torch.empty(n, -(-h // s), -(-w // s), dtype=out_dtype)
-    kind = 0 if tol is None else {torch.float32: 1, torch.float64: 2}[out_dtype]
-    if tol is None and out_dtype != torch.float64:
-        raise ValueError("the unquantised result is float64")
     weights = weights.to(torch.float64).contiguous()
-    status = library.reprosr_bicubic_downscale(
+    status = library.reprosr_bicubic_downsample(
         x.data_ptr(),
         int(x.dtype == torch.float64),
         n,
@@ -145,9 +143,10 @@ def downscale(
         weights.numel(),
         offset,
         ctypes.cast(weights.data_ptr(), ctypes.POINTER(ctypes.c_double)),
-        -1.0 if tol is None else tol,
+        tol,
+        bound,
         out.data_ptr(),
-        kind,
+        1 if out_dtype == torch.float32 else 2,
     )
     if status != 0:
         raise MemoryError("the C bicubic kernel could not allocate its row buffers")
