@@ -42,10 +42,11 @@ static inline int64_t fold(int64_t t, int64_t n) {
     return m < n ? m : period - 1 - m;
 }
 
-/* dst[q] = sum over k < taps of w[k]·src[k][q], q < len, len a multiple of BLOCK. */
+/* dst[q] = sum over k < taps of w[k]·src[k][q], q < len. */
 static void weighted_sum(float *restrict dst, const float *const *src, const float *w, int64_t taps,
                          int64_t len) {
-    for (int64_t q = 0; q < len; q += BLOCK) {
+    int64_t q = 0;
+    for (; q + BLOCK <= len; q += BLOCK) {
         vec8 w0 = {w[0], w[0], w[0], w[0], w[0], w[0], w[0], w[0]};
         vec8 a0 = w0 * load8(src[0] + q), a1 = w0 * load8(src[0] + q + 8);
         vec8 a2 = w0 * load8(src[0] + q + 16), a3 = w0 * load8(src[0] + q + 24);
@@ -62,45 +63,81 @@ static void weighted_sum(float *restrict dst, const float *const *src, const flo
         store8(dst + q + 16, a2);
         store8(dst + q + 24, a3);
     }
+    for (; q < len; q++) {
+        float a = w[0] * src[0][q];
+        for (int64_t k = 1; k < taps; k++) a += w[k] * src[k][q];
+        dst[q] = a;
+    }
 }
 
-/* dst[q] = src[q·stride] as float32, q < len; returns the largest |value| if it exceeds 1, else 1 (NaN is
- * not counted). */
-static float copy_row(float *restrict dst, const void *src, int src_double, int64_t stride, int64_t len) {
-    int outside = 0;
-#define COPY(type, step)                                                                                     \
+/* One input row of every plane into dst as float32, plane c at dst + c·w: src holds plane c's element q
+ * at c·sn + q·sw (elements of float32, or float64 with src_double). Returns the largest |value| if it
+ * exceeds 1, else 1 (NaN is not counted). */
+static float copy_row(float *restrict dst, const void *src, int src_double, int64_t n, int64_t w, int64_t sn,
+                      int64_t sw) {
+#define COPY(type)                                                                                           \
     do {                                                                                                     \
         const type *x = src;                                                                                 \
-        for (int64_t q = 0; q < len; q++) {                                                                  \
-            dst[q] = (float)x[q * (step)];                                                                   \
-            outside |= fabsf(dst[q]) > 1.0f;                                                                 \
-        }                                                                                                    \
+        if (n == 3 && sn == 1 && sw == 3) /* read_image's channels-last memory: vectorised deinterleave */   \
+            for (int64_t q = 0; q < w; q++) {                                                                \
+                dst[q] = (float)x[3 * q];                                                                    \
+                dst[w + q] = (float)x[3 * q + 1];                                                            \
+                dst[2 * w + q] = (float)x[3 * q + 2];                                                        \
+            }                                                                                                \
+        else if (sw == 1)                                                                                    \
+            for (int64_t c = 0; c < n; c++)                                                                  \
+                for (int64_t q = 0; q < w; q++) dst[c * w + q] = (float)x[c * sn + q];                       \
+        else                                                                                                 \
+            for (int64_t c = 0; c < n; c++)                                                                  \
+                for (int64_t q = 0; q < w; q++) dst[c * w + q] = (float)x[c * sn + q * sw];                  \
     } while (0)
-    if (stride == 1 && src_double)
-        COPY(double, 1);
-    else if (stride == 1)
-        COPY(float, 1);
-    else if (src_double)
-        COPY(double, stride);
+    if (src_double)
+        COPY(double);
     else
-        COPY(float, stride);
+        COPY(float);
 #undef COPY
+    int64_t len = n * w;
+    int outside = 0;
+    for (int64_t q = 0; q < len; q++) outside |= fabsf(dst[q]) > 1.0f;
     float top = 1.0f;
     if (outside) /* rare: the bound grows with the largest |input| */
         for (int64_t q = 0; q < len; q++) top = fabsf(dst[q]) > top ? fabsf(dst[q]) : top;
     return top;
 }
 
-/* dst[c·stride + q] = src[cols[q] + c·plane_step] for every plane c < n: each plane's row-pass result in
- * phase order. Kept scalar: compilers vectorise it into gathers, which measured slower. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-tree-vectorize")))
-#endif
-static void split_planes(float *restrict dst, int64_t stride, const float *restrict src, const int64_t *cols,
-                         int64_t len, int64_t n, int64_t plane_step) {
-    for (int64_t q = 0; q < len; q++) {
-        const float *p = src + cols[q];
-        for (int64_t c = 0; c < n; c++) dst[c * stride + q] = p[c * plane_step];
+/* dst[p·pitch + m] = src[s·m + p], p < s, lo ≤ m < hi; inlined with s a constant, compilers vectorise it. */
+static inline void deinterleave(float *restrict dst, int64_t pitch, const float *restrict src, int64_t lo,
+                                int64_t hi, const int64_t s) {
+    for (int64_t m = lo; m < hi; m++)
+        for (int64_t p = 0; p < s; p++) dst[p * pitch + m] = src[s * m + p];
+}
+
+/* One plane's row-pass result x (w values) in phase order: dst[p·m_len + m] = x[fold(offset + s·m + p)],
+ * m < m_len; cols holds those folded indices in the same order. */
+static void split_phases(float *restrict dst, const float *restrict x, const int64_t *cols, int64_t w,
+                         int64_t s, int64_t offset, int64_t m_len) {
+    /* m in [lo, hi): every p reads x[offset + s·m + p] inside the row, no fold */
+    int64_t lo = offset >= 0 ? 0 : (-offset + s - 1) / s, hi = (w - offset) / s;
+    hi = hi < m_len ? hi : m_len;
+    hi = hi > 0 ? hi : 0;
+    lo = lo < hi ? lo : hi;
+    for (int64_t p = 0; p < s; p++) {
+        for (int64_t m = 0; m < lo; m++) dst[p * m_len + m] = x[cols[p * m_len + m]];
+        for (int64_t m = hi; m < m_len; m++) dst[p * m_len + m] = x[cols[p * m_len + m]];
+    }
+    const float *inside = x + offset;
+    switch (s) {
+    case 2:
+        deinterleave(dst, m_len, inside, lo, hi, 2);
+        break;
+    case 3:
+        deinterleave(dst, m_len, inside, lo, hi, 3);
+        break;
+    case 4:
+        deinterleave(dst, m_len, inside, lo, hi, 4);
+        break;
+    default:
+        deinterleave(dst, m_len, inside, lo, hi, s);
     }
 }
 
@@ -144,16 +181,10 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
     int64_t out_h = (h + s - 1) / s, out_w = (w + s - 1) / s;
     int64_t m_len = out_w - 1 + (taps + s - 1) / s; /* entries per phase */
     int64_t len = s * m_len;
-    int64_t out_padded = (out_w + BLOCK - 1) / BLOCK * BLOCK;
-    int64_t split_len = (len + BLOCK - 1) / BLOCK * BLOCK + BLOCK; /* the column pass reads past len */
-    /* a ring row holds one input row of every plane as the input lays it out: one run of n·w values with
-     * the planes interleaved (read_image's channels-last memory), else plane after plane */
-    int interleaved = sw == n * sn;
-    int64_t row_len = n * w, row_padded = (row_len + BLOCK - 1) / BLOCK * BLOCK;
-    /* ring rows an odd number of cache lines apart: rows a multiple of 4 KiB apart share L1 sets, and
-     * the row pass reads taps of them at once (measured 3-4× slower) */
-    int64_t row_stride = row_padded + 16;
-    int64_t col_step = interleaved ? n : 1, plane_step = interleaved ? 1 : w;
+    /* ring rows: one input row of every plane, as float32, plane after plane (n·w values), an odd number of
+     * cache lines apart: rows a multiple of 4 KiB apart share L1 sets, and the row pass reads taps of them
+     * at once (measured 3-4× slower) */
+    int64_t row_len = n * w, row_stride = (row_len + 31) / 32 * 32 + 16;
     size_t elem = src_double ? sizeof(double) : sizeof(float);
     int64_t *cols = malloc(sizeof(int64_t) * (size_t)len);
     int64_t *tags = malloc(sizeof(int64_t) * (size_t)taps);
@@ -163,20 +194,22 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
     float *wf = malloc(sizeof(float) * (size_t)(2 * taps));
     const float **rows = malloc(sizeof(float *) * (size_t)taps);
     const float **phases = malloc(sizeof(float *) * (size_t)taps);
-    float *ring = calloc((size_t)(taps * row_stride), sizeof(float));
-    float *acc = calloc((size_t)row_padded, sizeof(float));
-    float *split = calloc((size_t)(n * split_len), sizeof(float));
-    float *out = calloc((size_t)out_padded, sizeof(float));
+    float *ring = malloc(sizeof(float) * (size_t)(taps * row_stride));
+    float *acc = malloc(sizeof(float) * (size_t)row_len);
+    float *split = malloc(sizeof(float) * (size_t)len);
+    float *out = malloc(sizeof(float) * (size_t)out_w);
     int status = 1;
-    if (!cols || !tags || !tops || !row_at || !wf || !rows || !phases || !ring || !acc || !split || !out) goto done;
+    if (!cols || !tags || !tops || !row_at || !wf || !rows || !phases || !ring || !acc || !split || !out)
+        goto done;
     for (int64_t k = 0; k < taps; k++) {
         wf[k] = (float)(weights[k] * 255.0); /* the row pass gives levels */
         wf[taps + k] = (float)weights[k];
         tags[k] = -1;
+        phases[k] = split + (k % s) * m_len + k / s;
     }
     for (int k = 0; k < 256; k++) levels[k] = k / 255.0;
     for (int64_t p = 0; p < s; p++)
-        for (int64_t m = 0; m < m_len; m++) cols[p * m_len + m] = fold(offset + s * m + p, w) * col_step;
+        for (int64_t m = 0; m < m_len; m++) cols[p * m_len + m] = fold(offset + s * m + p, w);
     for (int64_t i = 0; i < out_h; i++) {
         float top = 1.0f;
         for (int64_t k = 0; k < taps; k++) {
@@ -184,29 +217,21 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
             int64_t r = fold(s * i + offset + k, h), slot = r % taps;
             float *row = ring + slot * row_stride;
             if (tags[slot] != r) {
-                const char *first = (const char *)src + r * sh * (int64_t)elem;
-                if (interleaved)
-                    tops[slot] = copy_row(row, first, src_double, sn, row_len);
-                else
-                    for (int64_t c = 0; c < n; c++) {
-                        float t = copy_row(row + c * w, first + c * sn * (int64_t)elem, src_double, sw, w);
-                        tops[slot] = c == 0 || t > tops[slot] ? t : tops[slot];
-                    }
+                tops[slot] = copy_row(row, (const char *)src + r * sh * (int64_t)elem, src_double, n, w, sn, sw);
                 tags[slot] = r;
             }
             rows[k] = row;
             row_at[k] = r * sh;
             top = tops[slot] > top ? tops[slot] : top;
         }
-        weighted_sum(acc, rows, wf, taps, row_padded);
-        split_planes(split, split_len, acc, cols, len, n, plane_step);
-        /* the pixels whose float32 value lies within margin of a half level are recomputed */
+        weighted_sum(acc, rows, wf, taps, row_len);
+        /* the pixels whose float32 value lies within `lower` of a half level are recomputed */
         double margin = 0.5 - bound * top;
         float lower = (float)margin;
         if ((double)lower > margin) lower = nextafterf(lower, -1.0f);
         for (int64_t c = 0; c < n; c++) {
-            for (int64_t k = 0; k < taps; k++) phases[k] = split + c * split_len + (k % s) * m_len + k / s;
-            weighted_sum(out, phases, wf + taps, taps, out_padded);
+            split_phases(split, acc + c * w, cols, w, s, offset, m_len);
+            weighted_sum(out, phases, wf + taps, taps, out_w);
             int64_t at = (c * out_h + i) * out_w;
             for (int64_t j = 0; j < out_w; j++) {
                 float t = out[j];
@@ -215,11 +240,17 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
                 float level = nearbyintf(t);
                 out[j] = fabsf(t - level) >= lower ? -1.0f : level;
             }
-            for (int64_t j = 0; j < out_w; j++)
-                if (out[j] < 0.0f) {
-                    for (int64_t k = 0; k < taps; k++) col_at[k] = fold(s * j + offset + k, w) * sw;
-                    out[j] = (float)matlab_level(src, src_double, c * sn, row_at, col_at, taps, weights, tol, levels);
-                }
+            for (int64_t j0 = 0; j0 < out_w; j0 += 16) {
+                int64_t j1 = j0 + 16 < out_w ? j0 + 16 : out_w;
+                int near = 0;
+                for (int64_t j = j0; j < j1; j++) near |= out[j] < 0.0f;
+                for (int64_t j = j0; near && j < j1; j++)
+                    if (out[j] < 0.0f) {
+                        for (int64_t k = 0; k < taps; k++) col_at[k] = fold(s * j + offset + k, w) * sw;
+                        out[j] = (float)matlab_level(src, src_double, c * sn, row_at, col_at, taps, weights, tol,
+                                                     levels);
+                    }
+            }
             if (dst_kind == 1)
                 for (int64_t j = 0; j < out_w; j++) ((float *)dst)[at + j] = out[j] / 255.0f;
             else
