@@ -42,7 +42,11 @@ static inline int64_t fold(int64_t t, int64_t n) {
     return m < n ? m : period - 1 - m;
 }
 
-/* dst[q] = sum over k < taps of w[k]·src[k][q], q < len. */
+/* dst[q] = sum over k < taps of w[k]·src[k][q], q < len, in float32. Fused multiply-adds allowed: the
+ * caller's error bound holds for any order of the sum, fused or not. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=fast")))
+#endif
 static void weighted_sum(float *restrict dst, const float *const *src, const float *w, int64_t taps,
                          int64_t len) {
     int64_t q = 0;
@@ -75,33 +79,33 @@ static void weighted_sum(float *restrict dst, const float *const *src, const flo
  * exceeds 1, else 1 (NaN is not counted). */
 static float copy_row(float *restrict dst, const void *src, int src_double, int64_t n, int64_t w, int64_t sn,
                       int64_t sw) {
+    int outside = 0;
 #define COPY(type)                                                                                           \
     do {                                                                                                     \
         const type *x = src;                                                                                 \
         if (n == 3 && sn == 1 && sw == 3) /* read_image's channels-last memory: vectorised deinterleave */   \
             for (int64_t q = 0; q < w; q++) {                                                                \
-                dst[q] = (float)x[3 * q];                                                                    \
-                dst[w + q] = (float)x[3 * q + 1];                                                            \
-                dst[2 * w + q] = (float)x[3 * q + 2];                                                        \
+                float a = (float)x[3 * q], b = (float)x[3 * q + 1], c = (float)x[3 * q + 2];                 \
+                dst[q] = a;                                                                                  \
+                dst[w + q] = b;                                                                              \
+                dst[2 * w + q] = c;                                                                          \
+                outside |= (fabsf(a) > 1.0f) | (fabsf(b) > 1.0f) | (fabsf(c) > 1.0f);                        \
             }                                                                                                \
-        else if (sw == 1)                                                                                    \
-            for (int64_t c = 0; c < n; c++)                                                                  \
-                for (int64_t q = 0; q < w; q++) dst[c * w + q] = (float)x[c * sn + q];                       \
         else                                                                                                 \
             for (int64_t c = 0; c < n; c++)                                                                  \
-                for (int64_t q = 0; q < w; q++) dst[c * w + q] = (float)x[c * sn + q * sw];                  \
+                for (int64_t q = 0; q < w; q++) {                                                            \
+                    dst[c * w + q] = (float)x[c * sn + q * sw];                                              \
+                    outside |= fabsf(dst[c * w + q]) > 1.0f;                                                 \
+                }                                                                                            \
     } while (0)
     if (src_double)
         COPY(double);
     else
         COPY(float);
 #undef COPY
-    int64_t len = n * w;
-    int outside = 0;
-    for (int64_t q = 0; q < len; q++) outside |= fabsf(dst[q]) > 1.0f;
     float top = 1.0f;
     if (outside) /* rare: the bound grows with the largest |input| */
-        for (int64_t q = 0; q < len; q++) top = fabsf(dst[q]) > top ? fabsf(dst[q]) : top;
+        for (int64_t q = 0; q < n * w; q++) top = fabsf(dst[q]) > top ? fabsf(dst[q]) : top;
     return top;
 }
 
