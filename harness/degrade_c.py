@@ -89,6 +89,10 @@ def _build() -> Path:
         if result.returncode != 0 or not built.is_file():
             message = result.stderr.strip()[-500:]
             raise RuntimeError(f"{shlex.join(cc)} failed (exit {result.returncode}): {message}")
+        try:
+            ctypes.CDLL(str(built))  # a library that does not load is never cached
+        except OSError as e:
+            raise RuntimeError(f"{shlex.join(cc)} built a library that does not load: {e}") from e
         with atomic_file(target) as f:
             f.write(built.read_bytes())
     return target

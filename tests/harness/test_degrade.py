@@ -24,11 +24,10 @@ from tests.harness.imresize_reference import contributions, imresize_reference
 pytestmark = pytest.mark.usefixtures("one_thread")  # small images: threads only add contention
 
 
-def _matlab_uint8(levels: np.ndarray, s: int) -> np.ndarray:
-    """MATLAB `im2uint8(imresize(im2double(uint8_img), 1/s, 'bicubic'))` of (C, H, W) levels, as uint8
-    levels in float64: float64 k/255, per output pixel the products over taps added in order (numpy rounds
-    each product and each sum, no fused multiply-add), rows first, then floor(255·v + 0.5) saturated."""
-    x = levels / 255.0
+def _matlab_quantised(x: np.ndarray, s: int) -> np.ndarray:
+    """MATLAB `im2uint8(imresize(x, 1/s, 'bicubic'))` of (C, H, W) float64 values, as uint8 levels in
+    float64: per output pixel the products over taps added in order (numpy rounds each product and each
+    sum, no fused multiply-add), rows first, then floor(255·v + 0.5) saturated."""
     for axis in (1, 2):
         n = x.shape[axis]
         indices, weights = contributions(n, math.ceil(n / s), 1 / s)
@@ -38,6 +37,12 @@ def _matlab_uint8(levels: np.ndarray, s: int) -> np.ndarray:
             acc = acc + weights[:, k, None, None] * moved[indices[:, k]]
         x = np.moveaxis(acc, 0, axis)
     return np.floor(np.clip(x * 255, 0, 255) + 0.5)
+
+
+def _matlab_uint8(levels: np.ndarray, s: int) -> np.ndarray:
+    """MATLAB `im2uint8(imresize(im2double(uint8_img), 1/s, 'bicubic'))` of (C, H, W) levels: over float64
+    k/255, as _matlab_quantised."""
+    return _matlab_quantised(levels / 255.0, s)
 
 
 def _levels(img: torch.Tensor) -> np.ndarray:
