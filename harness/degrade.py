@@ -179,7 +179,7 @@ def _downscale_integer(
 
 def _error_bound(s: int, input_error: float) -> float:
     """Largest |float32 levels − MATLAB's float64 levels| of _downscale_integer(x, s, float32, gain=255)
-    for x in [0, 1] within `input_error` of MATLAB's input.
+    for x in [-1, 1] within `input_error` of MATLAB's input.
 
     A dot product of t nonzero terms in float32 errs by at most γ_t·Σ|w·x| ≈ t·u·Σ|w·x| (any order, FMA or
     not, zeros adding nothing: Higham, Accuracy and Stability, §3.1), plus u·Σ|w·x| for the float32 weights;
@@ -289,7 +289,9 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     if s == 1:
         levels = _matlab_input(x).mul(255).clamp(0, 255).add(0.5).floor()
     else:
-        levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=_error_bound(s, input_error))
+        # the bound holds for inputs in [-1, 1] and grows with their largest magnitude
+        bound = _error_bound(s, input_error) * max(1.0, x.abs().max().item())
+        levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=bound)
         if len(near):
             levels[near.unbind(1)] = _matlab_levels(x, near, s).to(levels)
     lr = levels.to(out_dtype).div_(255).to(hr.dtype)
