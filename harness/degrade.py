@@ -177,6 +177,7 @@ def _downscale_integer(
     return out, torch.cat(near)
 
 
+@functools.lru_cache(maxsize=64)
 def _error_bound(s: int, input_error: float) -> float:
     """Largest |float32 levels − MATLAB's float64 levels| of _downscale_integer(x, s, float32, gain=255)
     for x in [-1, 1] within `input_error` of MATLAB's input.
@@ -221,7 +222,7 @@ def _matlab_levels(x: Tensor, pixels: Tensor, s: int) -> Tensor:
 
 
 def _compiled(x: Tensor) -> bool:
-    """Whether the compiled kernel computes x (n, H, W): a CPU tensor of floats, the kernel built."""
+    """Whether the compiled kernel computes x (n, H, W): a non-empty CPU tensor, and the kernel built."""
     return x.device.type == "cpu" and x.numel() > 0 and degrade_c.kernel() is not None
 
 
@@ -268,8 +269,11 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     `im2uint8(imresize(im2double(uint8_hr), 1/s, 'bicubic'))`, i.e. MATLAB's float64 sums over k/255 in
     its order (rows, then columns; taps in order), then floor(255·v + 0.5) saturated (HR values within
     half a machine epsilon of a level k/255 are taken as that level). A float32 pass gives every pixel to
-    within a proven error bound; the few whose value lies within that bound of a rounding boundary are
-    recomputed exactly as MATLAB does (_matlab_levels).
+    within a proven error bound (_error_bound, scaled by the largest |input| beyond 1); the few whose value
+    lies within that bound of a rounding boundary are recomputed exactly as MATLAB does. On the CPU this
+    runs in the compiled kernel (harness.degrade_c: one pass over the input, rows of all planes at once);
+    without a C compiler, or on other devices, in torch (_downscale_integer, then _matlab_levels). Both give
+    the same bits.
     """
     if not hr.is_floating_point():
         raise TypeError(f"bicubic_downsample needs a floating-point image in [0, 1], got {hr.dtype}")
