@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import basicsr_pieces, stats  # noqa: E402
-from harness.data import read_image  # noqa: E402
 from harness import degrade_c  # noqa: E402
+from harness.data import read_image  # noqa: E402
 from harness.degrade import bicubic_downsample  # noqa: E402
 
 DIV2K_SIZE = (1356, 2040)
