@@ -29,8 +29,8 @@ from torch import Tensor
 from harness.files import atomic_file
 
 SOURCE = Path(__file__).with_name("degrade_kernel.c")
-# -ffp-contract=off: no fused multiply-add (MATLAB rounds each product before the add); no -ffast-math:
-# no reassociation of the tap sums
+# -ffp-contract=off: no fused multiply-add in the exact recompute (MATLAB rounds each product before the
+# add; the float32 pass opts back in, its error bound holds either way); no -ffast-math: no reassociation
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=gnu99", "-shared", "-fPIC")
 DISABLE_ENV = "REPROSR_NO_C_KERNEL"
 _ARGTYPES = (
