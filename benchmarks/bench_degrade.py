@@ -10,7 +10,8 @@ scratch environment; without it that comparison prints "not run".) Cases: every 
 uint8 grid. Both sides take the HR as a (3, H, W) float32 tensor in [0, 1] and give the LR as uint8
 levels (ours: MATLAB's rounding, inside; BasicSR: round(255·out) clamped after, as writing it does).
 
-Per group of images, one round calls each side once per image (interleaved image by image); a round's
+Ours runs the compiled kernel (`harness.degrade_c`) when it builds, else the torch path; the run prints
+which. Per group of images, one round calls each side once per image (interleaved image by image); a round's
 time is the sum over the group. Printed: min and median per side, the per-round speed-up range and
 median (BasicSR time / ours), the smallest per-image median speed-up, and the largest LR difference.
 """
@@ -28,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import basicsr_pieces, stats  # noqa: E402
+from harness import degrade_c  # noqa: E402
 from harness.data import read_image  # noqa: E402
 from harness.degrade import bicubic_downsample  # noqa: E402
 
@@ -143,7 +145,10 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     root = basicsr_pieces.source_root(args.basicsr)
-    print(f"{stats.environment()}; BasicSR {basicsr_pieces.version(root) if root else 'absent'}\n")
+    print(f"{stats.environment()}; BasicSR {basicsr_pieces.version(root) if root else 'absent'}")
+    library = degrade_c.kernel()
+    path = f"compiled C kernel {Path(library._name).name}" if library else "torch (no C kernel)"
+    print(f"ours: bicubic_downsample on the {path}\n")
     synthetic = div2k_sized()
     if root is None:
         print(f"not run: the BasicSR comparison needs --basicsr PATH or ${basicsr_pieces.ENV}\n")

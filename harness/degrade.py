@@ -8,6 +8,7 @@ import math
 import torch
 from torch import Tensor
 
+from harness import degrade_c
 from harness.errors import UserError
 
 _KERNEL_WIDTH = 4.0  # support of the cubic kernel, in input pixels at scale 1
@@ -176,9 +177,10 @@ def _downscale_integer(
     return out, torch.cat(near)
 
 
+@functools.lru_cache(maxsize=64)
 def _error_bound(s: int, input_error: float) -> float:
     """Largest |float32 levels − MATLAB's float64 levels| of _downscale_integer(x, s, float32, gain=255)
-    for x in [0, 1] within `input_error` of MATLAB's input.
+    for x in [-1, 1] within `input_error` of MATLAB's input.
 
     A dot product of t nonzero terms in float32 errs by at most γ_t·Σ|w·x| ≈ t·u·Σ|w·x| (any order, FMA or
     not, zeros adding nothing: Higham, Accuracy and Stability, §3.1), plus u·Σ|w·x| for the float32 weights;
@@ -217,6 +219,11 @@ def _matlab_levels(x: Tensor, pixels: Tensor, s: int) -> Tensor:
     for k in range(1, weights.numel()):
         out = out + acc[:, k] * weights[k].item()
     return out.mul(255).clamp(0, 255).add(0.5).floor()
+
+
+def _compiled(x: Tensor) -> bool:
+    """Whether the compiled kernel computes x (n, H, W): a non-empty CPU tensor, and the kernel built."""
+    return x.device.type == "cpu" and x.numel() > 0 and degrade_c.kernel() is not None
 
 
 def _integer_factor(scale: float) -> bool:
@@ -262,8 +269,11 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     `im2uint8(imresize(im2double(uint8_hr), 1/s, 'bicubic'))`, i.e. MATLAB's float64 sums over k/255 in
     its order (rows, then columns; taps in order), then floor(255·v + 0.5) saturated (HR values within
     half a machine epsilon of a level k/255 are taken as that level). A float32 pass gives every pixel to
-    within a proven error bound; the few whose value lies within that bound of a rounding boundary are
-    recomputed exactly as MATLAB does (_matlab_levels).
+    within a proven error bound (_error_bound, scaled by the largest |input| beyond 1); the few whose value
+    lies within that bound of a rounding boundary are recomputed exactly as MATLAB does. On the CPU this
+    runs in the compiled kernel (harness.degrade_c: one pass over the input, rows of all planes at once);
+    without a C compiler, or on other devices, in torch (_downscale_integer, then _matlab_levels). Both give
+    the same bits.
     """
     if not hr.is_floating_point():
         raise TypeError(f"bicubic_downsample needs a floating-point image in [0, 1], got {hr.dtype}")
@@ -272,13 +282,21 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
         raise UserError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
     hr = hr[..., :h, :w]
     x = hr.reshape(-1, h, w)
+    out_dtype = torch.float64 if hr.dtype == torch.float64 else torch.float32
+    input_error = (torch.finfo(x.dtype).eps + torch.finfo(torch.float32).eps) / 2
+    if s > 1 and _compiled(x):
+        offset, weights = _taps(s)
+        tol, bound = torch.finfo(x.dtype).eps / 2, _error_bound(s, input_error)
+        x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        lr = degrade_c.downsample(x, s, offset, weights, tol, bound, out_dtype)
+        return hr, lr.to(hr.dtype).reshape(*hr.shape[:-2], h // s, w // s)
     if s == 1:
         levels = _matlab_input(x).mul(255).clamp(0, 255).add(0.5).floor()
     else:
-        input_error = (torch.finfo(x.dtype).eps + torch.finfo(torch.float32).eps) / 2
-        bound = _error_bound(s, input_error)
+        # the bound holds for inputs in [-1, 1] and grows with their largest magnitude
+        bound = _error_bound(s, input_error) * max(1.0, x.abs().max().item())
         levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=bound)
         if len(near):
             levels[near.unbind(1)] = _matlab_levels(x, near, s).to(levels)
-    lr = levels.to(torch.float64 if hr.dtype == torch.float64 else torch.float32).div_(255).to(hr.dtype)
+    lr = levels.to(out_dtype).div_(255).to(hr.dtype)
     return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)

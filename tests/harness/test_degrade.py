@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness import degrade_c
 from harness.data import read_image
 from harness.degrade import (
     _downscale_integer,
@@ -24,11 +25,10 @@ from tests.harness.imresize_reference import contributions, imresize_reference
 pytestmark = pytest.mark.usefixtures("one_thread")  # small images: threads only add contention
 
 
-def _matlab_uint8(levels: np.ndarray, s: int) -> np.ndarray:
-    """MATLAB `im2uint8(imresize(im2double(uint8_img), 1/s, 'bicubic'))` of (C, H, W) levels, as uint8
-    levels in float64: float64 k/255, per output pixel the products over taps added in order (numpy rounds
-    each product and each sum, no fused multiply-add), rows first, then floor(255·v + 0.5) saturated."""
-    x = levels / 255.0
+def _matlab_quantised(x: np.ndarray, s: int) -> np.ndarray:
+    """MATLAB `im2uint8(imresize(x, 1/s, 'bicubic'))` of (C, H, W) float64 values, as uint8 levels in
+    float64: per output pixel the products over taps added in order (numpy rounds each product and each
+    sum, no fused multiply-add), rows first, then floor(255·v + 0.5) saturated."""
     for axis in (1, 2):
         n = x.shape[axis]
         indices, weights = contributions(n, math.ceil(n / s), 1 / s)
@@ -40,13 +40,23 @@ def _matlab_uint8(levels: np.ndarray, s: int) -> np.ndarray:
     return np.floor(np.clip(x * 255, 0, 255) + 0.5)
 
 
+def _matlab_uint8(levels: np.ndarray, s: int) -> np.ndarray:
+    """MATLAB `im2uint8(imresize(im2double(uint8_img), 1/s, 'bicubic'))` of (C, H, W) levels: over float64
+    k/255, as _matlab_quantised."""
+    return _matlab_quantised(levels / 255.0, s)
+
+
 def _levels(img: torch.Tensor) -> np.ndarray:
     return img.double().mul(255).round().numpy()
 
 
+@pytest.mark.parametrize("path", ["active", "torch"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("dataset", ["Set5", "Set14"])
-def test_identical_to_matlab_lr_on_every_image(datasets_root, dataset, scale):
+def test_identical_to_matlab_lr_on_every_image(datasets_root, monkeypatch, dataset, scale, path):
+    # "active": the compiled kernel where it builds (harness.degrade_c), else torch
+    if path == "torch":
+        monkeypatch.setattr(degrade_c, "kernel", lambda: None)
     differing, images = {}, 0
     for hr_path in sorted((datasets_root / dataset / "HR").glob("*.png")):
         lr = bicubic_downsample(read_image(hr_path), scale)[1]
