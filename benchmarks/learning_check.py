@@ -238,7 +238,9 @@ def finish_official(started, recipe):
         tail = log.read_text()[-1500:]
         raise RuntimeError(f"the official trainer failed (exit {code}; log: {log}):\n{tail}")
     model = build(recipe)
-    model.load_state_dict(read_weights(weights).state_dict)
+    # BasicSR saves the EMA beside the raw weights: the raw ones ("params") are compared
+    key = "params" if recipe.model.startswith("span") else None
+    model.load_state_dict(read_weights(weights, key).state_dict)
     return model
 
 
