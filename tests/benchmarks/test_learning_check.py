@@ -28,3 +28,8 @@ def test_every_hspan_run_fills_whole_epochs_of_the_official_loader():
     refuses a run whose epoch would not hold exactly the requested iterations."""
     hspan = FAMILIES["hspan"]
     assert hspan.batch * hspan.iters % 14 == 0
+
+
+def test_being_ahead_of_the_official_mean_by_more_than_the_spread_passes_but_is_said():
+    failed, text = verdict([10.0, 10.0], [23.0, 23.5], [20.0, 20.4], "")
+    assert not failed and "ahead by more than the spread 0.50" in text
