@@ -139,3 +139,15 @@ def test_processes_building_at_once_each_load_a_whole_library(compiled, fresh_ke
     assert not errors and len(set(paths)) == 1
     assert [p.name for p in (tmp_path / "cache" / "reprosr" / "kernels").iterdir()] == [paths[0].name]
     assert degrade_c.kernel() is not None
+
+
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_rows_copied_or_read_in_place_give_the_same_bits(compiled, monkeypatch, s):
+    """Float32 rows are read in place when their planes lie in one run and the row stride spreads them over
+    the L1 sets; a 4 KiB-multiple stride (width 1024) and strided columns go through the copied rows."""
+    g = torch.Generator().manual_seed(100 + s)
+    for width in (1024, 1000):
+        img = (torch.randint(0, 256, (3, 2 * s + 17, width), generator=g) / 255.0).float()
+        for hr in (img, img.permute(1, 2, 0).contiguous().permute(2, 0, 1), img[:, :, ::2]):
+            lr = degrade.bicubic_downsample(hr, s)[1]
+            assert torch.equal(lr, _torch_path(hr, s, monkeypatch)), (width, hr.stride())
