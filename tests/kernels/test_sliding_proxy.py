@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 import torch
 import triton
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kernels import sliding_proxy
@@ -29,7 +29,9 @@ from kernels.sliding_proxy import (
 # 2^-9 and 2^-12), the output to the input dtype; TF32 rounds the dot operands to 10 mantissa bits.
 # Measured under the interpreter (B=3, 2 heads, 6×6 windows, overlap 2, d ∈ {3, 10, 12}), worst of the
 # forward / the five gradients: bf16 5.4e-3 / 3.2e-2, fp16 3.3e-4 / 2.2e-3 (dtemperature, a sum over all
-# pixels, is the largest); the bounds leave 2.5-6x.
+# pixels, is the largest); the bounds leave 2.5-6x. dtemperature's error is taken relative to the size of
+# its terms, not of its value: with cancellation the value can be ~1 % of them (bf16, B=2, d=3, seed 5947:
+# 0.128 of the value, 1.4e-3 of the terms).
 TOL = {
     "fwd": {torch.float32: 1e-5, "tf32": 5e-3, torch.bfloat16: 1.5e-2, torch.float16: 2e-3},
     "grad": {torch.float32: 1e-4, "tf32": 2e-2, torch.bfloat16: 8e-2, torch.float16: 1e-2},
@@ -131,7 +133,14 @@ def assert_triton_matches_reference(inputs64, ws, overlap, seed, dtype=torch.flo
         x = x.cpu()
         assert x.shape == r.shape and x.dtype == dtype, name
         tol = TOL["fwd" if name == "out" else "grad"][key]
-        assert rel_err(x, r) <= tol, f"{name}: relative error {rel_err(x, r):.2e} > {tol:.0e}"
+        if name == "dtemperature":
+            # q enters only through q·t, so t_h·dt_h = Σ q_h ⊙ dq_h: a sum over every pixel whose terms can
+            # cancel (90× in a seen bf16 case), judged against the size of those terms
+            scale = (inputs64[0] * ref[1]).abs().sum(dim=(0, 2, 3, 4)) / inputs64[3].flatten().abs()
+            err = ((x.double().flatten() - r.flatten()).abs() / scale).max().item()
+        else:
+            err = rel_err(x, r)
+        assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
 
 
 window = st.sampled_from([4, 5, 6, 8, 12]).flatmap(lambda ws: st.tuples(st.just(ws), st.integers(0, ws - 1)))
@@ -216,6 +225,7 @@ def test_guard_detects_an_out_of_bounds_write():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @settings(max_examples=2, deadline=None)
 @given(b=st.integers(1, 3), d=st.sampled_from([3, 10, 12]), seed=st.integers(0, 2**31 - 1))
+@example(b=2, d=3, seed=5947)  # dtemperature's value ~1 % of its terms
 def test_triton_half_precision_on_tensor_cores(dtype, b, d, seed):
     """bf16/fp16 inputs: tensor-core products with fp32 accumulation, within the dtype's bounds
     (d = 12 takes the tensor-core score product, d = 3 and 10 the exact rank-1 one)."""
