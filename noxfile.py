@@ -64,9 +64,9 @@ def learning_check(session: nox.Session) -> None:
     """CPU, ~30 min on 2 cores: one recipe per family trained a few dozen to ~1400 iterations on a benchmark
     set's HR/LR (a disclosed stand-in for DIV2K) by ReproSR and by the official training code side by side
     (checkouts outside the repo: --span-light-official, --span-esr-official, --hspan-official,
-    --drsan-official, run by --python; see benchmarks/learning_check.py), judged on Set5. Fails when a
-    family does not learn or trails the official trainer by more than the seed-to-seed spread. Needs
-    $REPROSR_TEST_DATASETS or --data-root."""
+    --drsan-official, run by --python; benchmarks/official_trainers/setup_env.sh DIR makes them and prints
+    the command), judged on Set5. Fails when a family does not learn or trails the official trainer by
+    more than the seed-to-seed spread. Needs $REPROSR_TEST_DATASETS or --data-root."""
     session.run("python", "benchmarks/learning_check.py", *session.posargs)
 
 

@@ -22,6 +22,8 @@ can import it; the drivers in ``benchmarks/official_trainers/`` import nothing f
 
 The two sides of a seed train at the same time, one thread each, so that the machine's load hits both
 alike. A family without a checkout is reported "not run" on its official side, with the flag to pass.
+``official_trainers/setup_env.sh DIR`` makes the checkouts, the interpreter and the torchvision stand-in
+in a folder outside the repository and prints the full command.
 
 Verdict per family: it **learns** when every seed's raw weights score at least ``LEARN_DB`` above the
 same seed's initial network (a trainer that does not update, or diverges, fails); whether it also beats
