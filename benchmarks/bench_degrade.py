@@ -1,4 +1,4 @@
-"""MATLAB-bicubic degradation: `harness.degrade.bicubic_downsample` against BasicSR's
+"""MATLAB-bicubic degradation: `harness.degrade.bicubic_levels` / `bicubic_downsample` against BasicSR's
 `basicsr.utils.matlab_functions.imresize`, timed side by side in interleaved rounds on one thread, and its
 pixel agreement with the MATLAB-made LR (Set5/Set14) and with the `resize_right` package (DIV2K-sized).
 
@@ -7,13 +7,17 @@ Run: python benchmarks/bench_degrade.py [--datasets ROOT] [--basicsr BASICSR_SRC
 $REPROSR_BASICSR; its imresize needs torch only. `resize_right` is optional: `pip install resize-right` in a
 scratch environment; without it that comparison prints "not run".) Cases: every Set5/Set14 HR image at
 ×2/×3/×4 and two DIV2K-sized 2040×1356 images (random pixels; smooth waves with hard edges), all on the
-uint8 grid. Both sides take the HR as a (3, H, W) float32 tensor in [0, 1] and give the LR as uint8
-levels (ours: MATLAB's rounding, inside; BasicSR: round(255·out) clamped after, as writing it does).
+uint8 grid. Every side takes the HR as a (3, H, W) float32 tensor in [0, 1] and gives the LR as levels:
+BasicSR round(255·out) clamped after, as writing it does (float levels: its uint8 cast is not timed);
+ours as uint8 levels straight from the kernel (`bicubic_levels`, what writing an LR image uses), and ours
+as the float LR then rounded like BasicSR's (`bicubic_downsample`, what training on the fly uses).
 
 Ours runs the compiled kernel (`harness.degrade_c`) when it builds, else the torch path; the run prints
-which. Per group of images, one round calls each side once per image (interleaved image by image); a round's
-time is the sum over the group. Printed: min and median per side, the per-round speed-up range and
-median (BasicSR time / ours), the smallest per-image median speed-up, and the largest LR difference.
+which. Per group of images, one round calls each side once per image, interleaved image by image, each
+call after the caches were cleared (`stats.evict_caches`, untimed: no side reads what the one before it
+left there); a round's time is the sum over the group. Printed: min and median per side, the per-round
+speed-up range and median (BasicSR time / ours) for each of our sides, the smallest per-image median
+speed-up, and the largest LR difference.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import basicsr_pieces, stats  # noqa: E402
 from harness import degrade_c  # noqa: E402
 from harness.data import read_image  # noqa: E402
-from harness.degrade import bicubic_downsample  # noqa: E402
+from harness.degrade import bicubic_downsample, bicubic_levels  # noqa: E402
 
 DIV2K_SIZE = (1356, 2040)
 
@@ -61,18 +65,24 @@ def div2k_sized() -> dict[str, torch.Tensor]:
 def _group_rounds(
     sides: dict[str, Callable[[torch.Tensor], object]], images: list[torch.Tensor], rounds: int
 ):
-    """Per side, the per-round total over the images; and per image the median speed-up."""
+    """Per side, the per-round total over the images; and per side other than "basicsr", per image the
+    median speed-up."""
     totals = {name: [0.0] * rounds for name in sides}
-    per_image = []
+    per_image: dict[str, list[float]] = {name: [] for name in sides if name != "basicsr"}
     for img in images:
-        times = stats.rounds({name: (lambda fn=fn, img=img: fn(img)) for name, fn in sides.items()}, rounds)
+        calls = {name: (lambda fn=fn, img=img: fn(img)) for name, fn in sides.items()}
+        times = stats.rounds(calls, rounds, before=stats.evict_caches)
         for name, ts in times.items():
             totals[name] = [a + b for a, b in zip(totals[name], ts, strict=True)]
-        per_image.append(statistics.median(stats.ratios(times, "basicsr", "ours")))
+        for name, medians in per_image.items():
+            medians.append(statistics.median(stats.ratios(times, "basicsr", name)))
     return totals, per_image
 
 
 def speed(groups: dict[str, list[torch.Tensor]], imresize, rounds: int) -> None:
+    """Three sides per round: BasicSR's imresize rounded to levels; ours as uint8 levels
+    (`bicubic_levels`, what writing an LR image uses); ours as the float LR (`bicubic_downsample`), then
+    levels as BasicSR's side gets them."""
     for scale in (2, 3, 4):
 
         def ref(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
@@ -80,14 +90,23 @@ def speed(groups: dict[str, list[torch.Tensor]], imresize, rounds: int) -> None:
             return imresize(hr[:, :h, :w], 1 / scale).mul(255).round().clamp(0, 255)
 
         def ours(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
+            return bicubic_levels(hr, scale)
+
+        def ours_float(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
             return bicubic_downsample(hr, scale)[1].mul(255).round()
 
+        sides = {"basicsr": ref, "ours (uint8 levels)": ours, "ours (float LR)": ours_float}
         for name, images in groups.items():
-            diff = max((ref(img) - ours(img)).abs().max().item() for img in images)
-            totals, per_image = _group_rounds({"basicsr": ref, "ours": ours}, images, rounds)
+            diff = max(
+                (ref(img) - other(img).float()).abs().max().item()
+                for img in images
+                for other in (ours, ours_float)
+            )
+            totals, per_image = _group_rounds(sides, images, rounds)
             print(f"{name} ×{scale} ({len(images)} images; max |ours − BasicSR| {diff:.0f} gray level(s))")
             print(stats.summary(totals, "basicsr"))
-            print(f"smallest per-image median speed-up: {min(per_image):.2f}×\n")
+            smallest = ", ".join(f"{side} {min(m):.2f}×" for side, m in per_image.items())
+            print(f"smallest per-image median speed-up: {smallest}\n")
 
 
 def matlab_agreement(root: Path) -> None:
@@ -148,7 +167,7 @@ def main() -> None:
     print(f"{stats.environment()}; BasicSR {basicsr_pieces.version(root) if root else 'absent'}")
     library = degrade_c.kernel()
     path = f"compiled C kernel {Path(library._name).name}" if library else "torch (no C kernel)"
-    print(f"ours: bicubic_downsample on the {path}\n")
+    print(f"ours: bicubic_levels and bicubic_downsample on the {path}\n")
     synthetic = div2k_sized()
     if root is None:
         print(f"not run: the BasicSR comparison needs --basicsr PATH or ${basicsr_pieces.ENV}\n")

@@ -268,13 +268,26 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
     both in the input dtype. The LR is bit for bit what the benchmarks' MATLAB LR images hold:
     `im2uint8(imresize(im2double(uint8_hr), 1/s, 'bicubic'))`, i.e. MATLAB's float64 sums over k/255 in
     its order (rows, then columns; taps in order), then floor(255·v + 0.5) saturated (HR values within
-    half a machine epsilon of a level k/255 are taken as that level). A float32 pass gives every pixel to
-    within a proven error bound (_error_bound, scaled by the largest |input| beyond 1); the few whose value
-    lies within that bound of a rounding boundary are recomputed exactly as MATLAB does. On the CPU this
-    runs in the compiled kernel (harness.degrade_c: one pass over the input, rows of all planes at once);
-    without a C compiler, or on other devices, in torch (_downscale_integer, then _matlab_levels). Both give
-    the same bits.
+    half a machine epsilon of a level k/255 are taken as that level), as level/255. A float32 pass gives
+    every pixel to within a proven error bound (_error_bound, scaled by the largest |input| beyond 1); the
+    few whose value lies within that bound of a rounding boundary are recomputed exactly as MATLAB does. On
+    the CPU this runs in the compiled kernel (harness.degrade_c: one pass over the input, rows of all planes
+    at once); without a C compiler, or on other devices, in torch (_downscale_integer, then
+    _matlab_levels). Both give the same bits.
     """
+    hr, lr = _matlab_lr(hr, s, torch.float64 if hr.dtype == torch.float64 else torch.float32)
+    return hr, lr.to(hr.dtype)
+
+
+def bicubic_levels(hr: Tensor, s: int) -> Tensor:
+    """The LR of `bicubic_downsample` as the uint8 levels its MATLAB-made PNG holds (NaN gives 0, as
+    MATLAB's uint8 conversion does): (..., 3, H // s, W // s), computed without the float image in
+    between. What writing an LR image needs."""
+    return _matlab_lr(hr, s, torch.uint8)[1]
+
+
+def _matlab_lr(hr: Tensor, s: int, out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """HR cropped to a multiple of `s`, and its MATLAB LR: uint8 levels, or level/255 in float32/float64."""
     if not hr.is_floating_point():
         raise TypeError(f"bicubic_downsample needs a floating-point image in [0, 1], got {hr.dtype}")
     h, w = (n - n % s for n in hr.shape[-2:])
@@ -282,14 +295,13 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
         raise UserError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
     hr = hr[..., :h, :w]
     x = hr.reshape(-1, h, w)
-    out_dtype = torch.float64 if hr.dtype == torch.float64 else torch.float32
     input_error = (torch.finfo(x.dtype).eps + torch.finfo(torch.float32).eps) / 2
     if s > 1 and _compiled(x):
         offset, weights = _taps(s)
         tol, bound = torch.finfo(x.dtype).eps / 2, _error_bound(s, input_error)
         x = x if x.dtype in (torch.float32, torch.float64) else x.float()
         lr = degrade_c.downsample(x, s, offset, weights, tol, bound, out_dtype)
-        return hr, lr.to(hr.dtype).reshape(*hr.shape[:-2], h // s, w // s)
+        return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)
     if s == 1:
         levels = _matlab_input(x).mul(255).clamp(0, 255).add(0.5).floor()
     else:
@@ -298,5 +310,8 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
         levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=bound)
         if len(near):
             levels[near.unbind(1)] = _matlab_levels(x, near, s).to(levels)
-    lr = levels.to(out_dtype).div_(255).to(hr.dtype)
+    if out_dtype == torch.uint8:
+        lr = levels.nan_to_num(0.0).to(torch.uint8)
+    else:
+        lr = levels.to(out_dtype).div_(255)
     return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)

@@ -33,6 +33,7 @@ SOURCE = Path(__file__).with_name("degrade_kernel.c")
 # add; the float32 pass opts back in, its error bound holds either way); no -ffast-math: no reassociation
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=gnu99", "-shared", "-fPIC")
 DISABLE_ENV = "REPROSR_NO_C_KERNEL"
+_DST_KINDS = {torch.uint8: 0, torch.float32: 1, torch.float64: 2}  # the kernel's dst_kind
 _ARGTYPES = (
     [ctypes.c_void_p, ctypes.c_int]
     + [ctypes.c_int64] * 9
@@ -121,7 +122,8 @@ def downsample(
     x: Tensor, s: int, offset: int, weights: Tensor, tol: float, bound: float, out_dtype: torch.dtype
 ) -> Tensor:
     """MATLAB's uint8 bicubic downscaling of x (n, H, W) (float32 or float64 on the CPU, any strides) by the
-    integer factor s, as level/255 in out_dtype (float32, divided in float32, or float64): input pixel
+    integer factor s, as the levels (out_dtype uint8) or level/255 in out_dtype (float32, divided in
+    float32, or float64): input pixel
     s·j + offset + k has weight weights[k] (float64) in output pixel j; inputs within tol of a level k/255
     are that level (im2double); bound: the largest error in levels of a float32 pass over inputs in
     [-1, 1] (degrade._error_bound). Returns a contiguous (n, ceil(H/s), ceil(W/s)) tensor.
@@ -131,8 +133,8 @@ def downsample(
         raise RuntimeError("the C kernel is not available: check harness.degrade_c.kernel() first")
     if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
         raise TypeError(f"the C kernel takes float32 or float64 CPU tensors, got {x.dtype} on {x.device}")
-    if out_dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"the C kernel writes float32 or float64, not {out_dtype}")
+    if out_dtype not in _DST_KINDS:
+        raise TypeError(f"the C kernel writes uint8, float32 or float64, not {out_dtype}")
     n, h, w = x.shape
     out = torch.empty(n, -(-h // s), -(-w // s), dtype=out_dtype)
     weights = weights.to(torch.float64).contiguous()
@@ -150,7 +152,7 @@ def downsample(
         tol,
         bound,
         out.data_ptr(),
-        1 if out_dtype == torch.float32 else 2,
+        _DST_KINDS[out_dtype],
     )
     if status != 0:
         raise MemoryError("the C bicubic kernel could not allocate its row buffers")

@@ -248,7 +248,8 @@ static double matlab_level(const void *src, int src_double, int64_t plane, const
 
 /* MATLAB bicubic downscaling by the integer factor s of n planes (h, w), element strides (sn, sh, sw) of
  * float32 (src_double 0) or float64 (1) values, quantised as MATLAB does: dst, contiguous
- * (n, ceil(h/s), ceil(w/s)), gets level/255 in float32 (dst_kind 1, divided in float32) or float64 (2).
+ * (n, ceil(h/s), ceil(w/s)), gets the uint8 level (dst_kind 0), or level/255 in float32 (1, divided in
+ * float32) or float64 (2).
  * Output pixel j reads input s·j + offset + k, k < taps, with weights[k] (float64, MATLAB's order); inputs
  * within tol of a level k/255 are that level (im2double). bound: the largest error of the float32 pass,
  * in levels, for inputs in [-1, 1]. Returns 0, or 1 when memory ran out. */
@@ -368,7 +369,12 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
                 }
                 for (int64_t e = 0; e < g; e++) {
                     int64_t at = ((c0 + e) * out_h + i + t) * out_w;
-                    if (dst_kind == 1)
+                    if (dst_kind == 0) /* NaN gives 0, as MATLAB's uint8 conversion does */
+                        for (int64_t j = 0; j < out_w; j++) {
+                            float v = out[j * g + e];
+                            ((uint8_t *)dst)[at + j] = v == v ? (uint8_t)v : 0;
+                        }
+                    else if (dst_kind == 1)
                         for (int64_t j = 0; j < out_w; j++) ((float *)dst)[at + j] = out[j * g + e] / 255.0f;
                     else
                         for (int64_t j = 0; j < out_w; j++) ((double *)dst)[at + j] = (double)out[j * g + e] / 255.0;

@@ -48,15 +48,15 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_degrade(args: argparse.Namespace) -> None:
     from harness.data import read_image, write_image
-    from harness.degrade import bicubic_downsample
+    from harness.degrade import bicubic_levels
 
-    hr, lr = bicubic_downsample(read_image(args.hr), args.scale)
+    lr = bicubic_levels(read_image(args.hr), args.scale)
     write_image(args.out, lr)
     payload = {
         "hr": str(args.hr),
         "out": str(args.out),
         "scale": args.scale,
-        "hr_size": list(hr.shape[-2:]),
+        "hr_size": [n * args.scale for n in lr.shape[-2:]],  # the HR cropped to a multiple of the scale
         "lr_size": list(lr.shape[-2:]),
     }
     emit(args, payload, lambda p: f"wrote {p['out']} ({p['lr_size'][1]}×{p['lr_size'][0]}) from {p['hr']}")

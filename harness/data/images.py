@@ -70,18 +70,23 @@ def _stored_bits(path: Path, img: Image.Image) -> int:
 
 
 def write_image(path: str | os.PathLike, img: Tensor) -> None:
-    """Write a (3, H, W) [0, 1] image as an 8-bit RGB PNG, atomically (temp file + os.replace).
+    """Write a (3, H, W) [0, 1] image, or its uint8 levels, as an 8-bit RGB PNG, atomically (temp file +
+    os.replace).
 
-    Values are clamped to [0, 1], scaled by 255 and rounded half to even (numpy rint). The file gets the
+    Float values are clamped to [0, 1], scaled by 255 and rounded half to even (numpy rint); uint8 levels
+    are written as they are (`degrade.bicubic_levels` gives them). The file gets the
     permissions of any new file (0666 minus the umask). Temp files that killed writers left in the
     folder are removed on the first write there (`harness.files.clean_once`).
     """
     path = Path(path)
     if img.dim() != 3 or img.shape[0] != 3:
         raise ValueError(f"write_image expects a (3, H, W) image, got {tuple(img.shape)}")
-    if not torch.isfinite(img).all():
+    if img.dtype == torch.uint8:
+        array = img.detach().cpu().numpy()
+    elif not torch.isfinite(img).all():
         raise ValueError(f"refusing to write {path}: the image contains NaN or Inf")
-    array = np.rint(img.detach().double().clamp(0, 1).mul(255).cpu().numpy()).astype(np.uint8)
+    else:
+        array = np.rint(img.detach().double().clamp(0, 1).mul(255).cpu().numpy()).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_once(path.parent)
     with atomic_file(path) as f:

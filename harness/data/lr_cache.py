@@ -19,7 +19,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from harness import degrade, progress
@@ -34,13 +33,12 @@ _PROBE_HW = (29, 37)  # not a multiple of 2, 3, 4 or 8: the crop and border hand
 
 
 def degradation_fingerprint(scale: int) -> str:
-    """sha256 of `degrade.bicubic_downsample`'s uint8 LR of a fixed 29×37 probe at ×`scale`: changes when
-    the degradation's output does, not when its code is merely reformatted."""
+    """sha256 of the MATLAB-bicubic uint8 LR (`degrade.bicubic_levels`) of a fixed 29×37 probe at
+    ×`scale`: changes when the degradation's output does, not when its code is merely reformatted."""
     h, w = _PROBE_HW
     c, y, x = torch.meshgrid(torch.arange(3), torch.arange(h), torch.arange(w), indexing="ij")
     probe = ((c * 97 + y * 31 + x * 17 + y * x) % 256).float() / 255
-    lr = degrade.bicubic_downsample(probe, scale)[1]
-    levels = np.rint(lr.double().clamp(0, 1).mul(255).numpy()).astype(np.uint8)
+    levels = degrade.bicubic_levels(probe, scale).numpy()
     return f"bicubic_downsample:{hashlib.sha256(levels.tobytes()).hexdigest()}"
 
 
@@ -103,7 +101,7 @@ def ensure_lr(hr_files: list[Path], lr_dir: Path, scale: int, root: Path, desc: 
             f.write(json.dumps(record, indent=1).encode())
         missing = [f for f in hr_files if not (lr_dir / f.name).exists()]
         for f in progress.track(missing, desc=desc) if missing else ():
-            write_image(lr_dir / f.name, degrade.bicubic_downsample(read_image(f), scale)[1])
+            write_image(lr_dir / f.name, degrade.bicubic_levels(read_image(f), scale))
 
 
 def _current(lr_dir: Path, sources: dict[str, str], fingerprint: str) -> bool:

@@ -38,6 +38,14 @@ def test_write_then_read_is_exact_on_the_uint8_grid(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temp file left behind
 
 
+def test_uint8_levels_are_written_as_they_are(tmp_path):
+    levels = torch.randint(0, 256, (3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    write_image(tmp_path / "u.png", levels.permute(1, 2, 0).contiguous().permute(2, 0, 1))  # any strides
+    write_image(tmp_path / "f.png", levels.float() / 255)
+    assert torch.equal(torch.from_numpy(np.asarray(Image.open(tmp_path / "u.png"))).permute(2, 0, 1), levels)
+    assert (tmp_path / "u.png").read_bytes() == (tmp_path / "f.png").read_bytes()
+
+
 def test_write_rounds_half_to_even_and_clamps(tmp_path):
     levels = torch.tensor([0.5, 1.5, 2.5, 254.5, -3.0, 300.0], dtype=torch.float64)
     write_image(tmp_path / "r.png", levels.div(255).view(1, 1, 6).expand(3, 1, 6))

@@ -18,6 +18,7 @@ from harness.degrade import (
     _error_bound,
     _resize_sparse,
     bicubic_downsample,
+    bicubic_levels,
     imresize_matlab,
 )
 from tests.harness.imresize_reference import contributions, imresize_reference
@@ -59,10 +60,12 @@ def test_identical_to_matlab_lr_on_every_image(datasets_root, monkeypatch, datas
         monkeypatch.setattr(degrade_c, "kernel", lambda: None)
     differing, images = {}, 0
     for hr_path in sorted((datasets_root / dataset / "HR").glob("*.png")):
-        lr = bicubic_downsample(read_image(hr_path), scale)[1]
+        hr = read_image(hr_path)
+        lr, levels = bicubic_downsample(hr, scale)[1], bicubic_levels(hr, scale)
         matlab = read_image(datasets_root / dataset / "LR_bicubic" / f"X{scale}" / hr_path.name)
-        assert lr.shape == matlab.shape, hr_path.name
-        differing[hr_path.name] = int(lr.ne(matlab).sum())
+        assert lr.shape == matlab.shape == levels.shape, hr_path.name
+        matlab_levels = matlab.mul(255).round().to(torch.uint8)  # the PNG's levels: read_image gives k/255
+        differing[hr_path.name] = int(lr.ne(matlab).sum()) + int(levels.ne(matlab_levels).sum())
         images += 1
     assert images == {"Set5": 5, "Set14": 14}[dataset]
     assert sum(differing.values()) == 0, f"pixels differing from MATLAB's LR: {differing}"

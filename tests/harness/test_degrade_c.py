@@ -61,6 +61,33 @@ def test_c_path_gives_the_torch_path_bits(compiled, monkeypatch, s, dtype):
 
 
 @pytest.mark.parametrize("path", ["c", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_levels_are_the_float_lr_times_255_on_both_paths(compiled, monkeypatch, s, dtype, path):
+    if path == "torch":
+        monkeypatch.setattr(degrade_c, "kernel", lambda: None)
+    for img in _images(s + 10):
+        hr = img.to(dtype)
+        levels = degrade.bicubic_levels(hr, s)
+        lr = degrade.bicubic_downsample(hr, s)[1]
+        assert levels.dtype == torch.uint8 and levels.shape == lr.shape
+        expected = lr.double().mul(255).round().to(torch.uint8)
+        assert torch.equal(levels, expected), (tuple(hr.shape), hr.stride())
+
+
+@pytest.mark.parametrize("path", ["c", "torch"])
+def test_nan_gives_level_zero_as_matlab_uint8_does(compiled, monkeypatch, path):
+    if path == "torch":
+        monkeypatch.setattr(degrade_c, "kernel", lambda: None)
+    hr = torch.rand(3, 40, 44, generator=torch.Generator().manual_seed(1))
+    hr[1, 20, 21] = float("nan")
+    levels, lr = degrade.bicubic_levels(hr, 4), degrade.bicubic_downsample(hr, 4)[1]
+    nan = lr.isnan()
+    assert nan.any() and levels[nan].eq(0).all()
+    assert torch.equal(levels[~nan], lr[~nan].mul(255).round().to(torch.uint8))
+
+
+@pytest.mark.parametrize("path", ["c", "torch"])
 @pytest.mark.parametrize("s", [2, 4])
 def test_both_paths_are_matlab_exact_beyond_zero_one(monkeypatch, s, path):
     # levels plus columns alternating ±1e5: the filter cancels the alternation exactly, the float32 pass
