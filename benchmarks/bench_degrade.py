@@ -8,16 +8,15 @@ $REPROSR_BASICSR; its imresize needs torch only. `resize_right` is optional: `pi
 scratch environment; without it that comparison prints "not run".) Cases: every Set5/Set14 HR image at
 ×2/×3/×4 and two DIV2K-sized 2040×1356 images (random pixels; smooth waves with hard edges), all on the
 uint8 grid. Every side takes the HR as a (3, H, W) float32 tensor in [0, 1] and gives the LR as levels:
-BasicSR round(255·out) clamped after, as writing it does (float levels: its uint8 cast is not timed);
+BasicSR's round(255·out) clamped after, as writing it does (float levels: its uint8 cast is not timed);
 ours as uint8 levels straight from the kernel (`bicubic_levels`, what writing an LR image uses), and ours
-as the float LR then rounded like BasicSR's (`bicubic_downsample`, what training on the fly uses).
+as the float LR then rounded like BasicSR's (`bicubic_downsample`, what LR made in memory uses).
 
 Ours runs the compiled kernel (`harness.degrade_c`) when it builds, else the torch path; the run prints
-which. Per group of images, one round calls each side once per image, interleaved image by image, each
-call after the caches were cleared (`stats.evict_caches`, untimed: no side reads what the one before it
-left there); a round's time is the sum over the group. Printed: min and median per side, the per-round
-speed-up range and median (BasicSR time / ours) for each of our sides, the smallest per-image median
-speed-up, and the largest LR difference.
+which. Each of our sides is compared with BasicSR's in its own interleaved rounds: per group of images,
+one round calls BasicSR then ours once per image (interleaved image by image); a round's time is the sum
+over the group. Printed: min and median per side, the per-round speed-up range and median (BasicSR time
+/ ours), the smallest per-image median speed-up, and the largest LR difference.
 """
 
 from __future__ import annotations
@@ -65,48 +64,43 @@ def div2k_sized() -> dict[str, torch.Tensor]:
 def _group_rounds(
     sides: dict[str, Callable[[torch.Tensor], object]], images: list[torch.Tensor], rounds: int
 ):
-    """Per side, the per-round total over the images; and per side other than "basicsr", per image the
-    median speed-up."""
+    """Per side, the per-round total over the images; and per image the median speed-up."""
     totals = {name: [0.0] * rounds for name in sides}
-    per_image: dict[str, list[float]] = {name: [] for name in sides if name != "basicsr"}
+    per_image = []
     for img in images:
-        calls = {name: (lambda fn=fn, img=img: fn(img)) for name, fn in sides.items()}
-        times = stats.rounds(calls, rounds, before=stats.evict_caches)
+        times = stats.rounds({name: (lambda fn=fn, img=img: fn(img)) for name, fn in sides.items()}, rounds)
         for name, ts in times.items():
             totals[name] = [a + b for a, b in zip(totals[name], ts, strict=True)]
-        for name, medians in per_image.items():
-            medians.append(statistics.median(stats.ratios(times, "basicsr", name)))
+        per_image.append(statistics.median(stats.ratios(times, "basicsr", "ours")))
     return totals, per_image
 
 
 def speed(groups: dict[str, list[torch.Tensor]], imresize, rounds: int) -> None:
-    """Three sides per round: BasicSR's imresize rounded to levels; ours as uint8 levels
-    (`bicubic_levels`, what writing an LR image uses); ours as the float LR (`bicubic_downsample`), then
-    levels as BasicSR's side gets them."""
+    """Per scale and group, two interleaved comparisons (each of our sides always right after BasicSR's):
+    BasicSR's imresize rounded to levels against ours as uint8 levels (`bicubic_levels`, what writing an
+    LR image uses), then against ours as the float LR (`bicubic_downsample`) rounded like BasicSR's."""
     for scale in (2, 3, 4):
 
         def ref(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
             h, w = (n - n % scale for n in hr.shape[-2:])
             return imresize(hr[:, :h, :w], 1 / scale).mul(255).round().clamp(0, 255)
 
-        def ours(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
+        def levels(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
             return bicubic_levels(hr, scale)
 
-        def ours_float(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
+        def float_lr(hr: torch.Tensor, scale: int = scale) -> torch.Tensor:
             return bicubic_downsample(hr, scale)[1].mul(255).round()
 
-        sides = {"basicsr": ref, "ours (uint8 levels)": ours, "ours (float LR)": ours_float}
         for name, images in groups.items():
-            diff = max(
-                (ref(img) - other(img).float()).abs().max().item()
-                for img in images
-                for other in (ours, ours_float)
-            )
-            totals, per_image = _group_rounds(sides, images, rounds)
-            print(f"{name} ×{scale} ({len(images)} images; max |ours − BasicSR| {diff:.0f} gray level(s))")
-            print(stats.summary(totals, "basicsr"))
-            smallest = ", ".join(f"{side} {min(m):.2f}×" for side, m in per_image.items())
-            print(f"smallest per-image median speed-up: {smallest}\n")
+            for label, ours in (("uint8 levels", levels), ("float LR", float_lr)):
+                diff = max((ref(img) - ours(img).float()).abs().max().item() for img in images)
+                totals, per_image = _group_rounds({"basicsr": ref, "ours": ours}, images, rounds)
+                print(
+                    f"{name} ×{scale}, ours as {label} ({len(images)} images; "
+                    f"max |ours − BasicSR| {diff:.0f} gray level(s))"
+                )
+                print(stats.summary(totals, "basicsr"))
+                print(f"smallest per-image median speed-up: {min(per_image):.2f}×\n")
 
 
 def matlab_agreement(root: Path) -> None:

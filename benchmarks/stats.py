@@ -14,16 +14,9 @@ from collections.abc import Callable
 import torch
 
 
-def rounds(
-    fns: dict[str, Callable[[], None]],
-    rounds: int,
-    warmup: int = 1,
-    before: Callable[[], None] | None = None,
-) -> dict[str, list[float]]:
+def rounds(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 1) -> dict[str, list[float]]:
     """Seconds per call of each function, one call per function per round, interleaved in the order of
-    ``fns``, after ``warmup`` untimed interleaved rounds (``time.perf_counter``, wall time). ``before``, if
-    given, runs untimed before every timed call (e.g. `evict_caches`, so that no side finds what the side
-    before it left in the caches)."""
+    ``fns``, after ``warmup`` untimed interleaved rounds (``time.perf_counter``, wall time)."""
     if rounds < 1 or warmup < 0:
         raise ValueError(f"rounds must be ≥ 1 and warmup ≥ 0, got rounds={rounds}, warmup={warmup}")
     for _ in range(warmup):
@@ -32,24 +25,10 @@ def rounds(
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            if before is not None:
-                before()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
     return times
-
-
-_EVICTION = torch.empty(0, dtype=torch.uint8)
-
-
-def evict_caches(size: int = 128 << 20) -> None:
-    """Write a `size`-byte buffer (default 128 MiB, four times a large L3), so that the data of the call
-    before is no longer in the CPU caches. The buffer is kept between calls."""
-    global _EVICTION
-    if _EVICTION.numel() != size:
-        _EVICTION = torch.zeros(size, dtype=torch.uint8)
-    _EVICTION.add_(1)
 
 
 def ratios(times: dict[str, list[float]], baseline: str, side: str) -> list[float]:
