@@ -104,19 +104,27 @@ def speed(groups: dict[str, list[torch.Tensor]], imresize, rounds: int) -> None:
 
 
 def matlab_agreement(root: Path) -> None:
-    print("| set | scale | images | LR pixels (× channels) | differing from MATLAB | max abs diff (levels) |")
+    """Ours, as the float LR and as uint8 levels, against the MATLAB-made LR of Set5/Set14."""
+    print(
+        "| set | scale | images | LR pixels (× channels) | differing from MATLAB: float LR / uint8 levels "
+        "| max abs diff (levels) |"
+    )
     print("|---|---|---|---|---|---|")
     for dataset in ("Set5", "Set14"):
         for scale in (2, 3, 4):
-            differing, total, worst, n = 0, 0, 0.0, 0
+            differing, total, worst, n = [0, 0], 0, 0.0, 0
             for hr_path in sorted((root / dataset / "HR").glob("*.png")):
-                lr = bicubic_downsample(read_image(hr_path), scale)[1].mul(255).round()
+                hr = read_image(hr_path)
                 matlab = (
                     read_image(root / dataset / "LR_bicubic" / f"X{scale}" / hr_path.name).mul(255).round()
                 )
-                differing += int(lr.ne(matlab).sum())
-                total, worst, n = total + lr.numel(), max(worst, (lr - matlab).abs().max().item()), n + 1
-            print(f"| {dataset} | ×{scale} | {n} | {total} | {differing} | {worst:.0f} |")
+                for k, lr in enumerate(
+                    (bicubic_downsample(hr, scale)[1].mul(255).round(), bicubic_levels(hr, scale).float())
+                ):
+                    differing[k] += int(lr.ne(matlab).sum())
+                    worst = max(worst, (lr - matlab).abs().max().item())
+                total, n = total + matlab.numel(), n + 1
+            print(f"| {dataset} | ×{scale} | {n} | {total} | {differing[0]} / {differing[1]} | {worst:.0f} |")
 
 
 def resize_right_agreement(images: dict[str, torch.Tensor]) -> None:
@@ -129,7 +137,7 @@ def resize_right_agreement(images: dict[str, torch.Tensor]) -> None:
             "not run: the resize_right comparison needs `pip install resize-right` (outside the repository)"
         )
         return
-    print("| image | scale | LR pixels (× channels) | differing from resize_right |")
+    print("| image | scale | LR pixels (× channels) | differing from resize_right: float LR / uint8 levels |")
     print("|---|---|---|---|")
     for name, img in images.items():
         for scale in (2, 3, 4):
@@ -138,7 +146,9 @@ def resize_right_agreement(images: dict[str, torch.Tensor]) -> None:
             anchor = resize(levels / 255, scale_factors=[1, 1 / scale, 1 / scale], pad_mode="symmetric")
             anchor = np.floor(np.clip(anchor * 255, 0, 255) + 0.5)
             ours = bicubic_downsample(img, scale)[1].mul(255).round().double().numpy()
-            print(f"| {name} | ×{scale} | {ours.size} | {int((ours != anchor).sum())} |")
+            levels = bicubic_levels(img, scale).double().numpy()
+            differing = f"{int((ours != anchor).sum())} / {int((levels != anchor).sum())}"
+            print(f"| {name} | ×{scale} | {ours.size} | {differing} |")
 
 
 def main() -> None:
