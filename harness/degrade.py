@@ -289,7 +289,7 @@ def bicubic_levels(hr: Tensor, s: int) -> Tensor:
 def _matlab_lr(hr: Tensor, s: int, out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """HR cropped to a multiple of `s`, and its MATLAB LR: uint8 levels, or level/255 in float32/float64."""
     if not hr.is_floating_point():
-        raise TypeError(f"bicubic_downsample needs a floating-point image in [0, 1], got {hr.dtype}")
+        raise TypeError(f"MATLAB bicubic degradation needs a floating-point image in [0, 1], got {hr.dtype}")
     h, w = (n - n % s for n in hr.shape[-2:])
     if h == 0 or w == 0:
         raise UserError(f"image {tuple(hr.shape[-2:])} is smaller than the scale factor {s}")
