@@ -280,9 +280,8 @@ def bicubic_downsample(hr: Tensor, s: int) -> tuple[Tensor, Tensor]:
 
 
 def bicubic_levels(hr: Tensor, s: int) -> Tensor:
-    """The LR of `bicubic_downsample` as the uint8 levels its MATLAB-made PNG holds (NaN gives 0, as
-    MATLAB's uint8 conversion does): (..., 3, H // s, W // s), computed without the float image in
-    between. What writing an LR image needs."""
+    """The LR of `bicubic_downsample` as the uint8 levels its MATLAB-made PNG holds: (..., 3, H // s,
+    W // s), computed without the float image in between. What writing an LR image needs."""
     return _matlab_lr(hr, s, torch.uint8)[1]
 
 
@@ -302,16 +301,16 @@ def _matlab_lr(hr: Tensor, s: int, out_dtype: torch.dtype) -> tuple[Tensor, Tens
         x = x if x.dtype in (torch.float32, torch.float64) else x.float()
         lr = degrade_c.downsample(x, s, offset, weights, tol, bound, out_dtype)
         return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)
+    top = x.abs().max().item()  # NaN propagates
+    if not math.isfinite(top):
+        raise ValueError(degrade_c.NON_FINITE)
     if s == 1:
         levels = _matlab_input(x).mul(255).clamp(0, 255).add(0.5).floor()
     else:
         # the bound holds for inputs in [-1, 1] and grows with their largest magnitude
-        bound = _error_bound(s, input_error) * max(1.0, x.abs().max().item())
+        bound = _error_bound(s, input_error) * max(1.0, top)
         levels, near = _downscale_integer(x, s, torch.float32, gain=255.0, bound=bound)
         if len(near):
             levels[near.unbind(1)] = _matlab_levels(x, near, s).to(levels)
-    if out_dtype == torch.uint8:
-        lr = levels.nan_to_num(0.0).to(torch.uint8)
-    else:
-        lr = levels.to(out_dtype).div_(255)
+    lr = levels.to(out_dtype) if out_dtype == torch.uint8 else levels.to(out_dtype).div_(255)
     return hr, lr.reshape(*hr.shape[:-2], h // s, w // s)

@@ -34,6 +34,7 @@ SOURCE = Path(__file__).with_name("degrade_kernel.c")
 FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-std=gnu99", "-shared", "-fPIC")
 DISABLE_ENV = "REPROSR_NO_C_KERNEL"
 _DST_KINDS = {torch.uint8: 0, torch.float32: 1, torch.float64: 2}  # the kernel's dst_kind
+NON_FINITE = "the image holds NaN or Inf: MATLAB bicubic degradation needs finite values"
 _ARGTYPES = (
     [ctypes.c_void_p, ctypes.c_int]
     + [ctypes.c_int64] * 9
@@ -126,7 +127,8 @@ def downsample(
     float32, or float64): input pixel
     s·j + offset + k has weight weights[k] (float64) in output pixel j; inputs within tol of a level k/255
     are that level (im2double); bound: the largest error in levels of a float32 pass over inputs in
-    [-1, 1] (degrade._error_bound). Returns a contiguous (n, ceil(H/s), ceil(W/s)) tensor.
+    [-1, 1] (degrade._error_bound). Returns a contiguous (n, ceil(H/s), ceil(W/s)) tensor; raises
+    ValueError when x holds NaN or Inf.
     """
     library = kernel()
     if library is None:
@@ -154,6 +156,8 @@ def downsample(
         out.data_ptr(),
         _DST_KINDS[out_dtype],
     )
+    if status == 2:
+        raise ValueError(NON_FINITE)
     if status != 0:
         raise MemoryError("the C bicubic kernel could not allocate its row buffers")
     return out

@@ -20,6 +20,7 @@
  * holds column fold(offset + s·m + p)), so that tap k of output column j is entry (k mod s)·M + j + k div s:
  * contiguous in j, as the row pass's entries are.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -126,9 +127,19 @@ static void weighted_sum2(float *restrict dst0, float *restrict dst1, const floa
     }
 }
 
+/* The largest |value| of len float32 values and 1; infinity when a value is NaN or infinite. */
+static float magnitude(const float *x, int64_t len) {
+    float top = 1.0f;
+    for (int64_t q = 0; q < len; q++) {
+        if (!(fabsf(x[q]) <= FLT_MAX)) return INFINITY;
+        top = fabsf(x[q]) > top ? fabsf(x[q]) : top;
+    }
+    return top;
+}
+
 /* One input row of every plane into dst as float32, plane c at dst + c·w: src holds plane c's element q
  * at c·sn + q·sw (elements of float32, or float64 with src_double). Returns the largest |value| if it
- * exceeds 1, else 1 (NaN is not counted). */
+ * exceeds 1, else 1; infinity when a value is NaN or infinite. */
 static float copy_row(float *restrict dst, const void *src, int src_double, int64_t n, int64_t w, int64_t sn,
                       int64_t sw) {
     int outside = 0;
@@ -141,13 +152,13 @@ static float copy_row(float *restrict dst, const void *src, int src_double, int6
                 dst[q] = a;                                                                                  \
                 dst[w + q] = b;                                                                              \
                 dst[2 * w + q] = c;                                                                          \
-                outside |= (fabsf(a) > 1.0f) | (fabsf(b) > 1.0f) | (fabsf(c) > 1.0f);                        \
+                outside |= !(fabsf(a) <= 1.0f) | !(fabsf(b) <= 1.0f) | !(fabsf(c) <= 1.0f);                  \
             }                                                                                                \
         else                                                                                                 \
             for (int64_t c = 0; c < n; c++)                                                                  \
                 for (int64_t q = 0; q < w; q++) {                                                            \
                     dst[c * w + q] = (float)x[c * sn + q * sw];                                              \
-                    outside |= fabsf(dst[c * w + q]) > 1.0f;                                                 \
+                    outside |= !(fabsf(dst[c * w + q]) <= 1.0f);                                             \
                 }                                                                                            \
     } while (0)
     if (src_double)
@@ -155,10 +166,7 @@ static float copy_row(float *restrict dst, const void *src, int src_double, int6
     else
         COPY(float);
 #undef COPY
-    float top = 1.0f;
-    if (outside) /* rare: the bound grows with the largest |input| */
-        for (int64_t q = 0; q < n * w; q++) top = fabsf(dst[q]) > top ? fabsf(dst[q]) : top;
-    return top;
+    return outside ? magnitude(dst, n * w) : 1.0f; /* rare: the bound grows with the largest |input| */
 }
 
 /* dst[(p·pitch + m)·g + e] = src[(s·m + p)·g + e], p < s, lo ≤ m < hi, e < g; inlined with s and g
@@ -197,14 +205,12 @@ static void split_phases(float *restrict dst, const float *restrict x, int64_t g
     deinterleave(dst, m_len, inside, lo, hi, s, g);
 }
 
-/* The largest |value| of len float32 values if it exceeds 1, else 1 (NaN is not counted). */
+/* The largest |value| of len float32 values if it exceeds 1, else 1; infinity when a value is NaN or
+ * infinite. */
 static float largest_magnitude(const float *x, int64_t len) {
     int outside = 0; /* an integer OR vectorises; a float max reduction does not without -ffast-math */
-    for (int64_t q = 0; q < len; q++) outside |= fabsf(x[q]) > 1.0f;
-    float top = 1.0f;
-    if (outside) /* rare */
-        for (int64_t q = 0; q < len; q++) top = fabsf(x[q]) > top ? fabsf(x[q]) : top;
-    return top;
+    for (int64_t q = 0; q < len; q++) outside |= !(fabsf(x[q]) <= 1.0f);
+    return outside ? magnitude(x, len) : 1.0f; /* rare */
 }
 
 /* Whether rows `stride` bytes apart, taps of them read at once, spread over the L1 sets (indexed by the
@@ -252,7 +258,8 @@ static double matlab_level(const void *src, int src_double, int64_t plane, const
  * float32) or float64 (2).
  * Output pixel j reads input s·j + offset + k, k < taps, with weights[k] (float64, MATLAB's order); inputs
  * within tol of a level k/255 are that level (im2double). bound: the largest error of the float32 pass,
- * in levels, for inputs in [-1, 1]. Returns 0, or 1 when memory ran out. */
+ * in levels, for inputs in [-1, 1]. Returns 0; 1 when memory ran out; 2 when an input is NaN or infinite
+ * (dst is then incomplete). */
 int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64_t h, int64_t w, int64_t sn,
                                int64_t sh, int64_t sw, int64_t s, int64_t taps, int64_t offset,
                                const double *weights, double tol, double bound, void *dst, int dst_kind) {
@@ -316,6 +323,10 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
                             tops[slot] = c == 0 || m > tops[slot] ? m : tops[slot];
                         }
                     tags[slot] = r;
+                    if (isinf(tops[slot])) {
+                        status = 2;
+                        goto done;
+                    }
                 }
                 rows[t * taps + k] = in_place ? x32 + r * sh : ring + slot * row_stride;
                 row_at[t * taps + k] = r * sh;
@@ -369,11 +380,8 @@ int reprosr_bicubic_downsample(const void *src, int src_double, int64_t n, int64
                 }
                 for (int64_t e = 0; e < g; e++) {
                     int64_t at = ((c0 + e) * out_h + i + t) * out_w;
-                    if (dst_kind == 0) /* NaN gives 0, as MATLAB's uint8 conversion does */
-                        for (int64_t j = 0; j < out_w; j++) {
-                            float v = out[j * g + e];
-                            ((uint8_t *)dst)[at + j] = v == v ? (uint8_t)v : 0;
-                        }
+                    if (dst_kind == 0)
+                        for (int64_t j = 0; j < out_w; j++) ((uint8_t *)dst)[at + j] = (uint8_t)out[j * g + e];
                     else if (dst_kind == 1)
                         for (int64_t j = 0; j < out_w; j++) ((float *)dst)[at + j] = out[j * g + e] / 255.0f;
                     else

@@ -76,15 +76,23 @@ def test_levels_are_the_float_lr_times_255_on_both_paths(compiled, monkeypatch, 
 
 
 @pytest.mark.parametrize("path", ["c", "torch"])
-def test_nan_gives_level_zero_as_matlab_uint8_does(compiled, monkeypatch, path):
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_or_inf_is_refused_on_both_paths(monkeypatch, dtype, bad, path):
+    if path == "c" and degrade_c.kernel() is None:
+        pytest.skip("not run: the C kernel did not build here (install gcc or set $CC)")
     if path == "torch":
         monkeypatch.setattr(degrade_c, "kernel", lambda: None)
-    hr = torch.rand(3, 40, 44, generator=torch.Generator().manual_seed(1))
-    hr[1, 20, 21] = float("nan")
-    levels, lr = degrade.bicubic_levels(hr, 4), degrade.bicubic_downsample(hr, 4)[1]
-    nan = lr.isnan()
-    assert nan.any() and levels[nan].eq(0).all()
-    assert torch.equal(levels[~nan], lr[~nan].mul(255).round().to(torch.uint8))
+    for layout in ("contiguous", "channels_last"):
+        hr = torch.rand(3, 40, 45, generator=torch.Generator().manual_seed(1), dtype=dtype)
+        if layout == "channels_last":
+            hr = hr.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        hr[1, 39, 43] = bad  # the last pixel that the ×4 crop keeps
+        for fn in (degrade.bicubic_levels, degrade.bicubic_downsample):
+            with pytest.raises(ValueError, match="NaN or Inf"):
+                fn(hr, 4)
+        hr[1, 39, 43], hr[1, 39, 44] = 0.5, bad  # cropped away: not read
+        assert degrade.bicubic_levels(hr, 4).shape == (3, 10, 11)
 
 
 @pytest.mark.parametrize("path", ["c", "torch"])
