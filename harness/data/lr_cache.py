@@ -3,7 +3,7 @@ the HR content and the degradation code it came from.
 
 `<root>/<Name>/LR_bicubic/X<s>/.generated` marks a folder made here, not the MATLAB-made files: a JSON record
 of the sha256 of each HR file the LR was made from and a fingerprint of the degradation (the uint8 output of
-`degrade.bicubic_downsample` on a fixed probe image). Every read compares the record with the HR files and the
+`degrade.bicubic_levels` on a fixed probe image). Every read compares the record with the HR files and the
 code: an LR whose HR or degradation changed is deleted and made again. Official LR placed into the folder
 (`reprosr data fetch`) first removes the generated files and the marker (:func:`clear_generated`), so that
 official files are verified against their manifest and never taken for generated ones.
